@@ -1,0 +1,549 @@
+//! The daemon's JSON-RPC interface: a jsonrpsee HTTP client with failover, cookie auth and retry.
+//!
+//! Bitcoin Core before v28 (and so litecoind, komodod, kevacoind) answers in JSON-RPC 1.0 style:
+//! `"error": null` beside every result and HTTP 500 on errors. jsonrpsee's client is strict 2.0,
+//! so an HTTP middleware layer ([`CoreCompat`]) rewrites each reply into 2.0 form first.
+//!
+//! Outages are survived: connection failures and the daemon's warm-up (`-28`) are retried with
+//! backoff forever, failing over between `DAEMON_URL` entries, and logged once per state change.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use base64::Engine;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use jsonrpsee::core::client::{BatchResponse, ClientT, Error as ClientError};
+use jsonrpsee::core::params::{ArrayParams, BatchRequestBuilder};
+use jsonrpsee::http_client::transport::{Error as TransportError, HttpBackend};
+use jsonrpsee::http_client::{HeaderMap, HeaderValue, HttpClient, HttpClientBuilder};
+use parking_lot::Mutex;
+use serde::de::DeserializeOwned;
+use serde_json::value::RawValue;
+use serde_json::Value;
+use tracing::{info, warn};
+
+use crate::config::DaemonUrl;
+use crate::types::{BlockHash, Height, Txid};
+
+/// Bitcoin Core's "still loading" error code.
+const RPC_IN_WARMUP: i64 = -28;
+
+/// An error the daemon returned for a request: it will not go away by retrying.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("daemon error {code}: {message}")]
+pub struct RpcError {
+    pub code: i64,
+    pub message: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error(transparent)]
+    Rpc(#[from] RpcError),
+    #[error("daemon reply to {method} could not be understood: {detail}")]
+    BadReply { method: String, detail: String },
+}
+
+// ---------------------------------------------------------------------------------------------
+// HTTP middleware: JSON-RPC 1.0 replies → 2.0.
+
+/// Tower layer that turns Bitcoin Core's 1.0-style replies into JSON-RPC 2.0 for jsonrpsee.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct CoreCompatLayer;
+
+impl<S> tower::Layer<S> for CoreCompatLayer {
+    type Service = CoreCompat<S>;
+    fn layer(&self, inner: S) -> CoreCompat<S> {
+        CoreCompat { inner }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct CoreCompat<S> {
+    inner: S,
+}
+
+type Request = jsonrpsee::http_client::HttpRequest;
+type BoxFuture<T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send>>;
+
+impl tower::Service<Request> for CoreCompat<HttpBackend> {
+    type Response = http::Response<Full<Bytes>>;
+    type Error = TransportError;
+    type Future = BoxFuture<Result<Self::Response, TransportError>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), TransportError>> {
+        tower::Service::poll_ready(&mut self.inner, cx)
+    }
+
+    fn call(&mut self, req: Request) -> Self::Future {
+        let fut = tower::Service::call(&mut self.inner, req);
+        Box::pin(async move {
+            let resp = fut.await?;
+            let (mut parts, body) = resp.into_parts();
+            let status = parts.status;
+            let bytes = body
+                .collect()
+                .await
+                .map_err(|e| {
+                    TransportError::Http(jsonrpsee::core::http_helpers::HttpError::Stream(e.into()))
+                })?
+                .to_bytes();
+            // Core answers RPC errors with HTTP 404/500 and a JSON body; anything else that is
+            // not a success (401 bad credentials, 503 work queue full) stays an HTTP error.
+            let json_error = matches!(status.as_u16(), 404 | 500) && bytes.first() == Some(&b'{');
+            if !status.is_success() && !json_error {
+                return Ok(http::Response::from_parts(parts, Full::new(bytes)));
+            }
+            let fixed = to_jsonrpc2(&bytes).unwrap_or(bytes);
+            parts.status = http::StatusCode::OK;
+            parts.headers.remove(http::header::CONTENT_LENGTH);
+            Ok(http::Response::from_parts(parts, Full::new(fixed)))
+        })
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct LooseReply<'a> {
+    #[serde(borrow, default)]
+    result: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    error: Option<&'a RawValue>,
+    #[serde(borrow)]
+    id: &'a RawValue,
+}
+
+#[derive(serde::Serialize)]
+struct StrictReply<'a> {
+    jsonrpc: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    result: Option<&'a RawValue>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<&'a RawValue>,
+    id: &'a RawValue,
+}
+
+fn strict(r: LooseReply<'_>) -> StrictReply<'_> {
+    let error = r.error.filter(|e| e.get() != "null");
+    // A JSON-RPC 2.0 reply has exactly one of result and error.
+    let result = match error {
+        Some(_) => None,
+        None => Some(
+            r.result
+                .unwrap_or_else(|| serde_json::from_str("null").unwrap()),
+        ),
+    };
+    StrictReply {
+        jsonrpc: "2.0",
+        result,
+        error,
+        id: r.id,
+    }
+}
+
+/// Rewrites one reply or a batch of replies; `None` when the body is not JSON-RPC at all
+/// (then jsonrpsee reports it as it is). Values are carried as raw JSON, never re-parsed.
+fn to_jsonrpc2(body: &[u8]) -> Option<Bytes> {
+    let text = std::str::from_utf8(body).ok()?;
+    let out = if text.trim_start().starts_with('[') {
+        let replies: Vec<LooseReply> = serde_json::from_str(text).ok()?;
+        let replies: Vec<StrictReply> = replies.into_iter().map(strict).collect();
+        serde_json::to_vec(&replies).ok()?
+    } else {
+        let reply: LooseReply = serde_json::from_str(text).ok()?;
+        serde_json::to_vec(&strict(reply)).ok()?
+    };
+    Some(Bytes::from(out))
+}
+
+// ---------------------------------------------------------------------------------------------
+// The client.
+
+type Client = HttpClient<
+    jsonrpsee::http_client::RpcLogger<jsonrpsee::http_client::RpcService<CoreCompat<HttpBackend>>>,
+>;
+
+/// What went wrong on the way to the daemon, for deciding whether to retry.
+enum Attempt<T> {
+    Done(T),
+    /// The daemon is unreachable, warming up or refusing us: wait and try again.
+    Retry(String),
+    Fail(DaemonError),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Health {
+    Unknown,
+    Up,
+    Down(String),
+}
+
+struct Current {
+    index: usize,
+    client: Arc<Client>,
+}
+
+/// A handle on the daemon; cheap to clone and share between tasks.
+#[derive(Clone)]
+pub struct Daemon {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    urls: Vec<DaemonUrl>,
+    cookie: Option<PathBuf>,
+    current: Mutex<Current>,
+    health: Mutex<Health>,
+    max_backoff: Duration,
+}
+
+impl Daemon {
+    pub fn new(urls: Vec<DaemonUrl>, cookie: Option<PathBuf>) -> anyhow::Result<Daemon> {
+        anyhow::ensure!(!urls.is_empty(), "no daemon URL");
+        let client = Arc::new(build_client(&urls[0], cookie.as_ref())?);
+        Ok(Daemon {
+            inner: Arc::new(Inner {
+                urls,
+                cookie,
+                current: Mutex::new(Current { index: 0, client }),
+                health: Mutex::new(Health::Unknown),
+                max_backoff: Duration::from_secs(4),
+            }),
+        })
+    }
+
+    /// The URL in use, without credentials.
+    pub fn url(&self) -> String {
+        let cur = self.inner.current.lock();
+        self.inner.urls[cur.index].url.clone()
+    }
+
+    fn client(&self) -> (usize, Arc<Client>) {
+        let cur = self.inner.current.lock();
+        (cur.index, cur.client.clone())
+    }
+
+    /// Moves to the next URL (or rebuilds the client for the same one, re-reading the cookie).
+    fn fail_over(&self, failed_index: usize) {
+        let mut cur = self.inner.current.lock();
+        if cur.index != failed_index {
+            return; // another task already moved on
+        }
+        let next = (cur.index + 1) % self.inner.urls.len();
+        match build_client(&self.inner.urls[next], self.inner.cookie.as_ref()) {
+            Ok(client) => {
+                if next != cur.index {
+                    info!("daemon: failing over to {}", self.inner.urls[next].url);
+                }
+                *cur = Current {
+                    index: next,
+                    client: Arc::new(client),
+                };
+            }
+            Err(e) => warn!("daemon: cannot use {}: {e:#}", self.inner.urls[next].url),
+        }
+    }
+
+    fn set_health(&self, h: Health) {
+        let mut cur = self.inner.health.lock();
+        if *cur == h {
+            return;
+        }
+        match &h {
+            Health::Up if *cur != Health::Unknown => info!("daemon at {} is back", self.url()),
+            Health::Up => info!("daemon at {} is up", self.url()),
+            Health::Down(why) => warn!("daemon at {}: {why}; retrying", self.url()),
+            Health::Unknown => {}
+        }
+        *cur = h;
+    }
+
+    /// Runs `op` against the current client until it succeeds or fails for good.
+    async fn retrying<T, F, Fut>(&self, op: F) -> Result<T, DaemonError>
+    where
+        F: Fn(Arc<Client>) -> Fut,
+        Fut: std::future::Future<Output = Attempt<T>>,
+    {
+        let mut backoff = Duration::from_millis(250);
+        let mut failures = 0u32;
+        loop {
+            let (index, client) = self.client();
+            match op(client).await {
+                Attempt::Done(v) => {
+                    self.set_health(Health::Up);
+                    return Ok(v);
+                }
+                Attempt::Fail(e) => {
+                    self.set_health(Health::Up);
+                    return Err(e);
+                }
+                Attempt::Retry(why) => {
+                    self.set_health(Health::Down(why));
+                    failures += 1;
+                    // Persistent trouble on this URL: try the next one (and re-read the cookie).
+                    if failures % 4 == 0 {
+                        self.fail_over(index);
+                    }
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(self.inner.max_backoff);
+                }
+            }
+        }
+    }
+
+    /// One call, retried through outages. Daemon-side errors are returned as [`RpcError`].
+    pub async fn call<T: DeserializeOwned>(
+        &self,
+        method: &str,
+        params: Vec<Value>,
+    ) -> Result<T, DaemonError> {
+        self.retrying(|client| {
+            let params = params.clone();
+            async move {
+                let mut p = ArrayParams::new();
+                for v in params {
+                    p.insert(v).expect("a JSON value serializes");
+                }
+                match client.request::<T, _>(method, p).await {
+                    Ok(v) => Attempt::Done(v),
+                    Err(e) => classify(method, e),
+                }
+            }
+        })
+        .await
+    }
+
+    /// The same method with many parameter lists, as one JSON-RPC batch. Each entry keeps its own
+    /// daemon error; a warm-up error anywhere retries the whole batch.
+    pub async fn batch<T: DeserializeOwned + Clone + std::fmt::Debug>(
+        &self,
+        method: &str,
+        params: &[Vec<Value>],
+    ) -> Result<Vec<Result<T, RpcError>>, DaemonError> {
+        if params.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.retrying(|client| async move {
+            let mut batch = BatchRequestBuilder::new();
+            for list in params {
+                let mut p = ArrayParams::new();
+                for v in list {
+                    p.insert(v).expect("a JSON value serializes");
+                }
+                batch.insert(method, p).expect("params serialize");
+            }
+            let resp: BatchResponse<T> = match client.batch_request(batch).await {
+                Ok(r) => r,
+                Err(e) => return classify(method, e),
+            };
+            let mut out = Vec::with_capacity(params.len());
+            for entry in resp.into_iter() {
+                match entry {
+                    Ok(v) => out.push(Ok(v)),
+                    Err(e) if i64::from(e.code()) == RPC_IN_WARMUP => {
+                        return Attempt::Retry(format!("warming up ({})", e.message()))
+                    }
+                    Err(e) => out.push(Err(RpcError {
+                        code: e.code().into(),
+                        message: e.message().to_string(),
+                    })),
+                }
+            }
+            Attempt::Done(out)
+        })
+        .await
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Typed calls.
+
+    pub async fn blockchain_info(&self) -> Result<BlockchainInfo, DaemonError> {
+        self.call("getblockchaininfo", vec![]).await
+    }
+
+    pub async fn best_block_hash(&self) -> Result<BlockHash, DaemonError> {
+        let s: String = self.call("getbestblockhash", vec![]).await?;
+        parse_hash("getbestblockhash", &s)
+    }
+
+    /// Block hashes of consecutive heights; a height past the tip is an error.
+    pub async fn block_hashes(&self, heights: &[Height]) -> Result<Vec<BlockHash>, DaemonError> {
+        let params: Vec<Vec<Value>> = heights.iter().map(|h| vec![Value::from(h.0)]).collect();
+        let replies: Vec<Result<String, RpcError>> = self.batch("getblockhash", &params).await?;
+        replies
+            .into_iter()
+            .map(|r| parse_hash("getblockhash", &r?))
+            .collect()
+    }
+
+    /// Raw blocks (`getblock <hash> 0`), decoded from hex.
+    pub async fn raw_blocks(&self, hashes: &[BlockHash]) -> Result<Vec<Vec<u8>>, DaemonError> {
+        let params: Vec<Vec<Value>> = hashes
+            .iter()
+            .map(|h| vec![Value::from(h.to_string()), Value::from(0)])
+            .collect();
+        let replies: Vec<Result<String, RpcError>> = self.batch("getblock", &params).await?;
+        replies
+            .into_iter()
+            .map(|r| decode_hex("getblock", &r?))
+            .collect()
+    }
+
+    pub async fn raw_mempool(&self) -> Result<Vec<Txid>, DaemonError> {
+        let ids: Vec<String> = self.call("getrawmempool", vec![]).await?;
+        ids.iter()
+            .map(|s| {
+                Txid::from_hex(s).ok_or_else(|| DaemonError::BadReply {
+                    method: "getrawmempool".into(),
+                    detail: format!("bad txid {s:?}"),
+                })
+            })
+            .collect()
+    }
+
+    /// Raw transactions; `None` for one the daemon does not know (left the mempool, say).
+    pub async fn raw_transactions(
+        &self,
+        txids: &[Txid],
+    ) -> Result<Vec<Option<Vec<u8>>>, DaemonError> {
+        let params: Vec<Vec<Value>> = txids
+            .iter()
+            .map(|t| vec![Value::from(t.to_string()), Value::from(0)])
+            .collect();
+        let replies: Vec<Result<String, RpcError>> =
+            self.batch("getrawtransaction", &params).await?;
+        replies
+            .into_iter()
+            .map(|r| match r {
+                Ok(hex) => decode_hex("getrawtransaction", &hex).map(Some),
+                Err(_) => Ok(None),
+            })
+            .collect()
+    }
+}
+
+/// The fields of `getblockchaininfo` the indexer uses.
+#[derive(Clone, Debug, serde::Deserialize)]
+pub struct BlockchainInfo {
+    pub chain: String,
+    pub blocks: u32,
+    #[serde(default)]
+    pub headers: u32,
+    pub bestblockhash: String,
+    #[serde(default)]
+    pub initialblockdownload: bool,
+}
+
+fn parse_hash(method: &str, s: &str) -> Result<BlockHash, DaemonError> {
+    BlockHash::from_hex(s).ok_or_else(|| DaemonError::BadReply {
+        method: method.into(),
+        detail: format!("bad hash {s:?}"),
+    })
+}
+
+fn decode_hex(method: &str, s: &str) -> Result<Vec<u8>, DaemonError> {
+    hex::decode(s).map_err(|e| DaemonError::BadReply {
+        method: method.into(),
+        detail: format!("bad hex: {e}"),
+    })
+}
+
+fn classify<T>(method: &str, e: ClientError) -> Attempt<T> {
+    match e {
+        ClientError::Call(obj) if i64::from(obj.code()) == RPC_IN_WARMUP => {
+            Attempt::Retry(format!("warming up ({})", obj.message()))
+        }
+        ClientError::Call(obj) => Attempt::Fail(DaemonError::Rpc(RpcError {
+            code: obj.code().into(),
+            message: obj.message().to_string(),
+        })),
+        ClientError::Transport(t) => {
+            let text = t.to_string();
+            if text.contains("401") {
+                Attempt::Retry(
+                    "credentials refused (HTTP 401): check the user:password in DAEMON_URL \
+                     against rpcuser/rpcpassword, or DAEMON_COOKIE"
+                        .into(),
+                )
+            } else {
+                Attempt::Retry(format!("unreachable ({text})"))
+            }
+        }
+        ClientError::RequestTimeout => Attempt::Retry("request timed out".into()),
+        ClientError::RestartNeeded(why) => Attempt::Retry(format!("connection lost ({why})")),
+        ClientError::ParseError(e) => Attempt::Fail(DaemonError::BadReply {
+            method: method.into(),
+            detail: e.to_string(),
+        }),
+        other => Attempt::Fail(DaemonError::BadReply {
+            method: method.into(),
+            detail: other.to_string(),
+        }),
+    }
+}
+
+fn build_client(url: &DaemonUrl, cookie: Option<&PathBuf>) -> anyhow::Result<Client> {
+    let auth = match (&url.auth, cookie) {
+        (Some(a), _) => Some(a.clone()),
+        (None, Some(path)) => Some(
+            std::fs::read_to_string(path)
+                .map_err(|e| anyhow::anyhow!("cannot read DAEMON_COOKIE {}: {e}", path.display()))?
+                .trim()
+                .to_string(),
+        ),
+        (None, None) => None,
+    };
+    let mut headers = HeaderMap::new();
+    if let Some(auth) = auth {
+        let token = base64::engine::general_purpose::STANDARD.encode(auth);
+        headers.insert(
+            http::header::AUTHORIZATION,
+            HeaderValue::from_str(&format!("Basic {token}"))?,
+        );
+    }
+    let client = HttpClientBuilder::default()
+        .set_headers(headers)
+        .max_request_size(64 << 20)
+        .max_response_size(u32::MAX)
+        .request_timeout(Duration::from_secs(120))
+        .max_concurrent_requests(64)
+        .set_http_middleware(tower::ServiceBuilder::new().layer(CoreCompatLayer))
+        .build(&url.url)?;
+    Ok(client)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn core_replies_become_jsonrpc2() {
+        let one = to_jsonrpc2(br#"{"result":"ab","error":null,"id":1}"#).unwrap();
+        assert_eq!(&one[..], br#"{"jsonrpc":"2.0","result":"ab","id":1}"#);
+        let err =
+            to_jsonrpc2(br#"{"result":null,"error":{"code":-5,"message":"x"},"id":2}"#).unwrap();
+        assert_eq!(
+            &err[..],
+            br#"{"jsonrpc":"2.0","error":{"code":-5,"message":"x"},"id":2}"#
+        );
+        let null_result = to_jsonrpc2(br#"{"result":null,"error":null,"id":3}"#).unwrap();
+        assert_eq!(
+            &null_result[..],
+            br#"{"jsonrpc":"2.0","result":null,"id":3}"#
+        );
+        let batch = to_jsonrpc2(
+            br#"[{"result":1,"error":null,"id":0},{"result":null,"error":{"code":-8,"message":"m"},"id":1}]"#,
+        )
+        .unwrap();
+        assert_eq!(
+            &batch[..],
+            br#"[{"jsonrpc":"2.0","result":1,"id":0},{"jsonrpc":"2.0","error":{"code":-8,"message":"m"},"id":1}]"#
+        );
+        // Already 2.0 (Core >= 28): unchanged in meaning.
+        let v2 = to_jsonrpc2(br#"{"jsonrpc":"2.0","result":5,"id":4}"#).unwrap();
+        assert_eq!(&v2[..], br#"{"jsonrpc":"2.0","result":5,"id":4}"#);
+        assert!(to_jsonrpc2(b"<html>").is_none());
+    }
+}

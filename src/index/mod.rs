@@ -1,0 +1,357 @@
+//! The indexer: initial sync from genesis, following the tip, and reorgs.
+
+pub mod fetch;
+pub mod undo;
+pub mod writer;
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use tokio::sync::{broadcast, mpsc, watch};
+use tracing::{info, warn};
+
+use crate::coin::Coin;
+use crate::daemon::Daemon;
+use crate::store::{Mode, Store, Tip};
+use crate::types::{HashX, Height};
+use writer::{WriteError, Writer};
+
+/// What listeners hear after each commit: the new tip and the scripts whose history changed.
+#[derive(Clone, Debug)]
+pub struct IndexEvent {
+    pub tip: Option<Tip>,
+    pub touched: Arc<Vec<HashX>>,
+    /// True when blocks were removed by a reorg.
+    pub reorg: bool,
+}
+
+/// Why a sync pass stopped early.
+enum Stop {
+    Shutdown,
+    /// The daemon's chain no longer contains our tip: look for the fork point.
+    Diverged,
+}
+
+pub struct Indexer {
+    store: Arc<Store>,
+    daemon: Daemon,
+    coin: Coin,
+    reorg_limit: u32,
+    writer: Arc<Mutex<Writer>>,
+    events: broadcast::Sender<IndexEvent>,
+    caught_up_once: bool,
+}
+
+const PROGRESS_EVERY: Duration = Duration::from_secs(10);
+
+impl Indexer {
+    pub fn new(
+        store: Arc<Store>,
+        daemon: Daemon,
+        coin: Coin,
+        reorg_limit: u32,
+        cache_mb: usize,
+    ) -> Indexer {
+        // A quarter of CACHE_MB for blocks not yet written; RocksDB gets the rest.
+        let flush_bytes = (cache_mb.max(16) << 20) / 4;
+        let writer = Writer::new(store.clone(), reorg_limit, flush_bytes);
+        let (events, _) = broadcast::channel(64);
+        Indexer {
+            store,
+            daemon,
+            coin,
+            reorg_limit,
+            writer: Arc::new(Mutex::new(writer)),
+            events,
+            caught_up_once: false,
+        }
+    }
+
+    pub fn subscribe(&self) -> broadcast::Receiver<IndexEvent> {
+        self.events.subscribe()
+    }
+
+    pub fn store(&self) -> &Arc<Store> {
+        &self.store
+    }
+
+    /// Refuses a daemon that serves another chain than the coin file describes.
+    pub async fn check_daemon(&self) -> anyhow::Result<()> {
+        let genesis = self.daemon.block_hashes(&[Height(0)]).await?[0];
+        if genesis != self.coin.genesis_hash {
+            bail!(
+                "the daemon at {} serves a chain with genesis {genesis}, but {} {} has genesis {}; \
+                 check COIN, NET and DAEMON_URL",
+                self.daemon.url(),
+                self.coin.name,
+                self.coin.net,
+                self.coin.genesis_hash
+            );
+        }
+        Ok(())
+    }
+
+    /// Syncs to the daemon's tip, then follows it until `shutdown` turns true.
+    pub async fn run(
+        &mut self,
+        mut shutdown: watch::Receiver<bool>,
+        poll: Duration,
+    ) -> anyhow::Result<()> {
+        loop {
+            if *shutdown.borrow() {
+                return Ok(());
+            }
+            self.sync(&mut shutdown).await?;
+            if *shutdown.borrow() {
+                return Ok(());
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(poll) => {}
+                _ = shutdown.changed() => {}
+            }
+        }
+    }
+
+    /// One pass: handle a reorg if the daemon left our tip, then index up to its tip.
+    pub async fn sync(&mut self, shutdown: &mut watch::Receiver<bool>) -> anyhow::Result<()> {
+        loop {
+            let info = tokio::select! {
+                info = self.daemon.blockchain_info() => info?,
+                _ = shutdown.changed() => return Ok(()),
+            };
+            let daemon_height = Height(info.blocks);
+            match self.catch_up(daemon_height, shutdown).await? {
+                None => break,
+                Some(Stop::Shutdown) => return Ok(()),
+                Some(Stop::Diverged) => self.reorg(daemon_height).await?,
+            }
+        }
+        if !self.caught_up_once {
+            self.caught_up_once = true;
+            self.finish_initial_sync().await?;
+        }
+        Ok(())
+    }
+
+    async fn finish_initial_sync(&mut self) -> anyhow::Result<()> {
+        let tip = self.store.tip();
+        if self.store.mode() == Mode::Bulk {
+            let store = self.store.clone();
+            tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
+                store.set_mode(Mode::Follow)?;
+                store.compact();
+                Ok(())
+            })
+            .await??;
+        }
+        self.writer.lock().unwrap().collect_touched(true);
+        let _ = self.events.send(IndexEvent {
+            tip,
+            touched: Arc::new(Vec::new()),
+            reorg: false,
+        });
+        match tip {
+            Some(t) => info!(
+                "caught up with the daemon at height {} ({} transactions, {:.1} MB on disk)",
+                t.height,
+                t.tx_count,
+                self.store.disk_size() as f64 / 1e6
+            ),
+            None => info!("caught up with the daemon (empty chain)"),
+        }
+        Ok(())
+    }
+
+    /// Indexes blocks above our tip up to `daemon_height`. `None` when done.
+    async fn catch_up(
+        &mut self,
+        daemon_height: Height,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> anyhow::Result<Option<Stop>> {
+        let tip = self.store.tip();
+        if let Some(t) = tip {
+            if t.height > daemon_height {
+                return Ok(Some(Stop::Diverged));
+            }
+            let theirs = self.daemon.block_hashes(&[t.height]).await?[0];
+            if theirs != t.hash {
+                return Ok(Some(Stop::Diverged));
+            }
+        }
+        let from = tip.map_or(Height(0), |t| Height(t.height.0 + 1));
+        if from > daemon_height {
+            return Ok(None);
+        }
+        self.writer.lock().unwrap().set_daemon_height(daemon_height);
+        let start_height = from;
+        let start_txs = self.store.tx_count();
+        let started = Instant::now();
+        let mut last_log = Instant::now();
+        let (tx, mut rx) = mpsc::channel(2);
+        let fetcher = tokio::spawn(fetch::fetch_range(
+            self.daemon.clone(),
+            self.coin.chain,
+            from,
+            daemon_height,
+            tx,
+        ));
+        let _abort = AbortOnDrop(fetcher);
+        loop {
+            let batch = tokio::select! {
+                b = rx.recv() => b,
+                _ = shutdown.changed() => return Ok(Some(Stop::Shutdown)),
+            };
+            let Some(batch) = batch else { break };
+            let batch = batch?;
+            let writer = self.writer.clone();
+            let result =
+                tokio::task::spawn_blocking(move || writer.lock().unwrap().apply(&batch.blocks))
+                    .await?;
+            let applied = match result {
+                Ok(a) => a,
+                Err(WriteError::NotOnTip { height, .. }) => {
+                    info!("the daemon's chain changed under us at height {height}");
+                    return Ok(Some(Stop::Diverged));
+                }
+                Err(e) => return Err(e.into()),
+            };
+            if self.caught_up_once {
+                let _ = self.events.send(IndexEvent {
+                    tip: applied.tip,
+                    touched: Arc::new(applied.touched),
+                    reorg: false,
+                });
+            }
+            if last_log.elapsed() >= PROGRESS_EVERY {
+                last_log = Instant::now();
+                self.log_progress(start_height, start_txs, started, daemon_height);
+            }
+        }
+        let tip = self.store.tip();
+        if let Some(t) = tip {
+            let blocks = t.height.0 + 1 - start_height.0;
+            if !self.caught_up_once || blocks > 1 {
+                info!(
+                    "indexed {blocks} blocks to height {} in {:.1}s",
+                    t.height,
+                    started.elapsed().as_secs_f64()
+                );
+            } else {
+                info!("new block {} at height {}", t.hash, t.height);
+            }
+        }
+        Ok(None)
+    }
+
+    fn log_progress(&self, start: Height, start_txs: u64, started: Instant, target: Height) {
+        let Some(tip) = self.store.tip() else { return };
+        let secs = started.elapsed().as_secs_f64().max(1e-3);
+        let blocks = (tip.height.0 + 1 - start.0) as f64;
+        let txs = (tip.tx_count - start_txs) as f64;
+        let (bps, tps) = (blocks / secs, txs / secs);
+        // Estimate the remaining transactions from the coin's hint when it is ahead of us.
+        let [hint_h, hint_txs] = self.coin.tx_count_hint;
+        let remaining_blocks = (target.0 - tip.height.0) as f64;
+        let eta = if hint_txs > tip.tx_count && tps > 0.0 {
+            let total = hint_txs as f64
+                + (target.0 as f64 - hint_h as f64).max(0.0) * self.coin.tx_per_block_hint as f64;
+            (total - tip.tx_count as f64).max(0.0) / tps
+        } else if bps > 0.0 {
+            remaining_blocks / bps
+        } else {
+            0.0
+        };
+        info!(
+            "sync: height {}/{} ({:.1}%), {:.0} blocks/s, {:.0} tx/s, {} transactions, ETA {}",
+            tip.height,
+            target,
+            100.0 * tip.height.0 as f64 / target.0.max(1) as f64,
+            bps,
+            tps,
+            tip.tx_count,
+            format_duration(eta)
+        );
+    }
+
+    /// Finds where the daemon's chain forks from ours and rolls our blocks back to it.
+    async fn reorg(&mut self, daemon_height: Height) -> anyhow::Result<()> {
+        let tip = self.store.tip().context("reorg with an empty index")?;
+        let fork = self.fork_point(tip.height.min(daemon_height)).await?;
+        let depth = match fork {
+            Some(f) => tip.height.0 - f.0,
+            None => tip.height.0 + 1,
+        };
+        if depth > self.reorg_limit {
+            bail!(
+                "the daemon's chain forks {depth} blocks below our tip {}, deeper than REORG_LIMIT \
+                 ({}); delete DB_DIRECTORY and reindex",
+                tip.height,
+                self.reorg_limit
+            );
+        }
+        warn!(
+            "chain reorganisation: undoing {depth} block(s) from height {} back to {}",
+            tip.height,
+            fork.map_or("before genesis".to_string(), |f| f.to_string())
+        );
+        let writer = self.writer.clone();
+        let touched = tokio::task::spawn_blocking(move || -> anyhow::Result<Vec<HashX>> {
+            let mut w = writer.lock().unwrap();
+            let mut touched = Vec::new();
+            for _ in 0..depth {
+                touched.extend(w.undo_tip()?);
+            }
+            touched.sort_unstable();
+            touched.dedup();
+            Ok(touched)
+        })
+        .await??;
+        if self.caught_up_once {
+            let _ = self.events.send(IndexEvent {
+                tip: self.store.tip(),
+                touched: Arc::new(touched),
+                reorg: true,
+            });
+        }
+        Ok(())
+    }
+
+    /// The highest height at or below `start` where our block hash equals the daemon's.
+    async fn fork_point(&self, start: Height) -> anyhow::Result<Option<Height>> {
+        let mut top = start.0 as i64;
+        let mut window = 1i64;
+        while top >= 0 {
+            let low = (top - window + 1).max(0);
+            let heights: Vec<Height> = (low..=top).map(|h| Height(h as u32)).collect();
+            let theirs = self.daemon.block_hashes(&heights).await?;
+            for (h, their) in heights.iter().zip(&theirs).rev() {
+                if self.store.block_hash(*h)? == Some(*their) {
+                    return Ok(Some(*h));
+                }
+            }
+            top = low - 1;
+            window *= 2;
+        }
+        Ok(None)
+    }
+}
+
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+fn format_duration(secs: f64) -> String {
+    let s = secs.round() as u64;
+    if s >= 3600 {
+        format!("{}h{:02}m", s / 3600, (s % 3600) / 60)
+    } else if s >= 60 {
+        format!("{}m{:02}s", s / 60, s % 60)
+    } else {
+        format!("{s}s")
+    }
+}

@@ -1,0 +1,12 @@
+//! Sextant: an Electrum protocol server that indexes a `txindex=1` full node into RocksDB.
+//!
+//! Data flows one way: daemon → parse (coin) → index → store → query → protocol → network.
+
+pub mod coin;
+pub mod config;
+pub mod daemon;
+pub mod index;
+pub mod mempool;
+pub mod query;
+pub mod store;
+pub mod types;

@@ -1,0 +1,157 @@
+//! `sextant`: configured entirely by ElectrumX's environment variables.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context;
+use parking_lot::RwLock;
+use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::watch;
+use tracing::{error, info, warn};
+
+use sextant::config::{Config, ConfigError, ProcessEnv};
+use sextant::daemon::Daemon;
+use sextant::index::Indexer;
+use sextant::mempool::{self, Mempool};
+use sextant::store::{Mode, Store};
+
+fn main() -> ExitCode {
+    let config = match Config::from_env(&ProcessEnv) {
+        Ok(c) => c,
+        Err(e) => return config_error(e),
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(format!(
+            "{},rocksdb=warn,jsonrpsee=warn,hyper=warn",
+            config.log_level
+        )))
+        .with_target(false)
+        .init();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    match runtime.block_on(run(config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            error!("{e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn config_error(e: ConfigError) -> ExitCode {
+    eprintln!("sextant: {e}");
+    ExitCode::from(2)
+}
+
+async fn run(config: Config) -> anyhow::Result<()> {
+    info!(
+        "Sextant {} for {} {}, index in {}",
+        env!("CARGO_PKG_VERSION"),
+        config.coin.name,
+        config.coin.net,
+        config.db_dir.display()
+    );
+    let store = {
+        let (dir, coin, cache) = (config.db_dir.clone(), config.coin.clone(), config.cache_mb);
+        tokio::task::spawn_blocking(move || Store::open(&dir, &coin, cache, Mode::Bulk)).await??
+    };
+    let store = Arc::new(store);
+    match store.tip() {
+        Some(t) => info!("index tip: height {} ({})", t.height, t.hash),
+        None => info!("index is empty: initial sync from genesis"),
+    }
+    let daemon = Daemon::new(config.daemon_urls.clone(), config.daemon_cookie.clone())?;
+    let (stop_tx, stop_rx) = watch::channel(false);
+    tokio::spawn(wait_for_signal(stop_tx));
+
+    let mut indexer = Indexer::new(
+        store.clone(),
+        daemon.clone(),
+        config.coin.clone(),
+        config.reorg_limit,
+        config.cache_mb,
+    );
+    tokio::select! {
+        r = indexer.check_daemon() => r?,
+        _ = wait_stop(stop_rx.clone()) => return shutdown(&store),
+    }
+
+    let mempool = Arc::new(RwLock::new(Mempool::default()));
+    let mut events = indexer.subscribe();
+    let mempool_task = tokio::spawn({
+        let (daemon, store, mempool, mut stop) = (
+            daemon.clone(),
+            store.clone(),
+            mempool.clone(),
+            stop_rx.clone(),
+        );
+        let chain = config.coin.chain;
+        let poll = config.poll_mempool;
+        async move {
+            // Start once the initial sync is over: before that the UTXO set is incomplete.
+            tokio::select! {
+                e = events.recv() => if matches!(e, Err(RecvError::Closed)) { return },
+                _ = stop.changed() => return,
+            }
+            let mut confirmed_changed = true;
+            loop {
+                match mempool::refresh(&mempool, &daemon, chain, &store, confirmed_changed).await {
+                    Ok(d) if d.added + d.removed > 0 => info!(
+                        "mempool: {} txs (+{} -{})",
+                        mempool.read().len(),
+                        d.added,
+                        d.removed
+                    ),
+                    Ok(_) => {}
+                    Err(e) => warn!("mempool refresh failed: {e}"),
+                }
+                confirmed_changed = false;
+                // A new block refreshes at once, so no transaction stays both confirmed and
+                // unconfirmed for a poll interval.
+                tokio::select! {
+                    _ = tokio::time::sleep(poll) => {}
+                    e = events.recv() => match e {
+                        Err(RecvError::Closed) => return,
+                        _ => confirmed_changed = true,
+                    },
+                    _ = stop.changed() => return,
+                }
+            }
+        }
+    });
+
+    let result = indexer
+        .run(stop_rx.clone(), config.poll_blocks)
+        .await
+        .context("indexer stopped");
+    mempool_task.abort();
+    shutdown(&store)?;
+    result
+}
+
+fn shutdown(store: &Store) -> anyhow::Result<()> {
+    info!("flushing the index and exiting");
+    store.flush()?;
+    Ok(())
+}
+
+async fn wait_stop(mut rx: watch::Receiver<bool>) {
+    while !*rx.borrow() {
+        if rx.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+async fn wait_for_signal(stop: watch::Sender<bool>) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
+    tokio::select! {
+        _ = term.recv() => info!("SIGTERM received"),
+        _ = int.recv() => info!("SIGINT received"),
+    }
+    let _ = stop.send(true);
+}

@@ -1,0 +1,789 @@
+//! RocksDB storage: column families, key encodings, atomic batches and the schema version.
+//!
+//! | column family | key | value |
+//! |---|---|---|
+//! | `meta` | `schema`, `coin`, `tip` | schema version; coin/net/genesis; tip height ‖ hash ‖ tx count |
+//! | `headers` | height | raw header |
+//! | `txcounts` | height | cumulative tx count after the block (u64 BE) |
+//! | `txids` | tx num | txid |
+//! | `history` | hashX ‖ tx num | – (a script's history is one prefix scan, in chain order) |
+//! | `utxo` | txid\[..4\] ‖ vout ‖ tx num | hashX ‖ value (who owns an outpoint) |
+//! | `scriptutxo` | hashX ‖ tx num ‖ vout | value (a script's unspent outputs) |
+//! | `undo` | height | what a block changed, to roll it back in a reorg |
+//!
+//! Every write is one `WriteBatch` that also moves `tip`, so the database is consistent after
+//! a crash at any moment. During initial sync the WAL is off and all column families flush
+//! atomically, which keeps that guarantee at the last flushed batch.
+
+use std::ops::Range;
+use std::path::Path;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use parking_lot::RwLock;
+use rocksdb::{
+    BlockBasedOptions, Cache, ColumnFamily, ColumnFamilyDescriptor, Direction, IteratorMode,
+    Options, SliceTransform, WriteBatch, WriteOptions, DB,
+};
+
+use crate::coin::{Chain, Coin};
+use crate::types::{BlockHash, HashX, Height, OutPoint, TxNum, Txid};
+
+/// The on-disk layout version this build writes. Steps from older versions live in
+/// `migrations/`.
+pub const SCHEMA_VERSION: u32 = 1;
+
+const CF_META: &str = "meta";
+const CF_HEADERS: &str = "headers";
+const CF_TXCOUNTS: &str = "txcounts";
+const CF_TXIDS: &str = "txids";
+const CF_HISTORY: &str = "history";
+const CF_UTXO: &str = "utxo";
+const CF_SCRIPTUTXO: &str = "scriptutxo";
+const CF_UNDO: &str = "undo";
+const ALL_CFS: &[&str] = &[
+    CF_META,
+    CF_HEADERS,
+    CF_TXCOUNTS,
+    CF_TXIDS,
+    CF_HISTORY,
+    CF_UTXO,
+    CF_SCRIPTUTXO,
+    CF_UNDO,
+];
+
+const KEY_SCHEMA: &[u8] = b"schema";
+const KEY_COIN: &[u8] = b"coin";
+const KEY_TIP: &[u8] = b"tip";
+
+/// Bytes of the outpoint prefix in `utxo` keys: the txid prefix and the vout.
+const OUTPOINT_PREFIX_LEN: usize = 4 + 4;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("RocksDB: {0}")]
+    Rocks(#[from] rocksdb::Error),
+    #[error(
+        "the database in {dir} was made for {found}, not {expected}; point DB_DIRECTORY at \
+         another directory or set COIN/NET to match"
+    )]
+    WrongCoin {
+        dir: String,
+        found: String,
+        expected: String,
+    },
+    #[error(
+        "the database in {dir} has schema version {found}, newer than this build's {supported}; \
+         run a newer Sextant or reindex into an empty DB_DIRECTORY"
+    )]
+    TooNew {
+        dir: String,
+        found: u32,
+        supported: u32,
+    },
+    #[error(
+        "the database in {dir} has schema version {found} and no upgrade step exists to \
+         version {supported}; delete DB_DIRECTORY to reindex from the daemon"
+    )]
+    NoUpgrade {
+        dir: String,
+        found: u32,
+        supported: u32,
+    },
+    #[error("the database is damaged: {0}; delete DB_DIRECTORY to reindex")]
+    Corrupt(String),
+    #[error("schema migration {from}→{to} failed: {detail}")]
+    Migration { from: u32, to: u32, detail: String },
+}
+
+/// The last indexed block.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Tip {
+    pub height: Height,
+    pub hash: BlockHash,
+    /// Transactions in the chain up to and including this block.
+    pub tx_count: u64,
+}
+
+impl Tip {
+    fn encode(&self) -> Vec<u8> {
+        let mut v = Vec::with_capacity(44);
+        v.extend_from_slice(&self.height.to_bytes());
+        v.extend_from_slice(&self.hash.0);
+        v.extend_from_slice(&self.tx_count.to_be_bytes());
+        v
+    }
+
+    fn decode(b: &[u8]) -> Option<Tip> {
+        if b.len() != 44 {
+            return None;
+        }
+        Some(Tip {
+            height: Height::from_bytes(&b[0..4]),
+            hash: BlockHash(b[4..36].try_into().ok()?),
+            tx_count: u64::from_be_bytes(b[36..44].try_into().ok()?),
+        })
+    }
+}
+
+/// An unspent output as stored: its owner, number of its transaction and value.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StoredUtxo {
+    pub hashx: HashX,
+    pub txnum: TxNum,
+    pub value: u64,
+}
+
+/// A script's unspent output, for `listunspent`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ScriptUtxo {
+    pub txnum: TxNum,
+    pub vout: u32,
+    pub value: u64,
+}
+
+/// How the database should be tuned.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// Initial sync: big write buffers, no WAL (atomic flush keeps batches whole).
+    Bulk,
+    /// Following the tip: every batch goes through the WAL.
+    Follow,
+}
+
+pub struct Store {
+    db: DB,
+    chain: Chain,
+    dir: String,
+    /// `txcounts[h]` = transactions in the chain up to and including height `h`; kept in memory
+    /// so that a history's heights need no reads.
+    txcounts: RwLock<Vec<u64>>,
+    tip: RwLock<Option<Tip>>,
+    bulk: AtomicBool,
+}
+
+fn outpoint_prefix(txid: &Txid, vout: u32) -> [u8; OUTPOINT_PREFIX_LEN] {
+    let mut k = [0u8; OUTPOINT_PREFIX_LEN];
+    k[..4].copy_from_slice(&txid.0[..4]);
+    k[4..].copy_from_slice(&vout.to_be_bytes());
+    k
+}
+
+fn utxo_key(txid: &Txid, vout: u32, txnum: TxNum) -> Vec<u8> {
+    let mut k = Vec::with_capacity(OUTPOINT_PREFIX_LEN + TxNum::LEN);
+    k.extend_from_slice(&outpoint_prefix(txid, vout));
+    k.extend_from_slice(&txnum.to_bytes());
+    k
+}
+
+fn scriptutxo_key(hashx: &HashX, txnum: TxNum, vout: u32) -> Vec<u8> {
+    let mut k = Vec::with_capacity(HashX::LEN + TxNum::LEN + 4);
+    k.extend_from_slice(&hashx.0);
+    k.extend_from_slice(&txnum.to_bytes());
+    k.extend_from_slice(&vout.to_be_bytes());
+    k
+}
+
+fn history_key(hashx: &HashX, txnum: TxNum) -> Vec<u8> {
+    let mut k = Vec::with_capacity(HashX::LEN + TxNum::LEN);
+    k.extend_from_slice(&hashx.0);
+    k.extend_from_slice(&txnum.to_bytes());
+    k
+}
+
+fn coin_id(coin: &Coin) -> String {
+    format!("{} {} {}", coin.name, coin.net, coin.genesis_hash)
+}
+
+fn cf_options(name: &str, cache: &Cache, mode: Mode) -> Options {
+    let mut o = Options::default();
+    let mut table = BlockBasedOptions::default();
+    table.set_block_cache(cache);
+    table.set_bloom_filter(10.0, false);
+    table.set_cache_index_and_filter_blocks(true);
+    match name {
+        // Lookups here are prefix seeks (an outpoint, a script): filter on the prefix.
+        CF_UTXO => {
+            o.set_prefix_extractor(SliceTransform::create_fixed_prefix(OUTPOINT_PREFIX_LEN));
+            table.set_whole_key_filtering(false);
+        }
+        CF_HISTORY | CF_SCRIPTUTXO => {
+            o.set_prefix_extractor(SliceTransform::create_fixed_prefix(HashX::LEN));
+            table.set_whole_key_filtering(false);
+        }
+        _ => {}
+    }
+    o.set_block_based_table_factory(&table);
+    o.set_compression_type(rocksdb::DBCompressionType::Lz4);
+    let big = matches!(name, CF_HISTORY | CF_UTXO | CF_SCRIPTUTXO | CF_TXIDS);
+    o.set_write_buffer_size(match (mode, big) {
+        (Mode::Bulk, true) => 128 << 20,
+        (_, true) => 32 << 20,
+        _ => 8 << 20,
+    });
+    o.set_max_write_buffer_number(3);
+    o.set_level_compaction_dynamic_level_bytes(true);
+    o
+}
+
+impl Store {
+    /// Opens (or creates) the index for `coin`, refusing another coin's database and upgrading
+    /// an older schema through `migrations/`.
+    pub fn open(
+        path: &Path,
+        coin: &Coin,
+        cache_mb: usize,
+        mode: Mode,
+    ) -> Result<Store, StoreError> {
+        let dir = path.display().to_string();
+        let cache = Cache::new_lru_cache((cache_mb.max(16) << 20) / 2);
+        let mut opts = Options::default();
+        opts.create_if_missing(true);
+        opts.create_missing_column_families(true);
+        opts.set_atomic_flush(true);
+        opts.set_max_background_jobs(2);
+        opts.set_max_open_files(512);
+        opts.set_keep_log_file_num(3);
+        // Bounds all memtables together, so CACHE_MB is honoured across column families.
+        opts.set_db_write_buffer_size((cache_mb.max(64) << 20) / 2);
+        let cfs = ALL_CFS
+            .iter()
+            .map(|name| ColumnFamilyDescriptor::new(*name, cf_options(name, &cache, mode)));
+        let db = DB::open_cf_descriptors(&opts, path, cfs)?;
+        let store = Store {
+            db,
+            chain: coin.chain,
+            dir,
+            txcounts: RwLock::new(Vec::new()),
+            tip: RwLock::new(None),
+            bulk: AtomicBool::new(mode == Mode::Bulk),
+        };
+        store.check_identity(coin)?;
+        store.load()?;
+        Ok(store)
+    }
+
+    fn cf(&self, name: &str) -> &ColumnFamily {
+        self.db.cf_handle(name).expect("column family opened")
+    }
+
+    /// Stamps an empty database with this coin and schema; checks an existing one.
+    fn check_identity(&self, coin: &Coin) -> Result<(), StoreError> {
+        let meta = self.cf(CF_META);
+        let expected = coin_id(coin);
+        match self.db.get_cf(meta, KEY_COIN)? {
+            None => {
+                let mut b = WriteBatch::default();
+                b.put_cf(meta, KEY_COIN, expected.as_bytes());
+                b.put_cf(meta, KEY_SCHEMA, SCHEMA_VERSION.to_be_bytes());
+                self.db.write(b)?;
+                Ok(())
+            }
+            Some(found) => {
+                let found = String::from_utf8_lossy(&found).into_owned();
+                if found != expected {
+                    return Err(StoreError::WrongCoin {
+                        dir: self.dir.clone(),
+                        found,
+                        expected,
+                    });
+                }
+                let version = self.schema_version()?;
+                if version > SCHEMA_VERSION {
+                    return Err(StoreError::TooNew {
+                        dir: self.dir.clone(),
+                        found: version,
+                        supported: SCHEMA_VERSION,
+                    });
+                }
+                crate::store::migrate::upgrade(self, version)
+            }
+        }
+    }
+
+    pub fn schema_version(&self) -> Result<u32, StoreError> {
+        let v = self
+            .db
+            .get_cf(self.cf(CF_META), KEY_SCHEMA)?
+            .ok_or_else(|| StoreError::Corrupt("no schema version".into()))?;
+        let b: [u8; 4] = v
+            .as_slice()
+            .try_into()
+            .map_err(|_| StoreError::Corrupt("bad schema version".into()))?;
+        Ok(u32::from_be_bytes(b))
+    }
+
+    fn load(&self) -> Result<(), StoreError> {
+        let tip = match self.db.get_cf(self.cf(CF_META), KEY_TIP)? {
+            None => None,
+            Some(b) => Some(Tip::decode(&b).ok_or_else(|| StoreError::Corrupt("bad tip".into()))?),
+        };
+        let mut counts = Vec::new();
+        if let Some(tip) = tip {
+            counts.reserve(tip.height.0 as usize + 1);
+            for item in self
+                .db
+                .iterator_cf(self.cf(CF_TXCOUNTS), IteratorMode::Start)
+            {
+                let (k, v) = item?;
+                let h = Height::from_bytes(&k);
+                if h > tip.height {
+                    break; // rows past the tip belong to a batch that never committed
+                }
+                if h.0 as usize != counts.len() {
+                    return Err(StoreError::Corrupt(format!("tx counts skip height {h}")));
+                }
+                counts.push(u64::from_be_bytes(v[..8].try_into().unwrap()));
+            }
+            if counts.len() != tip.height.0 as usize + 1 || counts.last() != Some(&tip.tx_count) {
+                return Err(StoreError::Corrupt("tx counts do not reach the tip".into()));
+            }
+        }
+        *self.txcounts.write() = counts;
+        *self.tip.write() = tip;
+        Ok(())
+    }
+
+    pub fn tip(&self) -> Option<Tip> {
+        *self.tip.read()
+    }
+
+    /// Transactions in the indexed chain.
+    pub fn tx_count(&self) -> u64 {
+        self.tip().map_or(0, |t| t.tx_count)
+    }
+
+    pub fn header(&self, height: Height) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.db.get_cf(self.cf(CF_HEADERS), height.to_bytes())?)
+    }
+
+    /// The hash of a header, by the coin's header family.
+    pub fn chain_hash(&self, header: &[u8]) -> BlockHash {
+        self.chain.header_hash(header)
+    }
+
+    pub fn block_hash(&self, height: Height) -> Result<Option<BlockHash>, StoreError> {
+        Ok(self.header(height)?.map(|h| self.chain_hash(&h)))
+    }
+
+    /// Headers of `count` heights from `start` (fewer if the chain is shorter), in order.
+    pub fn headers(&self, start: Height, count: u32) -> Result<Vec<Vec<u8>>, StoreError> {
+        let mut out = Vec::with_capacity(count as usize);
+        let iter = self.db.iterator_cf(
+            self.cf(CF_HEADERS),
+            IteratorMode::From(&start.to_bytes(), Direction::Forward),
+        );
+        let tip = self.tip().map(|t| t.height);
+        for item in iter.take(count as usize) {
+            let (k, v) = item?;
+            if Some(Height::from_bytes(&k)) > tip {
+                break;
+            }
+            out.push(v.into_vec());
+        }
+        Ok(out)
+    }
+
+    /// The range of tx numbers of the block at `height`.
+    pub fn block_txnums(&self, height: Height) -> Option<Range<u64>> {
+        let counts = self.txcounts.read();
+        let end = *counts.get(height.0 as usize)?;
+        let start = if height.0 == 0 {
+            0
+        } else {
+            counts[height.0 as usize - 1]
+        };
+        Some(start..end)
+    }
+
+    /// The height of the block holding transaction `txnum`.
+    pub fn txnum_height(&self, txnum: TxNum) -> Option<Height> {
+        let counts = self.txcounts.read();
+        let h = counts.partition_point(|&c| c <= txnum.0);
+        (h < counts.len()).then_some(Height(h as u32))
+    }
+
+    /// Heights for many tx numbers at once (sorted input is fastest), under one lock.
+    pub fn txnum_heights(&self, txnums: &[TxNum]) -> Vec<Height> {
+        let counts = self.txcounts.read();
+        txnums
+            .iter()
+            .map(|t| Height(counts.partition_point(|&c| c <= t.0) as u32))
+            .collect()
+    }
+
+    pub fn txid(&self, txnum: TxNum) -> Result<Option<Txid>, StoreError> {
+        Ok(self
+            .db
+            .get_cf(self.cf(CF_TXIDS), txnum.to_bytes())?
+            .map(|v| Txid(v[..32].try_into().expect("32-byte txid"))))
+    }
+
+    /// Txids of many tx numbers, in the same order.
+    pub fn txids(&self, txnums: &[TxNum]) -> Result<Vec<Txid>, StoreError> {
+        let cf = self.cf(CF_TXIDS);
+        let keys: Vec<_> = txnums.iter().map(|t| t.to_bytes()).collect();
+        self.db
+            .batched_multi_get_cf(cf, keys.iter(), true)
+            .into_iter()
+            .zip(txnums)
+            .map(|(r, t)| match r? {
+                Some(v) => Ok(Txid(v[..32].try_into().expect("32-byte txid"))),
+                None => Err(StoreError::Corrupt(format!(
+                    "no txid for tx number {}",
+                    t.0
+                ))),
+            })
+            .collect()
+    }
+
+    /// The txids of a block, in block order.
+    pub fn block_txids(&self, height: Height) -> Result<Option<Vec<Txid>>, StoreError> {
+        let Some(range) = self.block_txnums(height) else {
+            return Ok(None);
+        };
+        let nums: Vec<TxNum> = range.map(TxNum).collect();
+        self.txids(&nums).map(Some)
+    }
+
+    /// A script's confirmed history as tx numbers, in chain order.
+    pub fn history(&self, hashx: &HashX) -> Result<Vec<TxNum>, StoreError> {
+        let tx_count = self.tx_count();
+        let mut out = Vec::new();
+        for item in self.db.prefix_iterator_cf(self.cf(CF_HISTORY), hashx.0) {
+            let (k, _) = item?;
+            if k[..HashX::LEN] != hashx.0 {
+                break;
+            }
+            let t = TxNum::from_bytes(&k[HashX::LEN..]);
+            if t.0 >= tx_count {
+                break; // written by a batch past the tip that never committed
+            }
+            out.push(t);
+        }
+        Ok(out)
+    }
+
+    /// A script's unspent outputs, in chain order.
+    pub fn script_utxos(&self, hashx: &HashX) -> Result<Vec<ScriptUtxo>, StoreError> {
+        let tx_count = self.tx_count();
+        let mut out = Vec::new();
+        for item in self.db.prefix_iterator_cf(self.cf(CF_SCRIPTUTXO), hashx.0) {
+            let (k, v) = item?;
+            if k[..HashX::LEN] != hashx.0 {
+                break;
+            }
+            let txnum = TxNum::from_bytes(&k[HashX::LEN..]);
+            if txnum.0 >= tx_count {
+                break;
+            }
+            let vout = u32::from_be_bytes(k[HashX::LEN + TxNum::LEN..].try_into().unwrap());
+            let value = u64::from_le_bytes(v[..8].try_into().unwrap());
+            out.push(ScriptUtxo { txnum, vout, value });
+        }
+        Ok(out)
+    }
+
+    /// Finds who owns an unspent outpoint. Keys hold only a txid prefix, so when several
+    /// outputs share it the full txid is read to pick the right one.
+    pub fn lookup_utxo(&self, outpoint: &OutPoint) -> Result<Option<StoredUtxo>, StoreError> {
+        let prefix = outpoint_prefix(&outpoint.txid, outpoint.vout);
+        let mut candidates = Vec::new();
+        for item in self.db.prefix_iterator_cf(self.cf(CF_UTXO), prefix) {
+            let (k, v) = item?;
+            if k[..OUTPOINT_PREFIX_LEN] != prefix {
+                break;
+            }
+            candidates.push(StoredUtxo {
+                txnum: TxNum::from_bytes(&k[OUTPOINT_PREFIX_LEN..]),
+                hashx: HashX(v[..HashX::LEN].try_into().unwrap()),
+                value: u64::from_le_bytes(v[HashX::LEN..HashX::LEN + 8].try_into().unwrap()),
+            });
+        }
+        for c in candidates {
+            if self.txid(c.txnum)? == Some(outpoint.txid) {
+                return Ok(Some(c));
+            }
+        }
+        Ok(None)
+    }
+
+    pub fn undo(&self, height: Height) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.db.get_cf(self.cf(CF_UNDO), height.to_bytes())?)
+    }
+
+    pub fn batch(&self) -> Batch<'_> {
+        Batch {
+            store: self,
+            wb: WriteBatch::default(),
+        }
+    }
+
+    /// Applies a batch atomically, with the tip it leads to. `new_counts` are the cumulative tx
+    /// counts of the heights above the common part (`counts_from` onward).
+    pub fn commit(
+        &self,
+        mut batch: Batch<'_>,
+        tip: Option<Tip>,
+        counts_from: Height,
+        new_counts: &[u64],
+    ) -> Result<(), StoreError> {
+        let meta = self.cf(CF_META);
+        match tip {
+            Some(t) => batch.wb.put_cf(meta, KEY_TIP, t.encode()),
+            None => batch.wb.delete_cf(meta, KEY_TIP),
+        }
+        let mut wo = WriteOptions::default();
+        wo.disable_wal(self.bulk.load(Ordering::Relaxed));
+        self.db.write_opt(batch.wb, &wo)?;
+        let mut counts = self.txcounts.write();
+        counts.truncate(counts_from.0 as usize);
+        counts.extend_from_slice(new_counts);
+        *self.tip.write() = tip;
+        Ok(())
+    }
+
+    /// Makes everything written so far durable (needed when the WAL is off).
+    pub fn flush(&self) -> Result<(), StoreError> {
+        let cfs: Vec<&ColumnFamily> = ALL_CFS.iter().map(|n| self.cf(n)).collect();
+        self.db
+            .flush_cfs_opt(&cfs, &rocksdb::FlushOptions::default())?;
+        Ok(())
+    }
+
+    /// Switches from bulk loading to following the tip: flushes, then writes go through the WAL.
+    pub fn set_mode(&self, mode: Mode) -> Result<(), StoreError> {
+        self.flush()?;
+        self.bulk.store(mode == Mode::Bulk, Ordering::Relaxed);
+        Ok(())
+    }
+
+    pub fn mode(&self) -> Mode {
+        if self.bulk.load(Ordering::Relaxed) {
+            Mode::Bulk
+        } else {
+            Mode::Follow
+        }
+    }
+
+    /// Full compaction, after the initial sync wrote most of the data.
+    pub fn compact(&self) {
+        for name in ALL_CFS {
+            self.db
+                .compact_range_cf(self.cf(name), None::<&[u8]>, None::<&[u8]>);
+        }
+    }
+
+    pub(crate) fn set_schema_version(&self, version: u32) -> Result<(), StoreError> {
+        self.db
+            .put_cf(self.cf(CF_META), KEY_SCHEMA, version.to_be_bytes())?;
+        Ok(())
+    }
+
+    /// Every row except undo records, for comparing two indexes in tests (undo records depend
+    /// on how far the daemon was when a block was written, not on the chain).
+    #[doc(hidden)]
+    pub fn dump(&self) -> Result<Vec<(&'static str, Vec<u8>, Vec<u8>)>, StoreError> {
+        let mut out = Vec::new();
+        for name in ALL_CFS.iter().filter(|n| **n != CF_UNDO) {
+            for item in self.db.iterator_cf(self.cf(name), IteratorMode::Start) {
+                let (k, v) = item?;
+                out.push((*name, k.into_vec(), v.into_vec()));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Approximate bytes on disk, for logs and metrics.
+    pub fn disk_size(&self) -> u64 {
+        ALL_CFS
+            .iter()
+            .filter_map(|n| {
+                self.db
+                    .property_int_value_cf(self.cf(n), "rocksdb.total-sst-files-size")
+                    .ok()
+                    .flatten()
+            })
+            .sum()
+    }
+}
+
+/// Rows to write together; created by [`Store::batch`], applied by [`Store::commit`].
+pub struct Batch<'a> {
+    store: &'a Store,
+    wb: WriteBatch,
+}
+
+impl Batch<'_> {
+    pub fn put_block(&mut self, height: Height, header: &[u8], tx_count_after: u64) {
+        let s = self.store;
+        self.wb.put_cf(s.cf(CF_HEADERS), height.to_bytes(), header);
+        self.wb.put_cf(
+            s.cf(CF_TXCOUNTS),
+            height.to_bytes(),
+            tx_count_after.to_be_bytes(),
+        );
+    }
+
+    pub fn delete_block(&mut self, height: Height) {
+        let s = self.store;
+        self.wb.delete_cf(s.cf(CF_HEADERS), height.to_bytes());
+        self.wb.delete_cf(s.cf(CF_TXCOUNTS), height.to_bytes());
+        self.wb.delete_cf(s.cf(CF_UNDO), height.to_bytes());
+    }
+
+    pub fn put_txid(&mut self, txnum: TxNum, txid: &Txid) {
+        self.wb
+            .put_cf(self.store.cf(CF_TXIDS), txnum.to_bytes(), txid.0);
+    }
+
+    pub fn delete_txid(&mut self, txnum: TxNum) {
+        self.wb.delete_cf(self.store.cf(CF_TXIDS), txnum.to_bytes());
+    }
+
+    pub fn put_history(&mut self, hashx: &HashX, txnum: TxNum) {
+        self.wb
+            .put_cf(self.store.cf(CF_HISTORY), history_key(hashx, txnum), []);
+    }
+
+    pub fn delete_history(&mut self, hashx: &HashX, txnum: TxNum) {
+        self.wb
+            .delete_cf(self.store.cf(CF_HISTORY), history_key(hashx, txnum));
+    }
+
+    pub fn put_utxo(&mut self, outpoint: &OutPoint, utxo: &StoredUtxo) {
+        let s = self.store;
+        let mut v = Vec::with_capacity(HashX::LEN + 8);
+        v.extend_from_slice(&utxo.hashx.0);
+        v.extend_from_slice(&utxo.value.to_le_bytes());
+        self.wb.put_cf(
+            s.cf(CF_UTXO),
+            utxo_key(&outpoint.txid, outpoint.vout, utxo.txnum),
+            v,
+        );
+        self.wb.put_cf(
+            s.cf(CF_SCRIPTUTXO),
+            scriptutxo_key(&utxo.hashx, utxo.txnum, outpoint.vout),
+            utxo.value.to_le_bytes(),
+        );
+    }
+
+    pub fn delete_utxo(&mut self, outpoint: &OutPoint, utxo: &StoredUtxo) {
+        let s = self.store;
+        self.wb.delete_cf(
+            s.cf(CF_UTXO),
+            utxo_key(&outpoint.txid, outpoint.vout, utxo.txnum),
+        );
+        self.wb.delete_cf(
+            s.cf(CF_SCRIPTUTXO),
+            scriptutxo_key(&utxo.hashx, utxo.txnum, outpoint.vout),
+        );
+    }
+
+    pub fn put_undo(&mut self, height: Height, record: &[u8]) {
+        self.wb
+            .put_cf(self.store.cf(CF_UNDO), height.to_bytes(), record);
+    }
+
+    pub fn delete_undo(&mut self, height: Height) {
+        self.wb.delete_cf(self.store.cf(CF_UNDO), height.to_bytes());
+    }
+
+    pub fn len(&self) -> usize {
+        self.wb.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.wb.is_empty()
+    }
+
+    pub fn size_in_bytes(&self) -> usize {
+        self.wb.size_in_bytes()
+    }
+}
+
+#[path = "../migrations/mod.rs"]
+pub mod migrate;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::coin::CoinRegistry;
+
+    fn coin(name: &str, net: &str) -> Coin {
+        CoinRegistry::embedded().unwrap().lookup(name, net).unwrap()
+    }
+
+    #[test]
+    fn another_coins_database_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        drop(Store::open(dir.path(), &coin("Litecoin", "regtest"), 16, Mode::Follow).unwrap());
+        let err = Store::open(dir.path(), &coin("Bitcoin", "regtest"), 16, Mode::Follow)
+            .err()
+            .unwrap();
+        assert!(matches!(err, StoreError::WrongCoin { .. }), "{err}");
+        assert!(err.to_string().contains("Litecoin regtest"), "{err}");
+        let err = Store::open(dir.path(), &coin("Litecoin", "mainnet"), 16, Mode::Follow)
+            .err()
+            .unwrap();
+        assert!(matches!(err, StoreError::WrongCoin { .. }), "{err}");
+    }
+
+    #[test]
+    fn newer_schema_is_refused_and_older_without_a_step_says_reindex() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = coin("Litecoin", "regtest");
+        let s = Store::open(dir.path(), &c, 16, Mode::Follow).unwrap();
+        s.set_schema_version(SCHEMA_VERSION + 1).unwrap();
+        drop(s);
+        let err = Store::open(dir.path(), &c, 16, Mode::Follow).err().unwrap();
+        assert!(matches!(err, StoreError::TooNew { .. }), "{err}");
+
+        let s = {
+            let dir2 = tempfile::tempdir().unwrap();
+            let s = Store::open(dir2.path(), &c, 16, Mode::Follow).unwrap();
+            // Keep the directory alive with the store.
+            (s, dir2)
+        };
+        s.0.set_schema_version(0).unwrap();
+        let path = s.1.path().to_path_buf();
+        drop(s.0);
+        let err = Store::open(&path, &c, 16, Mode::Follow).err().unwrap();
+        assert!(
+            matches!(err, StoreError::NoUpgrade { found: 0, .. }),
+            "{err}"
+        );
+        assert!(err.to_string().contains("reindex"), "{err}");
+    }
+
+    #[test]
+    fn upgrade_steps_run_in_order_and_record_each_version() {
+        use super::migrate::{upgrade_with, Step};
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path(), &coin("Litecoin", "regtest"), 16, Mode::Follow).unwrap();
+        fn mark(store: &Store, tag: u8) -> Result<(), StoreError> {
+            let v = store.schema_version()?;
+            let mut b = store.batch();
+            b.put_undo(Height(v), &[tag]);
+            store.commit(b, store.tip(), Height(0), &[])
+        }
+        let steps = [
+            Step {
+                from: 2,
+                describe: "second",
+                run: |s| mark(s, 2),
+            },
+            Step {
+                from: 1,
+                describe: "first",
+                run: |s| mark(s, 1),
+            },
+        ];
+        let mut version = 1;
+        upgrade_with(&s, &mut version, &steps, 3).unwrap();
+        assert_eq!(version, 3);
+        assert_eq!(s.schema_version().unwrap(), 3);
+        assert_eq!(s.undo(Height(1)).unwrap(), Some(vec![1]));
+        assert_eq!(s.undo(Height(2)).unwrap(), Some(vec![2]));
+    }
+}
