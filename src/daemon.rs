@@ -169,15 +169,24 @@ type Client = HttpClient<
 enum Attempt<T> {
     Done(T),
     /// The daemon is unreachable, warming up or refusing us: wait and try again.
-    Retry(String),
+    Retry(Trouble, String),
     Fail(DaemonError),
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Health {
     Unknown,
     Up,
-    Down(String),
+    Down(Trouble),
+}
+
+/// Kinds of daemon trouble; a change of kind is logged, a repeat is not.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Trouble {
+    Unreachable,
+    WarmingUp,
+    Credentials,
+    Timeout,
 }
 
 struct Current {
@@ -246,15 +255,15 @@ impl Daemon {
         }
     }
 
-    fn set_health(&self, h: Health) {
+    fn set_health(&self, h: Health, detail: &str) {
         let mut cur = self.inner.health.lock();
         if *cur == h {
             return;
         }
-        match &h {
+        match h {
             Health::Up if *cur != Health::Unknown => info!("daemon at {} is back", self.url()),
             Health::Up => info!("daemon at {} is up", self.url()),
-            Health::Down(why) => warn!("daemon at {}: {why}; retrying", self.url()),
+            Health::Down(_) => warn!("daemon at {}: {detail}; retrying", self.url()),
             Health::Unknown => {}
         }
         *cur = h;
@@ -272,18 +281,18 @@ impl Daemon {
             let (index, client) = self.client();
             match op(client).await {
                 Attempt::Done(v) => {
-                    self.set_health(Health::Up);
+                    self.set_health(Health::Up, "");
                     return Ok(v);
                 }
                 Attempt::Fail(e) => {
-                    self.set_health(Health::Up);
+                    self.set_health(Health::Up, "");
                     return Err(e);
                 }
-                Attempt::Retry(why) => {
-                    self.set_health(Health::Down(why));
+                Attempt::Retry(trouble, why) => {
+                    self.set_health(Health::Down(trouble), &why);
                     failures += 1;
                     // Persistent trouble on this URL: try the next one (and re-read the cookie).
-                    if failures % 4 == 0 {
+                    if failures.is_multiple_of(4) {
                         self.fail_over(index);
                     }
                     tokio::time::sleep(backoff).await;
@@ -343,7 +352,10 @@ impl Daemon {
                 match entry {
                     Ok(v) => out.push(Ok(v)),
                     Err(e) if i64::from(e.code()) == RPC_IN_WARMUP => {
-                        return Attempt::Retry(format!("warming up ({})", e.message()))
+                        return Attempt::Retry(
+                            Trouble::WarmingUp,
+                            format!("warming up ({})", e.message()),
+                        )
                     }
                     Err(e) => out.push(Err(RpcError {
                         code: e.code().into(),
@@ -452,9 +464,10 @@ fn decode_hex(method: &str, s: &str) -> Result<Vec<u8>, DaemonError> {
 
 fn classify<T>(method: &str, e: ClientError) -> Attempt<T> {
     match e {
-        ClientError::Call(obj) if i64::from(obj.code()) == RPC_IN_WARMUP => {
-            Attempt::Retry(format!("warming up ({})", obj.message()))
-        }
+        ClientError::Call(obj) if i64::from(obj.code()) == RPC_IN_WARMUP => Attempt::Retry(
+            Trouble::WarmingUp,
+            format!("warming up ({})", obj.message()),
+        ),
         ClientError::Call(obj) => Attempt::Fail(DaemonError::Rpc(RpcError {
             code: obj.code().into(),
             message: obj.message().to_string(),
@@ -463,16 +476,19 @@ fn classify<T>(method: &str, e: ClientError) -> Attempt<T> {
             let text = t.to_string();
             if text.contains("401") {
                 Attempt::Retry(
+                    Trouble::Credentials,
                     "credentials refused (HTTP 401): check the user:password in DAEMON_URL \
                      against rpcuser/rpcpassword, or DAEMON_COOKIE"
                         .into(),
                 )
             } else {
-                Attempt::Retry(format!("unreachable ({text})"))
+                Attempt::Retry(Trouble::Unreachable, format!("unreachable ({text})"))
             }
         }
-        ClientError::RequestTimeout => Attempt::Retry("request timed out".into()),
-        ClientError::RestartNeeded(why) => Attempt::Retry(format!("connection lost ({why})")),
+        ClientError::RequestTimeout => Attempt::Retry(Trouble::Timeout, "request timed out".into()),
+        ClientError::RestartNeeded(why) => {
+            Attempt::Retry(Trouble::Unreachable, format!("connection lost ({why})"))
+        }
         ClientError::ParseError(e) => Attempt::Fail(DaemonError::BadReply {
             method: method.into(),
             detail: e.to_string(),

@@ -5,8 +5,10 @@
 pub mod coin;
 pub mod config;
 pub mod daemon;
+pub mod electrum;
 pub mod index;
 pub mod mempool;
+pub mod net;
 pub mod query;
 pub mod store;
 pub mod types;

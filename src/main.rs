@@ -6,11 +6,12 @@ use std::sync::Arc;
 use anyhow::Context;
 use parking_lot::RwLock;
 use tokio::sync::broadcast::error::RecvError;
-use tokio::sync::watch;
+use tokio::sync::{broadcast, watch};
 use tracing::{error, info, warn};
 
-use sextant::config::{Config, ConfigError, ProcessEnv};
+use sextant::config::{Config, ProcessEnv};
 use sextant::daemon::Daemon;
+use sextant::electrum::{self, ServerSettings};
 use sextant::index::Indexer;
 use sextant::mempool::{self, Mempool};
 use sextant::store::{Mode, Store};
@@ -20,18 +21,23 @@ fn main() -> ExitCode {
         Ok(c) => c,
         Err(e) => return config_error(e),
     };
+    let settings = match ServerSettings::from_env(&ProcessEnv) {
+        Ok(s) => s,
+        Err(e) => return config_error(e),
+    };
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new(format!(
             "{},rocksdb=warn,jsonrpsee=warn,hyper=warn",
             config.log_level
         )))
         .with_target(false)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
         .init();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .expect("tokio runtime");
-    match runtime.block_on(run(config)) {
+    match runtime.block_on(run(config, settings)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             error!("{e:#}");
@@ -40,12 +46,12 @@ fn main() -> ExitCode {
     }
 }
 
-fn config_error(e: ConfigError) -> ExitCode {
+fn config_error(e: impl std::fmt::Display) -> ExitCode {
     eprintln!("sextant: {e}");
     ExitCode::from(2)
 }
 
-async fn run(config: Config) -> anyhow::Result<()> {
+async fn run(config: Config, settings: ServerSettings) -> anyhow::Result<()> {
     info!(
         "Sextant {} for {} {}, index in {}",
         env!("CARGO_PKG_VERSION"),
@@ -64,6 +70,8 @@ async fn run(config: Config) -> anyhow::Result<()> {
     }
     let daemon = Daemon::new(config.daemon_urls.clone(), config.daemon_cookie.clone())?;
     let (stop_tx, stop_rx) = watch::channel(false);
+    let stop_tx = Arc::new(stop_tx);
+    let stop_tx_for_exit = stop_tx.clone();
     tokio::spawn(wait_for_signal(stop_tx));
 
     let mut indexer = Indexer::new(
@@ -79,7 +87,38 @@ async fn run(config: Config) -> anyhow::Result<()> {
     }
 
     let mempool = Arc::new(RwLock::new(Mempool::default()));
+    let (mempool_tx, _) = broadcast::channel(64);
     let mut events = indexer.subscribe();
+    // The Electrum service starts once the index has caught up and the mempool synced once, as
+    // ElectrumX does: before that, answers would be wrong.
+    let server_task = tokio::spawn({
+        let (coin, store, mempool, daemon) = (
+            config.coin.clone(),
+            store.clone(),
+            mempool.clone(),
+            daemon.clone(),
+        );
+        let index_events = indexer.subscribe();
+        let mut ready = mempool_tx.subscribe();
+        let stop = stop_rx.clone();
+        async move {
+            if ready.recv().await.is_err() {
+                return Ok(());
+            }
+            let mempool_events = ready.resubscribe();
+            electrum::serve(
+                settings,
+                coin,
+                store,
+                mempool,
+                daemon,
+                index_events,
+                mempool_events,
+                stop,
+            )
+            .await
+        }
+    });
     let mempool_task = tokio::spawn({
         let (daemon, store, mempool, mut stop) = (
             daemon.clone(),
@@ -89,6 +128,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
         );
         let chain = config.coin.chain;
         let poll = config.poll_mempool;
+        let mempool_tx = mempool_tx.clone();
         async move {
             // Start once the initial sync is over: before that the UTXO set is incomplete.
             tokio::select! {
@@ -98,13 +138,17 @@ async fn run(config: Config) -> anyhow::Result<()> {
             let mut confirmed_changed = true;
             loop {
                 match mempool::refresh(&mempool, &daemon, chain, &store, confirmed_changed).await {
-                    Ok(d) if d.added + d.removed > 0 => info!(
-                        "mempool: {} txs (+{} -{})",
-                        mempool.read().len(),
-                        d.added,
-                        d.removed
-                    ),
-                    Ok(_) => {}
+                    Ok(d) => {
+                        if d.added + d.removed > 0 {
+                            info!(
+                                "mempool: {} txs (+{} -{})",
+                                mempool.read().len(),
+                                d.added,
+                                d.removed
+                            );
+                        }
+                        let _ = mempool_tx.send(d);
+                    }
                     Err(e) => warn!("mempool refresh failed: {e}"),
                 }
                 confirmed_changed = false;
@@ -122,11 +166,21 @@ async fn run(config: Config) -> anyhow::Result<()> {
         }
     });
 
-    let result = indexer
-        .run(stop_rx.clone(), config.poll_blocks)
-        .await
-        .context("indexer stopped");
+    let mut indexed = tokio::spawn(async move { indexer.run(stop_rx, config.poll_blocks).await });
+    let mut server_task = server_task;
+    let result = tokio::select! {
+        r = &mut indexed => r?.context("indexer stopped"),
+        r = &mut server_task => {
+            // The service failed (a port in use, say): stop the indexer at a batch boundary.
+            let _ = stop_tx_for_exit.send(true);
+            let served = r?.context("Electrum service failed");
+            indexed.await??;
+            served
+        }
+    };
+    let _ = stop_tx_for_exit.send(true);
     mempool_task.abort();
+    server_task.abort();
     shutdown(&store)?;
     result
 }
@@ -145,7 +199,7 @@ async fn wait_stop(mut rx: watch::Receiver<bool>) {
     }
 }
 
-async fn wait_for_signal(stop: watch::Sender<bool>) {
+async fn wait_for_signal(stop: Arc<watch::Sender<bool>>) {
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
     let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");

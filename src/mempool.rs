@@ -126,6 +126,11 @@ pub async fn refresh(
     Ok(delta)
 }
 
+/// Orders txids as their display hex strings compare, without formatting them.
+fn display_order(a: &Txid, b: &Txid) -> std::cmp::Ordering {
+    a.0.iter().rev().cmp(b.0.iter().rev())
+}
+
 impl Mempool {
     pub fn len(&self) -> usize {
         self.txs.len()
@@ -308,7 +313,7 @@ impl Mempool {
         out.sort_by(|a, b| {
             b.height
                 .cmp(&a.height)
-                .then_with(|| a.txid.to_string().cmp(&b.txid.to_string()))
+                .then_with(|| display_order(&a.txid, &b.txid))
         });
         out
     }
@@ -356,7 +361,7 @@ impl Mempool {
                 }
             }
         }
-        out.sort_by(|a, b| (a.txid.to_string(), a.vout).cmp(&(b.txid.to_string(), b.vout)));
+        out.sort_by(|a, b| display_order(&a.txid, &b.txid).then(a.vout.cmp(&b.vout)));
         out
     }
 
@@ -365,32 +370,9 @@ impl Mempool {
         self.spends.contains_key(outpoint)
     }
 
-    /// ElectrumX's compact fee histogram: `[fee_rate, vsize]` pairs, highest rate first, each
-    /// bin holding at least `bin_size` vbytes (growing by 10% per bin).
+    /// ElectrumX's compact fee histogram: `[fee_rate, vsize]` pairs, highest rate first (the
+    /// algorithm, with its 0.1 sat/vB rounding and bin rules, is in `electrum::histogram`).
     pub fn fee_histogram(&self) -> Vec<(f64, u64)> {
-        let mut by_rate: HashMap<u64, u64> = HashMap::new();
-        for tx in self.txs.values() {
-            let rate = tx.fee / u64::from(tx.vsize.max(1));
-            *by_rate.entry(rate).or_default() += u64::from(tx.vsize);
-        }
-        let mut rates: Vec<(u64, u64)> = by_rate.into_iter().collect();
-        rates.sort_unstable_by(|a, b| b.0.cmp(&a.0));
-        let mut bin_size = 30_000f64;
-        let mut out = Vec::new();
-        let mut acc = 0u64;
-        let mut last_rate = None;
-        for (rate, size) in rates {
-            if acc > 0 && acc as f64 > bin_size && Some(rate) != last_rate {
-                out.push((last_rate.unwrap_or(rate) as f64, acc));
-                acc = 0;
-                bin_size *= 1.1;
-            }
-            acc += size;
-            last_rate = Some(rate);
-        }
-        if acc > 0 {
-            out.push((last_rate.unwrap_or(0) as f64, acc));
-        }
-        out
+        crate::electrum::histogram::fee_histogram(self.txs.values().map(|t| (t.fee, t.vsize)))
     }
 }

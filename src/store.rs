@@ -12,8 +12,9 @@
 //! | `undo` | height | what a block changed, to roll it back in a reorg |
 //!
 //! Every write is one `WriteBatch` that also moves `tip`, so the database is consistent after
-//! a crash at any moment. During initial sync the WAL is off and all column families flush
-//! atomically, which keeps that guarantee at the last flushed batch.
+//! a crash at any moment. Batches always go through the WAL (appended, not fsynced): a killed
+//! process loses nothing it committed, and only a machine crash can lose the last batches —
+//! never consistency, since column families also flush atomically.
 
 use std::ops::Range;
 use std::path::Path;
@@ -96,6 +97,9 @@ pub enum StoreError {
     Migration { from: u32, to: u32, detail: String },
 }
 
+/// A row of [`Store::dump`]: column family, key, value.
+pub type DumpRow = (&'static str, Vec<u8>, Vec<u8>);
+
 /// The last indexed block.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Tip {
@@ -145,9 +149,9 @@ pub struct ScriptUtxo {
 /// How the database should be tuned.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Mode {
-    /// Initial sync: big write buffers, no WAL (atomic flush keeps batches whole).
+    /// Initial sync: big write buffers.
     Bulk,
-    /// Following the tip: every batch goes through the WAL.
+    /// Following the tip: small write buffers.
     Follow,
 }
 
@@ -533,9 +537,7 @@ impl Store {
             Some(t) => batch.wb.put_cf(meta, KEY_TIP, t.encode()),
             None => batch.wb.delete_cf(meta, KEY_TIP),
         }
-        let mut wo = WriteOptions::default();
-        wo.disable_wal(self.bulk.load(Ordering::Relaxed));
-        self.db.write_opt(batch.wb, &wo)?;
+        self.db.write_opt(batch.wb, &WriteOptions::default())?;
         let mut counts = self.txcounts.write();
         counts.truncate(counts_from.0 as usize);
         counts.extend_from_slice(new_counts);
@@ -551,7 +553,8 @@ impl Store {
         Ok(())
     }
 
-    /// Switches from bulk loading to following the tip: flushes, then writes go through the WAL.
+    /// Records the switch from bulk loading to following the tip, flushing the memtables so a
+    /// restart has little WAL to replay.
     pub fn set_mode(&self, mode: Mode) -> Result<(), StoreError> {
         self.flush()?;
         self.bulk.store(mode == Mode::Bulk, Ordering::Relaxed);
@@ -583,7 +586,7 @@ impl Store {
     /// Every row except undo records, for comparing two indexes in tests (undo records depend
     /// on how far the daemon was when a block was written, not on the chain).
     #[doc(hidden)]
-    pub fn dump(&self) -> Result<Vec<(&'static str, Vec<u8>, Vec<u8>)>, StoreError> {
+    pub fn dump(&self) -> Result<Vec<DumpRow>, StoreError> {
         let mut out = Vec::new();
         for name in ALL_CFS.iter().filter(|n| **n != CF_UNDO) {
             for item in self.db.iterator_cf(self.cf(name), IteratorMode::Start) {

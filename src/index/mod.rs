@@ -41,9 +41,13 @@ pub struct Indexer {
     writer: Arc<Mutex<Writer>>,
     events: broadcast::Sender<IndexEvent>,
     caught_up_once: bool,
+    daemon_behind: bool,
+    /// Transactions indexed before the first catch-up, to decide whether to compact.
+    initial_txs: u64,
 }
 
 const PROGRESS_EVERY: Duration = Duration::from_secs(10);
+const COMPACT_AFTER_TXS: u64 = 1_000_000;
 
 impl Indexer {
     pub fn new(
@@ -65,6 +69,8 @@ impl Indexer {
             writer: Arc::new(Mutex::new(writer)),
             events,
             caught_up_once: false,
+            daemon_behind: false,
+            initial_txs: 0,
         }
     }
 
@@ -138,9 +144,15 @@ impl Indexer {
         let tip = self.store.tip();
         if self.store.mode() == Mode::Bulk {
             let store = self.store.clone();
+            // A big bulk load leaves many overlapping files; compact them once now rather than
+            // slowing every later read.
+            let compact = self.initial_txs >= COMPACT_AFTER_TXS;
             tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
                 store.set_mode(Mode::Follow)?;
-                store.compact();
+                if compact {
+                    info!("compacting the database after the initial sync");
+                    store.compact();
+                }
                 Ok(())
             })
             .await??;
@@ -171,13 +183,25 @@ impl Indexer {
     ) -> anyhow::Result<Option<Stop>> {
         let tip = self.store.tip();
         if let Some(t) = tip {
+            let common = t.height.min(daemon_height);
+            let theirs = self.daemon.block_hashes(&[common]).await?[0];
+            if Some(theirs) != self.store.block_hash(common)? {
+                return Ok(Some(Stop::Diverged));
+            }
             if t.height > daemon_height {
-                return Ok(Some(Stop::Diverged));
+                // Same chain, daemon behind (restarted, resyncing, or a lagging failover URL):
+                // keep our blocks and wait rather than undo valid work.
+                if !self.daemon_behind {
+                    self.daemon_behind = true;
+                    warn!(
+                        "the daemon is at height {daemon_height}, behind our index at {}; waiting \
+                         for it to catch up",
+                        t.height
+                    );
+                }
+                return Ok(None);
             }
-            let theirs = self.daemon.block_hashes(&[t.height]).await?[0];
-            if theirs != t.hash {
-                return Ok(Some(Stop::Diverged));
-            }
+            self.daemon_behind = false;
         }
         let from = tip.map_or(Height(0), |t| Height(t.height.0 + 1));
         if from > daemon_height {
@@ -229,6 +253,9 @@ impl Indexer {
             }
         }
         let tip = self.store.tip();
+        if !self.caught_up_once {
+            self.initial_txs += self.store.tx_count() - start_txs;
+        }
         if let Some(t) = tip {
             let blocks = t.height.0 + 1 - start_height.0;
             if !self.caught_up_once || blocks > 1 {

@@ -225,6 +225,9 @@ impl Writer {
         }
         self.store
             .commit(p.batch, self.tip, p.first_height, &p.counts)?;
+        if let Some(t) = self.tip {
+            tracing::debug!("committed blocks {}..={}", p.first_height, t.height);
+        }
         Ok(())
     }
 

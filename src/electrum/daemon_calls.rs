@@ -1,0 +1,192 @@
+//! Daemon-backed answers and their caches: `getnetworkinfo` (60 s, as ElectrumX) for the relay
+//! fee and banner, and `estimatesmartfee` per (target, mode) until the tip changes.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use tracing::warn;
+
+use super::jsonrpc::{RpcError, DAEMON_ERROR};
+use super::pyfmt::py_repr_str;
+use crate::daemon::{Daemon, DaemonError};
+use crate::types::BlockHash;
+
+/// Bitcoin Core's "method not found".
+const RPC_METHOD_NOT_FOUND: i64 = -32601;
+const NETWORKINFO_TTL: Duration = Duration::from_secs(60);
+
+/// A daemon failure as ElectrumX reports it: code 2 with the Python repr of the daemon's
+/// error object, e.g. `daemon error: DaemonError({'code': -5, 'message': '...'})`.
+pub fn daemon_error(e: DaemonError) -> RpcError {
+    match e {
+        DaemonError::Rpc(r) => RpcError::new(
+            DAEMON_ERROR,
+            format!(
+                "daemon error: DaemonError({{'code': {}, 'message': {}}})",
+                r.code,
+                py_repr_str(&r.message)
+            ),
+        ),
+        other => {
+            warn!("daemon: {other}");
+            RpcError::internal()
+        }
+    }
+}
+
+/// The estimatefee modes ElectrumX accepts (`None` = no mode).
+pub fn estimatefee_mode(mode: Option<&Value>) -> Result<Option<String>, RpcError> {
+    let mode = mode.and_then(|m| m.as_str()).map(|m| m.to_uppercase());
+    match mode.as_deref() {
+        None | Some("CONSERVATIVE") | Some("ECONOMICAL") => Ok(mode),
+        Some(other) => Err(RpcError::bad_request(format!(
+            "unknown estimatefee mode: {other}"
+        ))),
+    }
+}
+
+/// Bitcoin's fee-estimate target buckets (ElectrumX applies them for Bitcoin only, to keep the
+/// cache small).
+pub fn bitcoin_target_bucket(n: u64) -> u64 {
+    match n {
+        0..=1 => 1,
+        2..=12 => n,
+        25 => 25,
+        13..=48 => n / 2 * 2,
+        49..=1008 => n / 24 * 24,
+        _ => 1008,
+    }
+}
+
+/// Fee estimates by (target, mode), with the tip they were computed at.
+type Estimates = HashMap<(u64, Option<String>), (BlockHash, Value)>;
+
+#[derive(Default)]
+pub struct DaemonCache {
+    networkinfo: tokio::sync::Mutex<Option<(Instant, Value)>>,
+    /// (target, mode) → (tip when computed, fee rate).
+    estimates: tokio::sync::Mutex<Estimates>,
+}
+
+impl DaemonCache {
+    pub async fn networkinfo(&self, daemon: &Daemon) -> Result<Value, RpcError> {
+        let mut cached = self.networkinfo.lock().await;
+        if let Some((at, v)) = &*cached {
+            if at.elapsed() < NETWORKINFO_TTL {
+                return Ok(v.clone());
+            }
+        }
+        let v: Value = daemon
+            .call("getnetworkinfo", vec![])
+            .await
+            .map_err(daemon_error)?;
+        *cached = Some((Instant::now(), v.clone()));
+        Ok(v)
+    }
+
+    /// The daemon's fee estimate, or -1 when it has none. The lock is held across the daemon
+    /// call so concurrent misses for the same tip cost one call.
+    pub async fn estimatefee(
+        &self,
+        daemon: &Daemon,
+        tip: BlockHash,
+        target: u64,
+        mode: Option<String>,
+    ) -> Result<Value, RpcError> {
+        let key = (target, mode);
+        let mut cache = self.estimates.lock().await;
+        if let Some((at, v)) = cache.get(&key) {
+            if *at == tip {
+                return Ok(v.clone());
+            }
+        }
+        let mut params = vec![Value::from(target)];
+        if let Some(m) = &key.1 {
+            params.push(Value::from(m.clone()));
+        }
+        let rate = match daemon
+            .call::<Value>("estimatesmartfee", params.clone())
+            .await
+        {
+            Ok(v) => v.get("feerate").cloned().unwrap_or(Value::from(-1)),
+            // Daemons without estimatesmartfee: the old call answers directly.
+            Err(DaemonError::Rpc(e)) if e.code == RPC_METHOD_NOT_FOUND => daemon
+                .call::<Value>("estimatefee", params)
+                .await
+                .map_err(daemon_error)?,
+            Err(e) => return Err(daemon_error(e)),
+        };
+        if cache.len() > 10_000 {
+            cache.clear();
+        }
+        cache.insert(key, (tip, rate.clone()));
+        Ok(rate)
+    }
+}
+
+/// `getnetworkinfo.version` as a dotted version: 290100 → `29.1.0`.
+pub fn daemon_version(networkinfo: &Value) -> String {
+    let v = networkinfo
+        .get("version")
+        .and_then(Value::as_u64)
+        .unwrap_or(0);
+    format!("{}.{}.{}", v / 10_000, (v % 10_000) / 100, v % 100)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::daemon::RpcError as DaemonRpcError;
+    use serde_json::json;
+
+    #[test]
+    fn daemon_errors_in_python_repr() {
+        let e = daemon_error(DaemonError::Rpc(DaemonRpcError {
+            code: -5,
+            message: "No such mempool or blockchain transaction. Use gettransaction for wallet transactions.".into(),
+        }));
+        assert_eq!(e.code, 2);
+        assert_eq!(
+            e.message,
+            "daemon error: DaemonError({'code': -5, 'message': 'No such mempool or blockchain \
+             transaction. Use gettransaction for wallet transactions.'})"
+        );
+        let e = daemon_error(DaemonError::Rpc(DaemonRpcError {
+            code: -8,
+            message: "can't do it".into(),
+        }));
+        assert_eq!(
+            e.message,
+            "daemon error: DaemonError({'code': -8, 'message': \"can't do it\"})"
+        );
+    }
+
+    #[test]
+    fn modes_and_buckets() {
+        assert_eq!(estimatefee_mode(None).unwrap(), None);
+        assert_eq!(estimatefee_mode(Some(&json!(5))).unwrap(), None);
+        assert_eq!(
+            estimatefee_mode(Some(&json!("economical")))
+                .unwrap()
+                .as_deref(),
+            Some("ECONOMICAL")
+        );
+        assert_eq!(
+            estimatefee_mode(Some(&json!("fast"))).unwrap_err().message,
+            "unknown estimatefee mode: FAST"
+        );
+        assert_eq!(bitcoin_target_bucket(0), 1);
+        assert_eq!(bitcoin_target_bucket(7), 7);
+        assert_eq!(bitcoin_target_bucket(25), 25);
+        assert_eq!(bitcoin_target_bucket(27), 26);
+        assert_eq!(bitcoin_target_bucket(100), 96);
+        assert_eq!(bitcoin_target_bucket(5000), 1008);
+    }
+
+    #[test]
+    fn version_numbers() {
+        assert_eq!(daemon_version(&json!({"version": 290100})), "29.1.0");
+        assert_eq!(daemon_version(&json!({"version": 210400})), "21.4.0");
+    }
+}

@@ -1,0 +1,242 @@
+//! Fan-out of chain and mempool changes to subscribed sessions.
+//!
+//! Events are coalesced into rounds: after a block, the round waits briefly for the mempool
+//! refresh that follows it, so a transaction moving from mempool to block is announced once.
+//! Each round refreshes the tip (one `blockchain.headers.subscribe` notification per subscribed
+//! session), then computes the status of every touched *subscribed* script once, however many
+//! sessions share it, and notifies the sessions whose last status differs.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::broadcast::{self, error::RecvError, error::TryRecvError};
+use tokio::sync::watch;
+use tracing::{debug, error, warn};
+
+use super::server::Server;
+use super::status::{FullHistory, HistoryError};
+use crate::index::IndexEvent;
+use crate::mempool::MempoolDelta;
+use crate::types::HashX;
+
+/// How long a block's round waits for the mempool refresh that follows it.
+const MEMPOOL_AFTER_BLOCK: Duration = Duration::from_millis(1500);
+/// Scripts per blocking status task.
+const STATUS_CHUNK: usize = 256;
+
+#[derive(Default, Debug)]
+struct Round {
+    touched: HashSet<HashX>,
+    block: bool,
+    reorg: bool,
+    mempool: bool,
+    /// Events were missed: re-check every subscription.
+    everything: bool,
+}
+
+impl Round {
+    fn index(&mut self, e: Result<IndexEvent, RecvError>) -> bool {
+        match e {
+            Ok(e) => {
+                self.touched.extend(e.touched.iter().copied());
+                self.block = true;
+                self.reorg |= e.reorg;
+                true
+            }
+            Err(RecvError::Lagged(n)) => {
+                warn!("notifications: {n} index events missed; re-checking all subscriptions");
+                self.block = true;
+                self.everything = true;
+                true
+            }
+            Err(RecvError::Closed) => false,
+        }
+    }
+
+    fn mempool(&mut self, d: Result<MempoolDelta, RecvError>) -> bool {
+        match d {
+            Ok(d) => {
+                self.touched.extend(d.touched);
+                self.mempool = true;
+                true
+            }
+            Err(RecvError::Lagged(n)) => {
+                warn!("notifications: {n} mempool events missed; re-checking all subscriptions");
+                self.mempool = true;
+                self.everything = true;
+                true
+            }
+            Err(RecvError::Closed) => false,
+        }
+    }
+}
+
+/// Receives from an optional channel; a closed one is replaced by `None` and never polled again.
+async fn recv<T: Clone>(rx: &mut Option<broadcast::Receiver<T>>) -> Result<T, RecvError> {
+    match rx {
+        Some(r) => r.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+fn drain<T: Clone>(
+    rx: &mut Option<broadcast::Receiver<T>>,
+    mut f: impl FnMut(Result<T, RecvError>) -> bool,
+) {
+    while let Some(r) = rx {
+        let e = match r.try_recv() {
+            Ok(v) => Ok(v),
+            Err(TryRecvError::Lagged(n)) => Err(RecvError::Lagged(n)),
+            Err(TryRecvError::Empty) => return,
+            Err(TryRecvError::Closed) => Err(RecvError::Closed),
+        };
+        if !f(e) {
+            *rx = None;
+        }
+    }
+}
+
+pub async fn run(
+    server: Arc<Server>,
+    index: broadcast::Receiver<IndexEvent>,
+    mempool: broadcast::Receiver<MempoolDelta>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let (mut index, mut mempool) = (Some(index), Some(mempool));
+    loop {
+        let mut round = Round::default();
+        tokio::select! {
+            e = recv(&mut index) => if !round.index(e) { index = None; continue },
+            d = recv(&mut mempool) => if !round.mempool(d) { mempool = None; continue },
+            _ = shutdown.changed() => return,
+        }
+        if round.block && !round.mempool && mempool.is_some() {
+            let wait = tokio::time::sleep(MEMPOOL_AFTER_BLOCK);
+            tokio::pin!(wait);
+            loop {
+                tokio::select! {
+                    d = recv(&mut mempool) => {
+                        if !round.mempool(d) { mempool = None; }
+                        break;
+                    }
+                    e = recv(&mut index) => if !round.index(e) { index = None },
+                    _ = &mut wait => break,
+                    _ = shutdown.changed() => return,
+                }
+            }
+        }
+        drain(&mut index, |e| round.index(e));
+        drain(&mut mempool, |d| round.mempool(d));
+        apply(&server, round).await;
+    }
+}
+
+async fn apply(server: &Arc<Server>, round: Round) {
+    if round.mempool {
+        server.mempool_changed();
+    }
+    if round.block {
+        let s = server.clone();
+        let reorg = round.reorg;
+        let new_tip = tokio::task::spawn_blocking(move || {
+            let tip = s.refresh_tip();
+            if reorg {
+                // The fork is at most a reorg limit deep: keep header segments below it.
+                let height = s.store.tip().map_or(0, |t| t.height.0);
+                s.header_merkle
+                    .truncate(height.saturating_sub(s.coin.reorg_limit.max(1)));
+            }
+            tip
+        })
+        .await;
+        match new_tip {
+            Ok(Ok(Some(tip))) => {
+                let params = serde_json::value::to_raw_value(&[&tip]).expect("tip serializes");
+                for s in server.registry.sessions() {
+                    if s.headers_subscribed
+                        .load(std::sync::atomic::Ordering::Relaxed)
+                    {
+                        s.notify("blockchain.headers.subscribe", &params);
+                    }
+                }
+            }
+            Ok(Ok(None)) => {}
+            Ok(Err(e)) => error!("notifications: reading the tip: {e}"),
+            Err(e) => error!("notifications: tip task failed: {e}"),
+        }
+    }
+    let touched = if round.everything {
+        server.registry.all_subscribed()
+    } else {
+        round.touched
+    };
+    let targets = server.registry.subscribed(&touched);
+    if targets.is_empty() {
+        return;
+    }
+    debug!(
+        "notifications: {} subscribed scripts touched",
+        targets.len()
+    );
+    let hashxs: Vec<HashX> = targets.iter().map(|(h, _)| *h).collect();
+    let mut tasks = Vec::new();
+    for chunk in hashxs.chunks(STATUS_CHUNK) {
+        let (s, chunk) = (server.clone(), chunk.to_vec());
+        tasks.push(tokio::task::spawn_blocking(move || {
+            chunk
+                .iter()
+                .map(|h| {
+                    FullHistory::read(&s.store, &s.mempool, h, s.history_limit).map(|f| f.status())
+                })
+                .collect::<Vec<_>>()
+        }));
+    }
+    let mut statuses = Vec::with_capacity(hashxs.len());
+    for t in tasks {
+        match t.await {
+            Ok(v) => statuses.extend(v),
+            Err(e) => {
+                error!("notifications: status task failed: {e}");
+                return;
+            }
+        }
+    }
+    for ((hashx, sessions), status) in targets.into_iter().zip(statuses) {
+        let status = match status {
+            Ok(s) => Some(s),
+            Err(HistoryError::TooLarge) => None,
+            Err(HistoryError::Store(e)) => {
+                error!("notifications: {e}");
+                continue;
+            }
+        };
+        for session in sessions {
+            let alias = {
+                let mut subs = session.subs.lock();
+                let Some(sub) = subs.get_mut(&hashx) else {
+                    continue;
+                };
+                match &status {
+                    Some(st) if *st == sub.status => continue,
+                    Some(st) => {
+                        sub.status = st.clone();
+                        sub.alias.clone()
+                    }
+                    None => {
+                        // History grew too large: ElectrumX drops the subscription and sends
+                        // a null status.
+                        let alias = sub.alias.clone();
+                        subs.remove(&hashx);
+                        server.registry.unsubscribe(session.id, &hashx);
+                        alias
+                    }
+                }
+            };
+            let new_status = status.clone().flatten();
+            let params = serde_json::value::to_raw_value(&(alias, new_status))
+                .expect("notification params serialize");
+            session.notify("blockchain.scripthash.subscribe", &params);
+        }
+    }
+}

@@ -1,0 +1,151 @@
+//! Listeners for the `SERVICES`: plain TCP and TLS, each connection handed to a session.
+
+pub mod service;
+pub mod tls;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tracing::{info, warn};
+
+use crate::electrum::{session, Server};
+use service::{Kind, Service};
+use tls::Tls;
+
+/// A TLS handshake that takes longer than this is dropped.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Binds every configured service, then accepts connections until `shutdown`.
+pub async fn listen(
+    server: Arc<Server>,
+    mut shutdown: watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    let services = server.settings.services.clone();
+    let tls = if services.iter().any(|s| s.kind.is_tls()) {
+        let (cert, key) = (
+            server
+                .settings
+                .ssl_certfile
+                .clone()
+                .context("SSL_CERTFILE is not set")?,
+            server
+                .settings
+                .ssl_keyfile
+                .clone()
+                .context("SSL_KEYFILE is not set")?,
+        );
+        let tls = Arc::new(Tls::new(cert, key)?);
+        tokio::spawn(tls.clone().watch(shutdown.clone()));
+        Some(tls)
+    } else {
+        None
+    };
+    let mut tasks = Vec::new();
+    for service in &services {
+        match service.kind {
+            Kind::Tcp | Kind::Ssl => {}
+            Kind::Ws | Kind::Wss => {
+                warn!("{service}: WebSocket services are not implemented yet; not listening");
+                continue;
+            }
+            Kind::Rpc => {
+                warn!("{service}: the admin RPC is not implemented yet; not listening");
+                continue;
+            }
+        }
+        for listener in bind(service).await? {
+            let tls = if service.kind == Kind::Ssl {
+                tls.clone()
+            } else {
+                None
+            };
+            tasks.push(tokio::spawn(accept_loop(
+                server.clone(),
+                listener,
+                tls,
+                service.kind,
+            )));
+        }
+    }
+    if tasks.is_empty() {
+        warn!("no Electrum service is listening (SERVICES)");
+    }
+    while !*shutdown.borrow() {
+        if shutdown.changed().await.is_err() {
+            break;
+        }
+    }
+    for t in tasks {
+        t.abort();
+    }
+    Ok(())
+}
+
+/// Binds a service's addresses. For all interfaces the IPv6 wildcard is tried first; where it
+/// is dual-stack, the IPv4 wildcard is then already taken, which is fine.
+async fn bind(service: &Service) -> anyhow::Result<Vec<TcpListener>> {
+    let addrs = service.bind_addrs();
+    let mut out = Vec::new();
+    let mut last_err = None;
+    for addr in &addrs {
+        match TcpListener::bind(addr).await {
+            Ok(l) => {
+                info!("{} listening on {addr}", service.kind.name());
+                out.push(l);
+            }
+            Err(e) => last_err = Some((addr, e)),
+        }
+    }
+    if out.is_empty() {
+        let Some((addr, e)) = last_err else {
+            anyhow::bail!("{service}: the host resolves to no address");
+        };
+        return Err(e).with_context(|| format!("{service}: cannot listen on {addr}"));
+    }
+    Ok(out)
+}
+
+async fn accept_loop(
+    server: Arc<Server>,
+    listener: TcpListener,
+    tls: Option<Arc<Tls>>,
+    kind: Kind,
+) {
+    loop {
+        let (stream, peer) = match listener.accept().await {
+            Ok(c) => c,
+            Err(e) => {
+                // Typically out of file descriptors: back off instead of spinning.
+                warn!("accept failed: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let server = server.clone();
+        match &tls {
+            None => {
+                tokio::spawn(session::run(server, stream, peer, "TCP"));
+            }
+            Some(tls) => {
+                let acceptor = tls.acceptor();
+                tokio::spawn(async move {
+                    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                        Ok(Ok(s)) => session::run(server, s, peer, "SSL").await,
+                        Ok(Err(e)) => log_handshake(peer, &e.to_string()),
+                        Err(_) => log_handshake(peer, "timed out"),
+                    }
+                });
+            }
+        }
+        let _ = kind;
+    }
+}
+
+fn log_handshake(peer: SocketAddr, why: &str) {
+    tracing::debug!("TLS handshake with {peer} failed: {why}");
+}
