@@ -37,8 +37,10 @@ pub async fn fetch_range(
     if from > to {
         return;
     }
-    // Average raw block size seen so far: sizes the next batches.
-    let avg_size = Arc::new(AtomicUsize::new(1 << 10));
+    // Average raw block size seen so far: sizes the next batches. The first batches are sized
+    // before any block is seen, so assume big (1 MB) blocks: overestimating costs a few round
+    // trips on a small-block chain, underestimating could pull gigabytes at once on mainnet.
+    let avg_size = Arc::new(AtomicUsize::new(1 << 20));
     let ranges = futures::stream::unfold(from.0, {
         let avg_size = avg_size.clone();
         move |next| {
