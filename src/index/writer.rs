@@ -151,7 +151,7 @@ impl Writer {
             for input in &tx.inputs {
                 let (utxo, in_db) = match p.utxos.remove(input) {
                     Some(u) => (u, false),
-                    None => match self.store.lookup_utxo(input)? {
+                    None => match self.store.lookup_spent_utxo(input)? {
                         Some(u) => (u, true),
                         None => {
                             return Err(WriteError::MissingUtxo {
