@@ -157,7 +157,7 @@ pub(crate) fn finish_tx(
 }
 
 /// The outpoints spent, leaving out the coinbase's null outpoint.
-fn read_inputs(r: &mut Reader<'_>, count: usize) -> Result<Vec<OutPoint>, ParseError> {
+pub(crate) fn read_inputs(r: &mut Reader<'_>, count: usize) -> Result<Vec<OutPoint>, ParseError> {
     let mut inputs = Vec::with_capacity(count);
     for _ in 0..count {
         let txid = *r.read_array::<32>()?;
@@ -175,7 +175,7 @@ fn read_inputs(r: &mut Reader<'_>, count: usize) -> Result<Vec<OutPoint>, ParseE
     Ok(inputs)
 }
 
-fn read_outputs(r: &mut Reader<'_>) -> Result<Vec<ParsedOutput>, ParseError> {
+pub(crate) fn read_outputs(r: &mut Reader<'_>) -> Result<Vec<ParsedOutput>, ParseError> {
     let count = r.read_count(MIN_TXOUT_LEN)?;
     let mut outputs = Vec::with_capacity(count);
     for _ in 0..count {

@@ -41,6 +41,9 @@ struct Overridable {
     reorg_limit: Option<u32>,
     tx_count_hint: Option<[u64; 2]>,
     tx_per_block_hint: Option<u64>,
+    chain_name: Option<String>,
+    estimatesmartfee: Option<bool>,
+    max_send: Option<usize>,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -90,6 +93,16 @@ pub struct Coin {
     /// `[height, tx count]` of a recent chain state, for sync ETAs.
     pub tx_count_hint: [u64; 2],
     pub tx_per_block_hint: u64,
+    /// The name the daemon must report in `getinfo.name`, checked at start-up. Komodo smart
+    /// chains all share KMD's genesis hash, so only this tells them apart. `None`: no check
+    /// (daemons without that field).
+    pub chain_name: Option<String>,
+    /// Whether the daemon has `estimatesmartfee`. `false` (komodod): call `estimatefee <blocks>`
+    /// with that one parameter, dropping any mode the client sent.
+    pub estimatesmartfee: bool,
+    /// The coin's default `MAX_SEND` when the environment does not set one (Komodo: 2016
+    /// Equihash headers are ~6 MB of hex). `None`: the server's own default.
+    pub max_send: Option<usize>,
 }
 
 /// All known coin files, by lower-cased coin name.
@@ -201,6 +214,9 @@ impl CoinRegistry {
             peers: n.peers.clone(),
             tx_count_hint: o.tx_count_hint.or(d.tx_count_hint).unwrap_or([0, 0]),
             tx_per_block_hint: o.tx_per_block_hint.or(d.tx_per_block_hint).unwrap_or(1),
+            chain_name: o.chain_name.clone().or_else(|| d.chain_name.clone()),
+            estimatesmartfee: o.estimatesmartfee.or(d.estimatesmartfee).unwrap_or(true),
+            max_send: o.max_send.or(d.max_send),
         })
     }
 }
@@ -263,6 +279,62 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("broken.toml"), "{e}");
+    }
+
+    #[test]
+    fn komodo_and_smart_chains_resolve() {
+        let reg = CoinRegistry::embedded().unwrap();
+        let kmd_genesis = "027e3758c3a65b12aa1046462b486d0a63bfa1beae327897f56c5cfb7daaae71";
+        for (coin, shortname, rpc_port) in [
+            ("Komodo", "KMD", 7771),
+            ("rick", "RICK", 25435),
+            ("MORTY", "MORTY", 16348),
+        ] {
+            let c = reg.lookup(coin, "mainnet").unwrap();
+            assert_eq!(c.shortname, shortname);
+            assert_eq!(
+                c.chain,
+                Chain {
+                    header: HeaderFamily::Equihash,
+                    tx: TxFamily::Zcash
+                },
+                "{coin}"
+            );
+            assert_eq!(c.genesis_hash.to_string(), kmd_genesis, "{coin}");
+            assert_eq!(c.rpc_port, rpc_port);
+            assert_eq!(c.reorg_limit, 800);
+            assert_eq!(
+                (c.p2pkh_verbyte, c.p2sh_verbytes.as_slice(), c.wif_byte),
+                (0x3c, &[0x55u8][..], 0xbc)
+            );
+            assert_eq!(c.chain_name.as_deref(), Some(shortname), "{coin}");
+            assert!(!c.estimatesmartfee);
+            assert_eq!(c.max_send, Some(8_100_000));
+        }
+        // The new fields are optional, with defaults that keep the other coins as they were.
+        let btc = reg.lookup("Bitcoin", "mainnet").unwrap();
+        assert_eq!(btc.chain_name, None);
+        assert!(btc.estimatesmartfee);
+        assert_eq!(btc.max_send, None);
+    }
+
+    #[test]
+    fn a_net_may_override_the_komodo_fields() {
+        let text = EMBEDDED_COINS
+            .iter()
+            .find(|(n, _)| *n == "rick.toml")
+            .unwrap()
+            .1
+            .replace("name = \"RICK\"", "name = \"HELLOWORLD\"")
+            .replace(
+                "rpc_port = 25435",
+                "rpc_port = 1234\nchain_name = \"HELLOWORLD\"",
+            );
+        let mut reg = CoinRegistry::default();
+        reg.add("helloworld.toml", &text).unwrap();
+        let c = reg.lookup("helloworld", "mainnet").unwrap();
+        assert_eq!(c.chain_name.as_deref(), Some("HELLOWORLD"));
+        assert_eq!(c.rpc_port, 1234);
     }
 
     #[test]

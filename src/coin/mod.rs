@@ -5,9 +5,11 @@
 //! [`Chain::parse_block`] / [`Chain::parse_tx`] and the [`ParsedBlock`] they return.
 
 pub mod bitcoin;
+pub mod equihash;
 pub mod file;
 pub mod litecoin;
 pub mod reader;
+pub mod zcash;
 
 use crate::types::{BlockHash, OutPoint, ScriptHash, Txid};
 pub use file::{Coin, CoinError, CoinRegistry};
@@ -18,6 +20,9 @@ pub use file::{Coin, CoinError, CoinRegistry};
 pub enum HeaderFamily {
     /// 80 bytes, hash = double SHA-256 of the header.
     Bitcoin,
+    /// Zcash/Komodo: 140 bytes plus a CompactSize-prefixed Equihash solution; hash = double
+    /// SHA-256 of the whole header, solution included.
+    Equihash,
 }
 
 /// How a coin's transactions (and what follows them in a block) are serialized.
@@ -28,6 +33,8 @@ pub enum TxFamily {
     Bitcoin,
     /// Bitcoin's format plus Litecoin's MWEB extension (HogEx, MWEB block after the txs).
     Litecoin,
+    /// Zcash's format (Komodo and its smart chains): Sprout v1/v2, Overwinter v3, Sapling v4.
+    Zcash,
 }
 
 /// One transaction output, reduced to what the index needs.
@@ -93,12 +100,14 @@ impl Chain {
         let mut r = reader::Reader::new(raw);
         let header = match self.header {
             HeaderFamily::Bitcoin => bitcoin::read_header(&mut r)?,
+            HeaderFamily::Equihash => equihash::read_header(&mut r)?,
         };
         let hash = self.header_hash(header);
         let prev_hash = self.header_prev_hash(header);
         let txs = match self.tx {
             TxFamily::Bitcoin => bitcoin::read_block_txs(&mut r)?,
             TxFamily::Litecoin => litecoin::read_block_txs(&mut r)?,
+            TxFamily::Zcash => zcash::read_block_txs(&mut r)?,
         };
         if r.remaining() != 0 {
             return Err(ParseError::TrailingBytes {
@@ -119,6 +128,7 @@ impl Chain {
         let tx = match self.tx {
             TxFamily::Bitcoin => bitcoin::read_tx(&mut r)?,
             TxFamily::Litecoin => litecoin::read_tx(&mut r)?,
+            TxFamily::Zcash => zcash::read_tx(&mut r)?,
         };
         if r.remaining() != 0 {
             return Err(ParseError::TrailingBytes {
@@ -130,14 +140,16 @@ impl Chain {
 
     pub fn header_hash(&self, header: &[u8]) -> BlockHash {
         match self.header {
-            HeaderFamily::Bitcoin => BlockHash(crate::types::sha256d(header)),
+            HeaderFamily::Bitcoin | HeaderFamily::Equihash => {
+                BlockHash(crate::types::sha256d(header))
+            }
         }
     }
 
     /// The previous block's hash, read from a header.
     pub fn header_prev_hash(&self, header: &[u8]) -> BlockHash {
         match self.header {
-            HeaderFamily::Bitcoin => {
+            HeaderFamily::Bitcoin | HeaderFamily::Equihash => {
                 let mut h = [0u8; 32];
                 h.copy_from_slice(&header[4..36]);
                 BlockHash(h)
