@@ -401,3 +401,110 @@ fn serves_electrum_like_electrumx() {
 }
 
 use bitcoin::hashes::Hash as _;
+
+/// After a successful broadcast the server kicks the mempool loop (`mempool_kick`), so the
+/// wallet's own transaction shows up at once, not a poll interval later (here: 60 s).
+#[test]
+fn a_broadcast_refreshes_the_mempool_at_once() {
+    let d = Litecoind::start();
+    d.mine(110);
+    let payee = d.new_address(AddrType::Bech32);
+    let payee_sh = scripthash(&d.script_of(&payee));
+    let utxo = d.call("listunspent", json!([1]))[0].clone();
+    let input = (
+        utxo["txid"].as_str().unwrap().to_string(),
+        utxo["vout"].as_u64().unwrap() as u32,
+    );
+    let raw = d.sign_tx(
+        &[input],
+        &[(payee.clone(), amount_to_sats(&utxo["amount"]) - 50_000)],
+        false,
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(Store::open(dir.path(), &coin(), 64, Mode::Bulk).unwrap());
+    let daemon = Daemon::new(
+        vec![DaemonUrl::parse(&d.rpc_url(), 19443, false).unwrap()],
+        None,
+    )
+    .unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut indexer = Indexer::new(store.clone(), daemon.clone(), coin(), 100, 64);
+    let index_events = indexer.subscribe();
+    let (stop_tx, stop_rx) = watch::channel(false);
+    rt.block_on(indexer.sync(&mut stop_rx.clone())).unwrap();
+    let mempool = Arc::new(RwLock::new(Mempool::default()));
+    let (mempool_tx, mempool_events) = broadcast::channel::<MempoolDelta>(16);
+    let kick = Arc::new(tokio::sync::Notify::new());
+    // The mempool loop as main.rs runs it, with a poll interval far longer than the test.
+    let refreshes = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    rt.spawn({
+        let (mempool, daemon, store, kick, refreshes) = (
+            mempool.clone(),
+            daemon.clone(),
+            store.clone(),
+            kick.clone(),
+            refreshes.clone(),
+        );
+        async move {
+            loop {
+                let delta = mempool::refresh(&mempool, &daemon, coin().chain, &store, true)
+                    .await
+                    .unwrap();
+                refreshes.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let _ = mempool_tx.send(delta);
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_secs(60)) => {}
+                    _ = kick.notified() => {}
+                }
+            }
+        }
+    });
+    wait_until(Duration::from_secs(20), "the first mempool refresh", || {
+        (refreshes.load(std::sync::atomic::Ordering::SeqCst) > 0).then_some(())
+    });
+    let port = free_port();
+    struct E(String);
+    impl sextant::config::Env for E {
+        fn get(&self, name: &str) -> Option<String> {
+            (name == "SERVICES").then(|| self.0.clone())
+        }
+    }
+    let settings = ServerSettings::from_env(&E(format!("tcp://127.0.0.1:{port}"))).unwrap();
+    let server = rt.spawn(sextant::electrum::serve_with_mempool_kick(
+        settings,
+        coin(),
+        store.clone(),
+        mempool.clone(),
+        daemon.clone(),
+        index_events,
+        mempool_events,
+        stop_rx.clone(),
+        kick,
+    ));
+
+    let mut c = Client::connect(port);
+    c.result("server.version", json!(["kick", "1.4"]));
+    assert_eq!(
+        c.result("blockchain.scripthash.subscribe", json!([payee_sh])),
+        Value::Null
+    );
+    let started = std::time::Instant::now();
+    let txid = c.result("blockchain.transaction.broadcast", json!([raw]));
+    let n = c.notification("blockchain.scripthash.subscribe");
+    assert_eq!(n[0], payee_sh);
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "notified after {:?}",
+        started.elapsed()
+    );
+    let hist = c.result("blockchain.scripthash.get_mempool", json!([payee_sh]));
+    assert_eq!(hist[0]["tx_hash"], txid);
+
+    stop_tx.send(true).unwrap();
+    rt.block_on(server).unwrap().unwrap();
+}

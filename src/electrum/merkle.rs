@@ -141,6 +141,9 @@ impl TxTreeCache {
         if txids.is_empty() {
             return Ok(None);
         }
+        // ElectrumX stores the genesis block without its (unspendable) coinbase, so for it
+        // block 0 holds no transaction: no proof, no `id_from_pos`. Answer the same.
+        let txids = if height.0 == 0 { Vec::new() } else { txids };
         let tree = Arc::new(TxTree::new(hash, &txids));
         self.trees.lock().put(height.0, tree.clone());
         Ok(Some(tree))

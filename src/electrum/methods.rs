@@ -548,6 +548,7 @@ async fn broadcast(server: &Arc<Server>, session: &SessionHandle, a: &Args) -> R
     {
         Ok(txid) => {
             info!("session {}: sent tx {}", session.id, py_str(&txid));
+            server.mempool_kick.notify_one();
             json(&txid)
         }
         Err(DaemonError::Rpc(e)) => {

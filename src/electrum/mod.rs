@@ -34,7 +34,7 @@ pub mod version;
 use std::sync::Arc;
 
 use parking_lot::RwLock;
-use tokio::sync::{broadcast, watch};
+use tokio::sync::{broadcast, watch, Notify};
 
 use crate::coin::Coin;
 use crate::daemon::Daemon;
@@ -49,6 +49,8 @@ pub use settings::ServerSettings;
 /// `index_events` and `mempool_events` drive notifications: each `IndexEvent` (new tip,
 /// touched scripts) and each `MempoolDelta` (touched scripts) after a mempool refresh. Call it
 /// once the index has caught up: clients are answered from the store as it is.
+///
+/// Without a way to ask the mempool loop for a refresh; see [`serve_with_mempool_kick`].
 #[allow(clippy::too_many_arguments)]
 pub async fn serve(
     settings: ServerSettings,
@@ -60,7 +62,44 @@ pub async fn serve(
     mempool_events: broadcast::Receiver<MempoolDelta>,
     shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
-    let server = Arc::new(Server::new(settings, coin, store, mempool, daemon));
+    serve_with_mempool_kick(
+        settings,
+        coin,
+        store,
+        mempool,
+        daemon,
+        index_events,
+        mempool_events,
+        shutdown,
+        Arc::new(Notify::new()),
+    )
+    .await
+}
+
+/// [`serve`], plus `mempool_kick`: notified (`notify_one`, so a kick during a refresh is kept)
+/// after every successful `blockchain.transaction.broadcast`. The mempool loop should wait on
+/// it beside its poll timer and refresh at once, so a wallet sees its own transaction (and
+/// its subscription notification) without waiting a poll interval.
+#[allow(clippy::too_many_arguments)]
+pub async fn serve_with_mempool_kick(
+    settings: ServerSettings,
+    coin: Coin,
+    store: Arc<Store>,
+    mempool: Arc<RwLock<Mempool>>,
+    daemon: Daemon,
+    index_events: broadcast::Receiver<IndexEvent>,
+    mempool_events: broadcast::Receiver<MempoolDelta>,
+    shutdown: watch::Receiver<bool>,
+    mempool_kick: Arc<Notify>,
+) -> anyhow::Result<()> {
+    let server = Arc::new(Server::new(
+        settings,
+        coin,
+        store,
+        mempool,
+        daemon,
+        mempool_kick,
+    ));
     {
         let s = server.clone();
         tokio::task::spawn_blocking(move || s.refresh_tip()).await??;

@@ -97,6 +97,24 @@ fn drain<T: Clone>(
     }
 }
 
+/// How long the notifier waits for the daemon's height before notifying anyway.
+const HEIGHT_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Is the index behind the daemon? Then a mempool snapshot may already lack the transactions of
+/// a block the index has not stored yet: their scripts would look as if the transactions had
+/// vanished (status null), one round before the block round restores them. ElectrumX applies a
+/// mempool snapshot only once its DB reached the daemon height it was taken at; the notifier
+/// defers such a round to the block round instead.
+async fn index_lags(server: &Server) -> bool {
+    let store = server.db_height().map_or(0, |h| u64::from(h.0));
+    let daemon = tokio::time::timeout(
+        HEIGHT_TIMEOUT,
+        server.daemon.call::<u64>("getblockcount", Vec::new()),
+    )
+    .await;
+    matches!(daemon, Ok(Ok(h)) if h > store)
+}
+
 pub async fn run(
     server: Arc<Server>,
     index: broadcast::Receiver<IndexEvent>,
@@ -104,6 +122,8 @@ pub async fn run(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let (mut index, mut mempool) = (Some(index), Some(mempool));
+    // Touched scripts of mempool rounds deferred while the index lagged the daemon.
+    let mut deferred = Round::default();
     loop {
         let mut round = Round::default();
         tokio::select! {
@@ -128,6 +148,19 @@ pub async fn run(
         }
         drain(&mut index, |e| round.index(e));
         drain(&mut mempool, |d| round.mempool(d));
+        if round.mempool
+            && !round.block
+            && (!round.touched.is_empty() || round.everything)
+            && index_lags(&server).await
+        {
+            debug!("notifications: index behind the daemon; mempool round deferred");
+            server.mempool_changed();
+            deferred.touched.extend(round.touched);
+            deferred.everything |= round.everything;
+            continue;
+        }
+        round.touched.extend(std::mem::take(&mut deferred.touched));
+        round.everything |= std::mem::take(&mut deferred.everything);
         apply(&server, round).await;
     }
 }

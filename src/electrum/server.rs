@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use parking_lot::{Mutex, RwLock};
 use serde::Serialize;
+use tokio::sync::Notify;
 use tracing::error;
 
 use super::daemon_calls::DaemonCache;
@@ -59,6 +60,9 @@ pub struct Server {
     pub header_merkle: HeaderMerkle,
     pub registry: Registry,
     pub history_limit: usize,
+    /// Notified after a successful `blockchain.transaction.broadcast`: the mempool loop
+    /// should refresh at once, so the wallet sees its transaction without waiting a poll.
+    pub mempool_kick: Arc<Notify>,
     tip: RwLock<Option<TipHeader>>,
     histogram: Mutex<Histogram>,
 }
@@ -70,6 +74,7 @@ impl Server {
         store: Arc<Store>,
         mempool: Arc<RwLock<Mempool>>,
         daemon: Daemon,
+        mempool_kick: Arc<Notify>,
     ) -> Server {
         let history_limit = history_limit(settings.max_send);
         Server {
@@ -84,6 +89,7 @@ impl Server {
             header_merkle: HeaderMerkle::default(),
             registry: Registry::default(),
             history_limit,
+            mempool_kick,
             tip: RwLock::new(None),
             histogram: Mutex::new(Histogram::default()),
         }

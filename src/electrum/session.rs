@@ -181,7 +181,31 @@ fn use_server_version() -> RpcError {
     RpcError::bad_request("use server.version to identify client")
 }
 
-/// Serves one connection until either side closes it.
+/// A source of client messages.
+trait Source: Send {
+    /// Reads the next message into `buf`.
+    fn next<'a>(
+        &'a mut self,
+        buf: &'a mut Vec<u8>,
+    ) -> impl std::future::Future<Output = std::io::Result<Line>> + Send + 'a;
+}
+
+/// Newline framing over a byte stream (TCP, TLS), at most `max` bytes a line.
+struct Lines<R> {
+    r: BufReader<R>,
+    max: usize,
+}
+
+impl<R: AsyncRead + Unpin + Send> Source for Lines<R> {
+    fn next<'a>(
+        &'a mut self,
+        buf: &'a mut Vec<u8>,
+    ) -> impl std::future::Future<Output = std::io::Result<Line>> + Send + 'a {
+        read_line(&mut self.r, buf, self.max)
+    }
+}
+
+/// Serves one newline-framed connection (TCP, SSL) until either side closes it.
 pub async fn run<S>(server: Arc<Server>, stream: S, peer: SocketAddr, kind: &'static str)
 where
     S: AsyncRead + AsyncWrite + Send + 'static,
@@ -189,6 +213,102 @@ where
     let (rd, wr) = tokio::io::split(stream);
     let (tx, rx) = mpsc::channel(SEND_QUEUE);
     let write_task = tokio::spawn(writer(wr, rx));
+    let source = Lines {
+        r: BufReader::new(rd),
+        max: server.settings.max_recv,
+    };
+    serve(server, source, tx, write_task, peer, kind).await
+}
+
+/// Serves one WebSocket connection (ws, wss; handshake done): one JSON-RPC message per text
+/// (or binary) message, no newlines. The size limit is the WebSocket configuration's.
+pub async fn run_ws<S>(
+    server: Arc<Server>,
+    ws: tokio_tungstenite::WebSocketStream<S>,
+    peer: SocketAddr,
+    kind: &'static str,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let (sink, stream) = ws.split();
+    let (tx, rx) = mpsc::channel(SEND_QUEUE);
+    let write_task = tokio::spawn(ws_writer(sink, rx));
+    serve(server, WsSource { stream }, tx, write_task, peer, kind).await
+}
+
+struct WsSource<S> {
+    stream: futures::stream::SplitStream<tokio_tungstenite::WebSocketStream<S>>,
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin + Send> Source for WsSource<S> {
+    fn next<'a>(
+        &'a mut self,
+        buf: &'a mut Vec<u8>,
+    ) -> impl std::future::Future<Output = std::io::Result<Line>> + Send + 'a {
+        use tokio_tungstenite::tungstenite::{Error, Message};
+        async move {
+            buf.clear();
+            loop {
+                match self.stream.next().await {
+                    None | Some(Ok(Message::Close(_))) => return Ok(Line::Eof),
+                    Some(Ok(Message::Text(t))) => {
+                        buf.extend_from_slice(t.as_bytes());
+                        return Ok(Line::Complete);
+                    }
+                    Some(Ok(Message::Binary(b))) => {
+                        buf.extend_from_slice(&b);
+                        return Ok(Line::Complete);
+                    }
+                    Some(Ok(_)) => {} // ping, pong: answered by the library
+                    Some(Err(Error::Capacity(e))) => {
+                        return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, e))
+                    }
+                    Some(Err(e)) => return Err(std::io::Error::other(e)),
+                }
+            }
+        }
+    }
+}
+
+async fn ws_writer<S>(
+    mut sink: futures::stream::SplitSink<
+        tokio_tungstenite::WebSocketStream<S>,
+        tokio_tungstenite::tungstenite::Message,
+    >,
+    mut rx: mpsc::Receiver<Outgoing>,
+) where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    use futures::SinkExt;
+    use tokio_tungstenite::tungstenite::Message;
+    while let Some(msg) = rx.recv().await {
+        match msg {
+            Outgoing::Line(line) => {
+                // Queue without flushing while more is waiting, so bursts go out together.
+                let sent = if rx.is_empty() {
+                    sink.send(Message::text(line)).await
+                } else {
+                    sink.feed(Message::text(line)).await
+                };
+                if sent.is_err() {
+                    break;
+                }
+            }
+            Outgoing::Close => break,
+        }
+    }
+    let _ = sink.flush().await;
+    let _ = sink.close().await;
+}
+
+async fn serve<R: Source>(
+    server: Arc<Server>,
+    mut source: R,
+    tx: mpsc::Sender<Outgoing>,
+    write_task: tokio::task::JoinHandle<()>,
+    peer: SocketAddr,
+    kind: &'static str,
+) {
     let session = Arc::new(SessionHandle {
         id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
         peer,
@@ -206,13 +326,12 @@ where
         session.id,
         server.registry.session_count()
     );
-    let mut reader = BufReader::new(rd);
     let mut dialect = Dialect::Detect;
     let mut buf = Vec::new();
     let limit = Arc::new(Semaphore::new(CONCURRENT_REQUESTS));
     let max_recv = server.settings.max_recv;
     while !session.is_closing() {
-        match read_line(&mut reader, &mut buf, max_recv).await {
+        match source.next(&mut buf).await {
             Ok(Line::Complete) => {}
             Ok(Line::Oversize) => {
                 warn!(
@@ -300,6 +419,16 @@ async fn refuse_unidentified(session: &Arc<SessionHandle>, id: Option<&Value>) {
         "session {}: closing, server.version must be the first message",
         session.id
     );
+    send_crash_notifications(session).await;
+    if let Some(id) = id {
+        let dialect = session.dialect();
+        session.send(dialect.error(id, &use_server_version())).await;
+    }
+    session.close();
+}
+
+/// The two parameterless notifications that crash ancient Electrum clients.
+async fn send_crash_notifications(session: &Arc<SessionHandle>) {
     let dialect = session.dialect();
     session
         .send(dialect.notification("blockchain.relayfee", None))
@@ -307,10 +436,6 @@ async fn refuse_unidentified(session: &Arc<SessionHandle>, id: Option<&Value>) {
     session
         .send(dialect.notification("blockchain.estimatefee", None))
         .await;
-    if let Some(id) = id {
-        session.send(dialect.error(id, &use_server_version())).await;
-    }
-    session.close();
 }
 
 /// A batch: parse errors first, then each request's reply as it completes; once the replies
@@ -334,27 +459,45 @@ async fn handle_batch(
         parts.push(msg);
     };
     let mut calls = Vec::new();
-    let mut disconnect = false;
-    for m in members {
+    let mut members = members.into_iter().peekable();
+    while let Some(m) = members.next() {
         match m {
             Member::Error(e) => parts.push(e),
             Member::Call(c) if session.protocol().is_none() => {
-                if c.method == "server.version" && !c.is_notification() {
+                // Before negotiation, as in ElectrumX (aiorpcX starts batch members in order,
+                // and a batch is answered once its last request is): a refusal (a bad
+                // `server.version`, or any other member first) disconnects; the batch is sent,
+                // refusal included, only if no later request was left waiting.
+                let refusal = if c.method == "server.version" && !c.is_notification() {
                     let (reply, bye) = methods::server_version_first(server, session, &c);
-                    push(&mut parts, &c.reply_id(), &reply);
-                    disconnect |= bye;
-                } else {
-                    if let Some(id) = &c.id {
-                        push(&mut parts, id, &Err(use_server_version()));
+                    if !bye {
+                        push(&mut parts, &c.reply_id(), &reply);
+                        continue;
                     }
-                    disconnect = true;
+                    info!("session {}: closing, refused server.version", session.id);
+                    reply
+                } else {
+                    info!(
+                        "session {}: closing, server.version must be the first message",
+                        session.id
+                    );
+                    send_crash_notifications(session).await;
+                    Err(use_server_version())
+                };
+                let later_requests =
+                    members.any(|m| matches!(m, Member::Call(ref c) if !c.is_notification()));
+                if let (Some(id), false) = (&c.id, later_requests) {
+                    push(&mut parts, id, &refusal);
+                    session.send(jsonrpc::batch(&parts)).await;
                 }
+                session.close();
+                return false;
             }
             Member::Call(c) if c.is_notification() => {}
             Member::Call(c) => calls.push(c),
         }
     }
-    if !disconnect {
+    {
         let mut running: FuturesUnordered<_> = calls
             .into_iter()
             .map(|call| {
@@ -372,10 +515,6 @@ async fn handle_batch(
     }
     if !parts.is_empty() {
         session.send(jsonrpc::batch(&parts)).await;
-    }
-    if disconnect {
-        session.close();
-        return false;
     }
     true
 }

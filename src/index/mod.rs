@@ -82,8 +82,22 @@ impl Indexer {
         &self.store
     }
 
-    /// Refuses a daemon that serves another chain than the coin file describes.
+    /// Refuses a daemon that serves another chain than the coin file describes. Komodo smart
+    /// chains share KMD's genesis, so for them the daemon's `getinfo.name` must match too.
     pub async fn check_daemon(&self) -> anyhow::Result<()> {
+        if let Some(expected) = &self.coin.chain_name {
+            let info: serde_json::Value = self.daemon.call("getinfo", vec![]).await?;
+            let name = info.get("name").and_then(|n| n.as_str()).unwrap_or("");
+            if !name.eq_ignore_ascii_case(expected) {
+                bail!(
+                    "the daemon at {} runs chain {name:?}, but COIN={} expects {expected:?}; \
+                     point DAEMON_URL at that chain's daemon (its rpcport is in \
+                     ~/.komodo/{expected}/{expected}.conf)",
+                    self.daemon.url(),
+                    self.coin.name
+                );
+            }
+        }
         let genesis = self.daemon.block_hashes(&[Height(0)]).await?[0];
         if genesis != self.coin.genesis_hash {
             bail!(

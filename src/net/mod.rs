@@ -1,4 +1,5 @@
-//! Listeners for the `SERVICES`: plain TCP and TLS, each connection handed to a session.
+//! Listeners for the `SERVICES`: TCP, TLS, WebSocket (ws) and WebSocket over TLS (wss), each
+//! connection handed to a session (the framing differs, the session is the same).
 
 pub mod service;
 pub mod tls;
@@ -8,8 +9,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tracing::{info, warn};
 
 use crate::electrum::{session, Server};
@@ -46,19 +49,12 @@ pub async fn listen(
     };
     let mut tasks = Vec::new();
     for service in &services {
-        match service.kind {
-            Kind::Tcp | Kind::Ssl => {}
-            Kind::Ws | Kind::Wss => {
-                warn!("{service}: WebSocket services are not implemented yet; not listening");
-                continue;
-            }
-            Kind::Rpc => {
-                warn!("{service}: the admin RPC is not implemented yet; not listening");
-                continue;
-            }
+        if service.kind == Kind::Rpc {
+            warn!("{service}: the admin RPC is not implemented yet; not listening");
+            continue;
         }
         for listener in bind(service).await? {
-            let tls = if service.kind == Kind::Ssl {
+            let tls = if service.kind.is_tls() {
                 tls.clone()
             } else {
                 None
@@ -127,22 +123,47 @@ async fn accept_loop(
         };
         let _ = stream.set_nodelay(true);
         let server = server.clone();
-        match &tls {
-            None => {
-                tokio::spawn(session::run(server, stream, peer, "TCP"));
-            }
-            Some(tls) => {
-                let acceptor = tls.acceptor();
-                tokio::spawn(async move {
+        // New handshakes use the TLS configuration current at accept time.
+        let acceptor = tls.as_ref().map(|t| t.acceptor());
+        tokio::spawn(async move {
+            match (kind, acceptor) {
+                (Kind::Tcp, _) => session::run(server, stream, peer, "TCP").await,
+                (Kind::Ssl, Some(acceptor)) => {
                     match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
                         Ok(Ok(s)) => session::run(server, s, peer, "SSL").await,
                         Ok(Err(e)) => log_handshake(peer, &e.to_string()),
                         Err(_) => log_handshake(peer, "timed out"),
                     }
-                });
+                }
+                (Kind::Ws, _) => websocket(server, stream, peer, "WS").await,
+                (Kind::Wss, Some(acceptor)) => {
+                    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                        Ok(Ok(s)) => websocket(server, s, peer, "WSS").await,
+                        Ok(Err(e)) => log_handshake(peer, &e.to_string()),
+                        Err(_) => log_handshake(peer, "timed out"),
+                    }
+                }
+                (kind, _) => warn!("{}: no listener for this service kind", kind.name()),
             }
-        }
-        let _ = kind;
+        });
+    }
+}
+
+/// The WebSocket upgrade (any path), then a session with WebSocket framing. Messages are
+/// limited to `MAX_RECV` (0: unlimited).
+async fn websocket<S>(server: Arc<Server>, stream: S, peer: SocketAddr, kind: &'static str)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let max = Some(server.settings.max_recv).filter(|&m| m > 0);
+    let config = WebSocketConfig::default()
+        .max_message_size(max)
+        .max_frame_size(max);
+    let handshake = tokio_tungstenite::accept_async_with_config(stream, Some(config));
+    match tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake).await {
+        Ok(Ok(ws)) => session::run_ws(server, ws, peer, kind).await,
+        Ok(Err(e)) => tracing::debug!("WebSocket handshake with {peer} failed: {e}"),
+        Err(_) => tracing::debug!("WebSocket handshake with {peer} timed out"),
     }
 }
 
