@@ -88,6 +88,8 @@ async fn run(config: Config, settings: ServerSettings) -> anyhow::Result<()> {
 
     let mempool = Arc::new(RwLock::new(Mempool::default()));
     let (mempool_tx, _) = broadcast::channel(64);
+    // Rung by a successful broadcast, so the wallet sees its transaction without a poll delay.
+    let mempool_kick = Arc::new(tokio::sync::Notify::new());
     let mut events = indexer.subscribe();
     // The Electrum service starts once the index has caught up and the mempool synced once, as
     // ElectrumX does: before that, answers would be wrong.
@@ -99,6 +101,7 @@ async fn run(config: Config, settings: ServerSettings) -> anyhow::Result<()> {
             daemon.clone(),
         );
         let index_events = indexer.subscribe();
+        let kick = mempool_kick.clone();
         let mut ready = mempool_tx.subscribe();
         let stop = stop_rx.clone();
         async move {
@@ -106,7 +109,7 @@ async fn run(config: Config, settings: ServerSettings) -> anyhow::Result<()> {
                 return Ok(());
             }
             let mempool_events = ready.resubscribe();
-            electrum::serve(
+            electrum::serve_with_mempool_kick(
                 settings,
                 coin,
                 store,
@@ -115,6 +118,7 @@ async fn run(config: Config, settings: ServerSettings) -> anyhow::Result<()> {
                 index_events,
                 mempool_events,
                 stop,
+                kick,
             )
             .await
         }
@@ -129,6 +133,7 @@ async fn run(config: Config, settings: ServerSettings) -> anyhow::Result<()> {
         let chain = config.coin.chain;
         let poll = config.poll_mempool;
         let mempool_tx = mempool_tx.clone();
+        let kick = mempool_kick.clone();
         async move {
             // Start once the initial sync is over: before that the UTXO set is incomplete.
             tokio::select! {
@@ -138,7 +143,7 @@ async fn run(config: Config, settings: ServerSettings) -> anyhow::Result<()> {
             let mut confirmed_changed = true;
             loop {
                 match mempool::refresh(&mempool, &daemon, chain, &store, confirmed_changed).await {
-                    Ok(d) => {
+                    Ok(d) if d.applied => {
                         if d.added + d.removed > 0 {
                             info!(
                                 "mempool: {} txs (+{} -{})",
@@ -147,15 +152,18 @@ async fn run(config: Config, settings: ServerSettings) -> anyhow::Result<()> {
                                 d.removed
                             );
                         }
+                        confirmed_changed = false;
                         let _ = mempool_tx.send(d);
                     }
+                    // The daemon has a block the index has not stored yet: wait for it.
+                    Ok(_) => {}
                     Err(e) => warn!("mempool refresh failed: {e}"),
                 }
-                confirmed_changed = false;
                 // A new block refreshes at once, so no transaction stays both confirmed and
-                // unconfirmed for a poll interval.
+                // unconfirmed for a poll interval; so does a broadcast through this server.
                 tokio::select! {
                     _ = tokio::time::sleep(poll) => {}
+                    _ = kick.notified() => {}
                     e = events.recv() => match e {
                         Err(RecvError::Closed) => return,
                         _ => confirmed_changed = true,

@@ -81,6 +81,8 @@ pub enum MempoolError {
 /// What a refresh changed.
 #[derive(Clone, Debug, Default)]
 pub struct MempoolDelta {
+    /// False when the refresh was skipped because the daemon's chain and the index differed.
+    pub applied: bool,
     pub added: usize,
     pub removed: usize,
     /// Scripts whose mempool entries changed.
@@ -89,6 +91,12 @@ pub struct MempoolDelta {
 
 /// Brings a shared mempool up to date with the daemon: only new transactions are fetched, and
 /// the lock is held only while the changes are applied.
+///
+/// The snapshot is applied only when it belongs to the chain the index holds: the daemon's
+/// height must be the same before and after `getrawmempool` and equal the index's tip.
+/// Otherwise a transaction that just confirmed would leave the mempool before its block is
+/// indexed (or stay after), and wallets would briefly see it nowhere (or twice). A skipped
+/// refresh returns a delta with `applied == false`; the caller retries after the index moves.
 pub async fn refresh(
     mempool: &Arc<RwLock<Mempool>>,
     daemon: &Daemon,
@@ -96,7 +104,13 @@ pub async fn refresh(
     store: &Arc<Store>,
     confirmed_changed: bool,
 ) -> Result<MempoolDelta, MempoolError> {
+    let height_before: u32 = daemon.call("getblockcount", vec![]).await?;
     let ids: HashSet<Txid> = daemon.raw_mempool().await?.into_iter().collect();
+    let height_after: u32 = daemon.call("getblockcount", vec![]).await?;
+    let indexed = store.tip().map(|t| t.height.0);
+    if height_before != height_after || indexed != Some(height_after) {
+        return Ok(MempoolDelta::default());
+    }
     let new: Vec<Txid> = {
         let m = mempool.read();
         ids.iter()
@@ -117,6 +131,10 @@ pub async fn refresh(
     }
     let (mempool, store) = (mempool.clone(), store.clone());
     let delta = tokio::task::spawn_blocking(move || {
+        // The index may have moved while transactions were fetched.
+        if store.tip().map(|t| t.height.0) != Some(height_after) {
+            return Ok(MempoolDelta::default());
+        }
         mempool
             .write()
             .apply(&ids, fresh, &store, confirmed_changed)
@@ -184,6 +202,7 @@ impl Mempool {
             debug!("{dropped} mempool txs dropped: inputs not found");
         }
         Ok(MempoolDelta {
+            applied: true,
             added,
             removed: gone.len(),
             touched: touched.into_iter().collect(),

@@ -52,7 +52,10 @@ fn answers(store: Store) -> Value {
     hashxs.dedup();
     let tip = store.tip().unwrap();
     let store = Arc::new(store);
-    let q = Query::new(store.clone(), Arc::new(parking_lot::RwLock::new(Mempool::default())));
+    let q = Query::new(
+        store.clone(),
+        Arc::new(parking_lot::RwLock::new(Mempool::default())),
+    );
     let scripts: Vec<Value> = hashxs
         .iter()
         .map(|h| {

@@ -1,0 +1,569 @@
+//! The `sextant` binary's transports against a real `litecoind -regtest`: TLS (with certificate
+//! reload on file change and on SIGHUP, open sessions unaffected), WebSocket (ws:// and wss://,
+//! one JSON-RPC message per text frame) and a real third-party client (Python aiorpcX, the
+//! library ElectrumX is built on) over TLS. Certificates come from the `openssl` CLI.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::*;
+use futures::{SinkExt, StreamExt};
+use serde_json::{json, Value};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+use tokio_rustls::rustls::{self, pki_types};
+use tokio_tungstenite::tungstenite::Message;
+
+// ---------------------------------------------------------------------------------------------
+// The server process
+
+struct Sextant {
+    child: Child,
+    log: PathBuf,
+}
+
+impl Sextant {
+    fn start(d: &Litecoind, dir: &Path, env: &[(&str, String)]) -> Sextant {
+        let log = dir.join("sextant.log");
+        let f = std::fs::File::create(&log).unwrap();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_sextant"));
+        cmd.env_clear()
+            .env("COIN", "Litecoin")
+            .env("NET", "regtest")
+            .env("DB_DIRECTORY", dir.join("db"))
+            .env("DAEMON_URL", d.rpc_url())
+            .env("DAEMON_POLL_INTERVAL_BLOCKS", "100")
+            .env("DAEMON_POLL_INTERVAL_MEMPOOL", "100")
+            .env("LOG_LEVEL", "info");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let child = cmd
+            .stdout(Stdio::from(f.try_clone().unwrap()))
+            .stderr(Stdio::from(f))
+            .spawn()
+            .expect("start sextant");
+        Sextant { child, log }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    fn wait_listening(&mut self, port: u16) {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if let Ok(Some(s)) = self.child.try_wait() {
+                panic!("sextant exited ({s}):\n{}", self.log());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "sextant never listened:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn signal(&self, sig: &str) {
+        let ok = Command::new("kill")
+            .args([sig, &self.child.id().to_string()])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill {sig}");
+    }
+}
+
+impl Drop for Sextant {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Certificates
+
+/// A fresh self-signed certificate for `localhost` / 127.0.0.1, written to `cert`/`key` (via a
+/// temporary file and a rename, as a certificate manager would). Returns its DER.
+fn make_cert(dir: &Path, cert: &Path, key: &Path, cn: &str) -> Vec<u8> {
+    let (tmp_cert, tmp_key) = (dir.join("new-cert.pem"), dir.join("new-key.pem"));
+    let out = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+        ])
+        .args(["-nodes", "-days", "2", "-subj", &format!("/CN={cn}")])
+        .args(["-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"])
+        .arg("-keyout")
+        .arg(&tmp_key)
+        .arg("-out")
+        .arg(&tmp_cert)
+        .output()
+        .expect("the openssl CLI (apt-get install openssl)");
+    assert!(
+        out.status.success(),
+        "openssl: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::rename(&tmp_key, key).unwrap();
+    std::fs::rename(&tmp_cert, cert).unwrap();
+    let pem = std::fs::read(cert).unwrap();
+    let der = rustls_pemfile::certs(&mut &pem[..])
+        .next()
+        .unwrap()
+        .unwrap();
+    der.as_ref().to_vec()
+}
+
+/// Trusts any server certificate, and remembers the last one presented.
+#[derive(Debug)]
+struct Recorder {
+    seen: Mutex<Option<Vec<u8>>>,
+    provider: Arc<rustls::crypto::CryptoProvider>,
+}
+
+impl rustls::client::danger::ServerCertVerifier for Recorder {
+    fn verify_server_cert(
+        &self,
+        end_entity: &pki_types::CertificateDer<'_>,
+        _intermediates: &[pki_types::CertificateDer<'_>],
+        _server_name: &pki_types::ServerName<'_>,
+        _ocsp: &[u8],
+        _now: pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        *self.seen.lock().unwrap() = Some(end_entity.as_ref().to_vec());
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
+}
+
+/// A TLS connection; returns the stream and the certificate the server presented.
+async fn tls_connect(port: u16) -> (tokio_rustls::client::TlsStream<TcpStream>, Vec<u8>) {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let recorder = Arc::new(Recorder {
+        seen: Mutex::new(None),
+        provider: provider.clone(),
+    });
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .dangerous()
+        .with_custom_certificate_verifier(recorder.clone())
+        .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let tcp = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    let name = pki_types::ServerName::try_from("localhost").unwrap();
+    let stream = connector.connect(name, tcp).await.expect("TLS handshake");
+    let cert = recorder
+        .seen
+        .lock()
+        .unwrap()
+        .clone()
+        .expect("a certificate");
+    (stream, cert)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Newline-framed and WebSocket clients
+
+struct LineClient<S> {
+    r: BufReader<tokio::io::ReadHalf<S>>,
+    w: tokio::io::WriteHalf<S>,
+    next_id: u64,
+}
+
+impl<S: tokio::io::AsyncRead + tokio::io::AsyncWrite> LineClient<S> {
+    fn new(s: S) -> Self {
+        let (r, w) = tokio::io::split(s);
+        LineClient {
+            r: BufReader::new(r),
+            w,
+            next_id: 0,
+        }
+    }
+
+    async fn next(&mut self) -> Value {
+        let mut line = String::new();
+        let n = tokio::time::timeout(Duration::from_secs(30), self.r.read_line(&mut line))
+            .await
+            .expect("a message within 30 s")
+            .unwrap();
+        assert!(n > 0, "connection closed");
+        serde_json::from_str(&line).unwrap()
+    }
+
+    async fn call(&mut self, method: &str, params: Value) -> Value {
+        self.next_id += 1;
+        let id = self.next_id;
+        let msg = json!({"jsonrpc":"2.0","id":id,"method":method,"params":params});
+        self.w
+            .write_all(format!("{msg}\n").as_bytes())
+            .await
+            .unwrap();
+        loop {
+            let v = self.next().await;
+            if v["id"] == id {
+                assert!(v.get("error").is_none(), "{method}: {v}");
+                return v["result"].clone();
+            }
+        }
+    }
+}
+
+type Ws<S> = tokio_tungstenite::WebSocketStream<S>;
+
+async fn ws_next<S>(ws: &mut Ws<S>) -> Value
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    loop {
+        let msg = tokio::time::timeout(Duration::from_secs(30), ws.next())
+            .await
+            .expect("a WebSocket message within 30 s")
+            .expect("connection open")
+            .unwrap();
+        match msg {
+            Message::Text(t) => {
+                assert!(
+                    !t.contains('\n'),
+                    "one message per frame, no newline: {t:?}"
+                );
+                return serde_json::from_str(&t).unwrap();
+            }
+            Message::Ping(_) | Message::Pong(_) => continue,
+            other => panic!("unexpected WebSocket message {other:?}"),
+        }
+    }
+}
+
+async fn ws_call<S>(ws: &mut Ws<S>, id: u64, method: &str, params: Value) -> Value
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let msg = json!({"jsonrpc":"2.0","id":id,"method":method,"params":params});
+    ws.send(Message::text(msg.to_string())).await.unwrap();
+    loop {
+        let v = ws_next(ws).await;
+        if v["id"] == id {
+            return v;
+        }
+    }
+}
+
+/// Exercises a WebSocket session: version, headers, a batch, errors, and the header
+/// notification after `mine` mines a block.
+async fn ws_session<S>(mut ws: Ws<S>, d: &Litecoind, tip: u64)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let v = ws_call(
+        &mut ws,
+        1,
+        "server.version",
+        json!(["ws-test", ["1.4", "1.4.2"]]),
+    )
+    .await;
+    assert_eq!(v["result"][1], "1.4.2");
+    let h = ws_call(&mut ws, 2, "blockchain.headers.subscribe", json!([])).await;
+    assert_eq!(h["result"]["height"], tip);
+    let e = ws_call(&mut ws, 3, "blockchain.block.header", json!([100_000])).await;
+    assert_eq!(
+        e["error"],
+        json!({"code": 1, "message": "height 100,000 out of range"})
+    );
+    let batch = json!([
+        {"jsonrpc":"2.0","id":4,"method":"server.ping"},
+        {"jsonrpc":"2.0","id":5,"method":"server.donation_address"},
+    ]);
+    ws.send(Message::text(batch.to_string())).await.unwrap();
+    let b = ws_next(&mut ws).await;
+    assert_eq!(b.as_array().map(Vec::len), Some(2), "{b}");
+    d.mine(1);
+    let n = loop {
+        let v = ws_next(&mut ws).await;
+        if v["method"] == "blockchain.headers.subscribe" {
+            break v;
+        }
+    };
+    assert_eq!(n["params"][0]["height"], tip + 1);
+    let p = ws_call(&mut ws, 6, "server.ping", json!([])).await;
+    assert_eq!(p["result"], Value::Null);
+    ws.close(None).await.unwrap();
+}
+
+fn tls_env(cert: &Path, key: &Path) -> Vec<(&'static str, String)> {
+    vec![
+        ("SSL_CERTFILE", cert.display().to_string()),
+        ("SSL_KEYFILE", key.display().to_string()),
+    ]
+}
+
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn tls_certificates_reload_without_touching_open_sessions() {
+    let d = Litecoind::start();
+    d.mine(3);
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    let first = make_cert(dir.path(), &cert, &key, "first");
+    let port = free_port();
+    let mut env = tls_env(&cert, &key);
+    env.push(("SERVICES", format!("ssl://127.0.0.1:{port}")));
+    let mut sx = Sextant::start(&d, dir.path(), &env);
+    sx.wait_listening(port);
+
+    let rt = runtime();
+    rt.block_on(async {
+        let (s, presented) = tls_connect(port).await;
+        assert_eq!(presented, first, "the configured certificate");
+        let mut open = LineClient::new(s);
+        let v = open
+            .call("server.version", json!(["tls-test", "1.4"]))
+            .await;
+        assert_eq!(v[1], "1.4");
+        assert_eq!(
+            open.call("blockchain.headers.subscribe", json!([])).await["height"],
+            3
+        );
+
+        // New files: picked up by the file watcher (polls every 5 s).
+        let second = make_cert(dir.path(), &cert, &key, "second");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let (_s, presented) = tls_connect(port).await;
+            if presented == second {
+                break;
+            }
+            assert_eq!(presented, first);
+            assert!(
+                Instant::now() < deadline,
+                "the new certificate was never served"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        // The open session is untouched.
+        assert_eq!(open.call("server.ping", json!([])).await, Value::Null);
+
+        // SIGHUP reloads at once.
+        let third = make_cert(dir.path(), &cert, &key, "third");
+        sx.signal("-HUP");
+        let deadline = Instant::now() + Duration::from_secs(3);
+        loop {
+            let (s, presented) = tls_connect(port).await;
+            if presented == third {
+                let mut c = LineClient::new(s);
+                c.call("server.version", json!(["tls-test", "1.4"])).await;
+                assert_eq!(c.call("server.ping", json!([])).await, Value::Null);
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "SIGHUP did not reload the certificate"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        // A broken certificate file keeps the old configuration.
+        std::fs::write(&cert, "not a certificate").unwrap();
+        sx.signal("-HUP");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let (_s, presented) = tls_connect(port).await;
+        assert_eq!(presented, third, "a bad file is not loaded");
+
+        // The first session still works, and still gets notifications.
+        d.mine(1);
+        let n = loop {
+            let v = open.next().await;
+            if v["method"] == "blockchain.headers.subscribe" {
+                break v;
+            }
+        };
+        assert_eq!(n["params"][0]["height"], 4);
+        assert_eq!(open.call("server.ping", json!([])).await, Value::Null);
+    });
+    assert!(
+        sx.log().contains("TLS certificate reloaded (SIGHUP)"),
+        "{}",
+        sx.log()
+    );
+}
+
+#[test]
+fn websocket_sessions_over_ws_and_wss() {
+    let d = Litecoind::start();
+    d.mine(2);
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    make_cert(dir.path(), &cert, &key, "ws");
+    let (ws_port, wss_port, tcp_port) = (free_port(), free_port(), free_port());
+    let mut env = tls_env(&cert, &key);
+    env.push((
+        "SERVICES",
+        format!("ws://127.0.0.1:{ws_port},wss://127.0.0.1:{wss_port},tcp://127.0.0.1:{tcp_port}"),
+    ));
+    env.push(("MAX_RECV", "5000".into()));
+    let mut sx = Sextant::start(&d, dir.path(), &env);
+    sx.wait_listening(ws_port);
+    sx.wait_listening(wss_port);
+
+    let rt = runtime();
+    rt.block_on(async {
+        // ws://
+        let tcp = TcpStream::connect(("127.0.0.1", ws_port)).await.unwrap();
+        let (ws, _) = tokio_tungstenite::client_async(format!("ws://127.0.0.1:{ws_port}/"), tcp)
+            .await
+            .expect("WebSocket handshake");
+        ws_session(ws, &d, 2).await;
+
+        // wss://
+        let (tls, _) = tls_connect(wss_port).await;
+        let (ws, _) = tokio_tungstenite::client_async(format!("wss://localhost:{wss_port}/"), tls)
+            .await
+            .expect("WebSocket handshake over TLS");
+        ws_session(ws, &d, 3).await;
+
+        // A message over MAX_RECV ends the WebSocket session (the frame cannot be skipped as
+        // a line can).
+        let tcp = TcpStream::connect(("127.0.0.1", ws_port)).await.unwrap();
+        let (mut ws, _) =
+            tokio_tungstenite::client_async(format!("ws://127.0.0.1:{ws_port}/"), tcp)
+                .await
+                .unwrap();
+        let v = ws_call(&mut ws, 1, "server.version", json!(["big", "1.4"])).await;
+        assert_eq!(v["result"][1], "1.4");
+        let big =
+            json!({"jsonrpc":"2.0","id":2,"method":"server.ping","params":["x".repeat(6000)]});
+        let _ = ws.send(Message::text(big.to_string())).await;
+        let end = tokio::time::timeout(Duration::from_secs(10), ws.next())
+            .await
+            .unwrap();
+        assert!(
+            matches!(end, None | Some(Err(_)) | Some(Ok(Message::Close(_)))),
+            "{end:?}"
+        );
+    });
+}
+
+#[test]
+fn a_python_aiorpcx_client_over_tls() {
+    let venv = {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/electrumx-venv.sh");
+        let out = Command::new("bash")
+            .arg(&script)
+            .stderr(Stdio::inherit())
+            .output()
+            .expect("run scripts/electrumx-venv.sh");
+        assert!(out.status.success(), "scripts/electrumx-venv.sh failed");
+        PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
+    };
+    let d = Litecoind::start();
+    d.mine(5);
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    make_cert(dir.path(), &cert, &key, "python");
+    let port = free_port();
+    let mut env = tls_env(&cert, &key);
+    env.push(("SERVICES", format!("ssl://127.0.0.1:{port}")));
+    let mut sx = Sextant::start(&d, dir.path(), &env);
+    sx.wait_listening(port);
+
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/electrum_client.py");
+    let mut py = Command::new(venv.join("bin/python"))
+        .arg(&script)
+        .args(["127.0.0.1", &port.to_string()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run the Python client");
+    let stdout = py.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel::<Value>();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if let Ok(v) = serde_json::from_str(&line) {
+                let _ = tx.send(v);
+            }
+        }
+    });
+    let next = || rx.recv_timeout(Duration::from_secs(60)).ok();
+    let version = next().expect("the client's version line");
+    assert_eq!(version["event"], "version");
+    assert_eq!(version["result"][1], "1.4.2");
+    assert!(version["result"][0]
+        .as_str()
+        .unwrap()
+        .starts_with("Sextant "));
+    let tip = next().expect("the client's tip line");
+    assert_eq!(tip["result"]["height"], 5);
+    d.mine(1);
+    let Some(n) = next() else {
+        let _ = py.kill();
+        let out = py.wait_with_output().unwrap();
+        panic!(
+            "no notification line; client stderr:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    };
+    assert_eq!(n["event"], "notification");
+    assert_eq!(n["params"][0]["height"], 6);
+    let out = py.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "client failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
