@@ -4,13 +4,14 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
+use serde_json::value::RawValue;
 use serde_json::Value;
 use tracing::warn;
 
 use super::jsonrpc::{RpcError, DAEMON_ERROR};
 use super::pyfmt::py_repr_str;
 use crate::daemon::{Daemon, DaemonError};
-use crate::types::BlockHash;
+use crate::types::{BlockHash, Txid};
 
 /// Bitcoin Core's "method not found".
 const RPC_METHOD_NOT_FOUND: i64 = -32601;
@@ -62,14 +63,49 @@ pub fn bitcoin_target_bucket(n: u64) -> u64 {
 /// Fee estimates by (target, mode), with the tip they were computed at.
 type Estimates = HashMap<(u64, Option<String>), (BlockHash, Value)>;
 
-#[derive(Default)]
+/// Raw transactions kept: wallets fetch the same recent transactions over and over, and a
+/// transaction's bytes never change for its txid. ~1 KB of hex each.
+const RAW_TX_CACHE_ENTRIES: usize = 20_000;
+
 pub struct DaemonCache {
     networkinfo: tokio::sync::Mutex<Option<(Instant, Value)>>,
     /// (target, mode) → (tip when computed, fee rate).
     estimates: tokio::sync::Mutex<Estimates>,
+    raw_txs: parking_lot::Mutex<lru::LruCache<Txid, Box<RawValue>>>,
+}
+
+impl Default for DaemonCache {
+    fn default() -> Self {
+        DaemonCache {
+            networkinfo: Default::default(),
+            estimates: Default::default(),
+            raw_txs: parking_lot::Mutex::new(lru::LruCache::new(
+                std::num::NonZeroUsize::new(RAW_TX_CACHE_ENTRIES).expect("non-zero"),
+            )),
+        }
+    }
 }
 
 impl DaemonCache {
+    /// `getrawtransaction <txid> 0`, answered from the cache when possible. `as_sent` is the
+    /// client's own text, passed to the daemon unchanged so its error messages match.
+    pub async fn raw_transaction(
+        &self,
+        daemon: &Daemon,
+        txid: Txid,
+        as_sent: &Value,
+    ) -> Result<Box<RawValue>, RpcError> {
+        if let Some(hex) = self.raw_txs.lock().get(&txid) {
+            return Ok(hex.clone());
+        }
+        let hex: Box<RawValue> = daemon
+            .call::<Box<RawValue>>("getrawtransaction", vec![as_sent.clone(), Value::from(0)])
+            .await
+            .map_err(daemon_error)?;
+        self.raw_txs.lock().put(txid, hex.clone());
+        Ok(hex)
+    }
+
     pub async fn networkinfo(&self, daemon: &Daemon) -> Result<Value, RpcError> {
         let mut cached = self.networkinfo.lock().await;
         if let Some((at, v)) = &*cached {
@@ -87,12 +123,15 @@ impl DaemonCache {
 
     /// The daemon's fee estimate, or -1 when it has none. The lock is held across the daemon
     /// call so concurrent misses for the same tip cost one call.
+    /// `smart` is false for daemons without `estimatesmartfee` (komodod): their `estimatefee`
+    /// takes the block count alone.
     pub async fn estimatefee(
         &self,
         daemon: &Daemon,
         tip: BlockHash,
         target: u64,
         mode: Option<String>,
+        smart: bool,
     ) -> Result<Value, RpcError> {
         let key = (target, mode);
         let mut cache = self.estimates.lock().await;
@@ -102,6 +141,14 @@ impl DaemonCache {
             }
         }
         let mut params = vec![Value::from(target)];
+        if !smart {
+            let rate = daemon
+                .call::<Value>("estimatefee", params)
+                .await
+                .map_err(daemon_error)?;
+            cache.insert(key, (tip, rate.clone()));
+            return Ok(rate);
+        }
         if let Some(m) = &key.1 {
             params.push(Value::from(m.clone()));
         }

@@ -417,7 +417,13 @@ async fn estimatefee(server: &Arc<Server>, a: &Args) -> Reply {
     let tip = server.tip().map(|t| t.hash).unwrap_or_default();
     let rate = server
         .daemon_cache
-        .estimatefee(&server.daemon, tip, number, mode)
+        .estimatefee(
+            &server.daemon,
+            tip,
+            number,
+            mode,
+            server.coin.estimatesmartfee,
+        )
         .await?;
     py_number(&rate)
 }
@@ -566,7 +572,7 @@ async fn broadcast(server: &Arc<Server>, session: &SessionHandle, a: &Args) -> R
 }
 
 async fn transaction_get(server: &Arc<Server>, a: &Args) -> Reply {
-    tx_hash(a.req(0))?;
+    let txid: Txid = tx_hash(a.req(0))?;
     let verbose = match a.opt(1) {
         None => false,
         Some(v) => {
@@ -574,12 +580,15 @@ async fn transaction_get(server: &Arc<Server>, a: &Args) -> Reply {
         }
     };
     // The client's text goes to the daemon as sent; the verbose object comes back unchanged.
+    if !verbose {
+        return server
+            .daemon_cache
+            .raw_transaction(&server.daemon, txid, a.req(0))
+            .await;
+    }
     server
         .daemon
-        .call::<Box<RawValue>>(
-            "getrawtransaction",
-            vec![a.req(0).clone(), Value::from(verbose as u8)],
-        )
+        .call::<Box<RawValue>>("getrawtransaction", vec![a.req(0).clone(), Value::from(1)])
         .await
         .map_err(daemon_error)
 }
