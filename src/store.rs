@@ -249,7 +249,7 @@ impl Store {
         opts.set_max_open_files(512);
         opts.set_keep_log_file_num(3);
         // Bounds all memtables together, so CACHE_MB is honoured across column families.
-        opts.set_db_write_buffer_size((cache_mb.max(64) << 20) / 2);
+        opts.set_db_write_buffer_size((cache_mb.max(64) << 20) / 4);
         let cfs = ALL_CFS
             .iter()
             .map(|name| ColumnFamilyDescriptor::new(*name, cf_options(name, &cache, mode)));
@@ -683,33 +683,48 @@ impl Batch<'_> {
             .delete_cf(self.store.cf(CF_HISTORY), history_key(hashx, txnum));
     }
 
+    /// Both rows of an unspent output: by outpoint and by script.
     pub fn put_utxo(&mut self, outpoint: &OutPoint, utxo: &StoredUtxo) {
-        let s = self.store;
+        self.put_utxo_outpoint(outpoint, utxo);
+        self.put_utxo_script(outpoint, utxo);
+    }
+
+    pub fn put_utxo_outpoint(&mut self, outpoint: &OutPoint, utxo: &StoredUtxo) {
         let mut v = Vec::with_capacity(HashX::LEN + 8);
         v.extend_from_slice(&utxo.hashx.0);
         v.extend_from_slice(&utxo.value.to_le_bytes());
         self.wb.put_cf(
-            s.cf(CF_UTXO),
+            self.store.cf(CF_UTXO),
             utxo_key(&outpoint.txid, outpoint.vout, utxo.txnum),
             v,
         );
+    }
+
+    pub fn put_utxo_script(&mut self, outpoint: &OutPoint, utxo: &StoredUtxo) {
         self.wb.put_cf(
-            s.cf(CF_SCRIPTUTXO),
+            self.store.cf(CF_SCRIPTUTXO),
             scriptutxo_key(&utxo.hashx, utxo.txnum, outpoint.vout),
             utxo.value.to_le_bytes(),
         );
     }
 
-    pub fn delete_utxo(&mut self, outpoint: &OutPoint, utxo: &StoredUtxo) {
-        let s = self.store;
+    pub fn delete_utxo_outpoint(&mut self, outpoint: &OutPoint, utxo: &StoredUtxo) {
         self.wb.delete_cf(
-            s.cf(CF_UTXO),
+            self.store.cf(CF_UTXO),
             utxo_key(&outpoint.txid, outpoint.vout, utxo.txnum),
         );
+    }
+
+    pub fn delete_utxo_script(&mut self, outpoint: &OutPoint, utxo: &StoredUtxo) {
         self.wb.delete_cf(
-            s.cf(CF_SCRIPTUTXO),
+            self.store.cf(CF_SCRIPTUTXO),
             scriptutxo_key(&utxo.hashx, utxo.txnum, outpoint.vout),
         );
+    }
+
+    pub fn delete_utxo(&mut self, outpoint: &OutPoint, utxo: &StoredUtxo) {
+        self.delete_utxo_outpoint(outpoint, utxo);
+        self.delete_utxo_script(outpoint, utxo);
     }
 
     pub fn put_undo(&mut self, height: Height, record: &[u8]) {

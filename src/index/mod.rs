@@ -57,8 +57,10 @@ impl Indexer {
         reorg_limit: u32,
         cache_mb: usize,
     ) -> Indexer {
-        // A quarter of CACHE_MB for blocks not yet written; RocksDB gets the rest.
-        let flush_bytes = (cache_mb.max(16) << 20) / 4;
+        // CACHE_MB is shared: an eighth for blocks not yet written (their rows are copied and
+        // sorted once more at commit), a quarter for RocksDB's write buffers, half for its block
+        // cache. Fetch and parse buffers come on top.
+        let flush_bytes = (cache_mb.max(16) << 20) / 8;
         let writer = Writer::new(store.clone(), reorg_limit, flush_bytes);
         let (events, _) = broadcast::channel(64);
         Indexer {

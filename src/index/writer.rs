@@ -43,6 +43,8 @@ struct Pending<'a> {
     utxos: HashMap<OutPoint, StoredUtxo>,
     counts: Vec<u64>,
     first_height: Height,
+    history: Vec<(HashX, TxNum)>,
+    spent: Vec<(OutPoint, StoredUtxo)>,
 }
 
 /// What a commit changed, for notifications.
@@ -104,9 +106,14 @@ impl Writer {
                 utxos: HashMap::new(),
                 counts: Vec::new(),
                 first_height: self.next_height(),
+                history: Vec::new(),
+                spent: Vec::new(),
             });
             self.apply_block(p, block)?;
-            let size = p.batch.size_in_bytes() + p.utxos.len() * PENDING_UTXO_BYTES;
+            let size = p.batch.size_in_bytes()
+                + p.utxos.len() * PENDING_UTXO_BYTES
+                + p.history.len() * 40
+                + p.spent.len() * 80;
             if size >= self.flush_bytes {
                 self.commit(pending.take().expect("pending"))?;
             }
@@ -164,7 +171,7 @@ impl Writer {
                     },
                 };
                 if in_db {
-                    p.batch.delete_utxo(input, &utxo);
+                    p.spent.push((*input, utxo));
                 }
                 if keep_undo && utxo.txnum.0 < first_txnum {
                     undo.spent.push((*input, utxo));
@@ -192,7 +199,7 @@ impl Writer {
             touched.sort_unstable();
             touched.dedup();
             for hashx in &touched {
-                p.batch.put_history(hashx, txnum);
+                p.history.push((*hashx, txnum));
                 if keep_undo {
                     undo.history.push((*hashx, txnum));
                 }
@@ -220,8 +227,30 @@ impl Writer {
     }
 
     fn commit(&mut self, mut p: Pending<'_>) -> Result<(), WriteError> {
-        for (op, utxo) in &p.utxos {
-            p.batch.put_utxo(op, utxo);
+        // Rows in key order per column family: RocksDB's skiplist memtable then inserts each
+        // row next to the previous one instead of searching from the top.
+        p.history.sort_unstable();
+        for (hashx, txnum) in &p.history {
+            p.batch.put_history(hashx, *txnum);
+        }
+        let mut puts: Vec<(OutPoint, StoredUtxo)> = p.utxos.drain().collect();
+        let okey = |(op, u): &(OutPoint, StoredUtxo)| (op.txid.0[..4].to_vec(), op.vout, u.txnum);
+        let skey = |(op, u): &(OutPoint, StoredUtxo)| (u.hashx, u.txnum, op.vout);
+        puts.sort_unstable_by_key(okey);
+        for (op, u) in &puts {
+            p.batch.put_utxo_outpoint(op, u);
+        }
+        puts.sort_unstable_by_key(skey);
+        for (op, u) in &puts {
+            p.batch.put_utxo_script(op, u);
+        }
+        p.spent.sort_unstable_by_key(okey);
+        for (op, u) in &p.spent {
+            p.batch.delete_utxo_outpoint(op, u);
+        }
+        p.spent.sort_unstable_by_key(skey);
+        for (op, u) in &p.spent {
+            p.batch.delete_utxo_script(op, u);
         }
         self.store
             .commit(p.batch, self.tip, p.first_height, &p.counts)?;
