@@ -22,7 +22,7 @@ fn main() -> ExitCode {
         Err(e) => return config_error(e),
     };
     let settings = match ServerSettings::from_env(&ProcessEnv) {
-        Ok(s) => s,
+        Ok(s) => s.with_coin_defaults(&ProcessEnv, &config.coin),
         Err(e) => return config_error(e),
     };
     tracing_subscriber::fmt()

@@ -106,6 +106,17 @@ fn is_private(ip: &IpAddr) -> bool {
 }
 
 impl ServerSettings {
+    /// Applies the coin file's defaults where the environment is silent: a coin may need a
+    /// bigger `MAX_SEND` (2016 Equihash headers are ~6 MB of hex).
+    pub fn with_coin_defaults(mut self, env: &dyn Env, coin: &crate::coin::Coin) -> Self {
+        if env.get("MAX_SEND").is_none() {
+            if let Some(max_send) = coin.max_send {
+                self.max_send = max_send.max(MIN_MAX_SEND);
+            }
+        }
+        self
+    }
+
     pub fn from_env(env: &dyn Env) -> Result<ServerSettings, SettingsError> {
         let invalid = |var: &'static str, value: &str, why: String| SettingsError::Invalid {
             var,
@@ -308,5 +319,32 @@ mod tests {
         assert!(e(&[("REPORT_SERVICES", "tcp://0.0.0.0:1")]).contains("bad IP"));
         assert!(e(&[("MAX_SEND", "lots")]).contains("MAX_SEND"));
         assert!(e(&[("DROP_CLIENT", "(")]).contains("DROP_CLIENT"));
+    }
+}
+
+#[cfg(test)]
+mod coin_default_tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    #[test]
+    fn a_coin_file_sets_max_send_unless_the_environment_does() {
+        let reg = crate::coin::CoinRegistry::embedded().unwrap();
+        let kmd = reg.lookup("Komodo", "mainnet").unwrap();
+        let ltc = reg.lookup("Litecoin", "mainnet").unwrap();
+        let quiet: HashMap<&str, &str> = HashMap::new();
+        let base = ServerSettings::from_env(&quiet).unwrap();
+        let default = base.max_send;
+        assert_eq!(
+            base.clone().with_coin_defaults(&quiet, &kmd).max_send,
+            8_100_000
+        );
+        assert_eq!(
+            base.clone().with_coin_defaults(&quiet, &ltc).max_send,
+            default
+        );
+        let set: HashMap<&str, &str> = HashMap::from([("MAX_SEND", "2000000")]);
+        let s = ServerSettings::from_env(&set).unwrap();
+        assert_eq!(s.with_coin_defaults(&set, &kmd).max_send, 2_000_000);
     }
 }
