@@ -45,11 +45,16 @@ impl fmt::Display for Height {
     }
 }
 
+/// Writes a hash in display order (reversed) as lowercase hex, in one `write_str`: hashes are
+/// formatted for every history entry and status hash, so per-byte `{:02x}` showed in profiles.
 fn fmt_reversed(bytes: &[u8; 32], f: &mut fmt::Formatter<'_>) -> fmt::Result {
-    for b in bytes.iter().rev() {
-        write!(f, "{b:02x}")?;
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = [0u8; 64];
+    for (i, b) in bytes.iter().rev().enumerate() {
+        out[2 * i] = DIGITS[usize::from(b >> 4)];
+        out[2 * i + 1] = DIGITS[usize::from(b & 0x0f)];
     }
-    Ok(())
+    f.write_str(std::str::from_utf8(&out).expect("hex digits are ASCII"))
 }
 
 /// Parses display-order hex (64 chars) into internal byte order.
