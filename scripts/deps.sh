@@ -6,6 +6,7 @@ need=()
 command -v clang >/dev/null || need+=(clang libclang-dev)
 [ -e /usr/lib/llvm-14/lib/libclang.so ] || ls /usr/lib/llvm-*/lib/libclang*.so >/dev/null 2>&1 || need+=(libclang-dev)
 command -v litecoind >/dev/null || need+=(litecoind)
+command -v openssl >/dev/null || need+=(openssl)  # the TLS tests make their certificates with it
 if [ ${#need[@]} -gt 0 ]; then
   sudo_cmd=""
   [ "$(id -u)" -eq 0 ] || sudo_cmd="sudo"
