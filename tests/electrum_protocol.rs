@@ -28,6 +28,30 @@ fn coin() -> Coin {
         .unwrap()
 }
 
+/// An empty index for `d`'s chain, its daemon client, and a runtime to drive them.
+fn local_index(
+    d: &Litecoind,
+) -> (
+    tempfile::TempDir,
+    Arc<Store>,
+    Daemon,
+    tokio::runtime::Runtime,
+) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(Store::open(dir.path(), &coin(), 64, Mode::Bulk).unwrap());
+    let daemon = Daemon::new(
+        vec![DaemonUrl::parse(&d.rpc_url(), 19443, false).unwrap()],
+        None,
+    )
+    .unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    (dir, store, daemon, rt)
+}
+
 struct Client {
     r: BufReader<TcpStream>,
     w: TcpStream,
@@ -136,18 +160,7 @@ fn serves_electrum_like_electrumx() {
     let mempool_tx = d.send(&payee, 20_000_000);
     let tip = d.height();
 
-    let dir = tempfile::tempdir().unwrap();
-    let store = Arc::new(Store::open(dir.path(), &coin(), 64, Mode::Bulk).unwrap());
-    let daemon = Daemon::new(
-        vec![DaemonUrl::parse(&d.rpc_url(), 19443, false).unwrap()],
-        None,
-    )
-    .unwrap();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let (_dir, store, daemon, rt) = local_index(&d);
     let mut indexer = Indexer::new(store.clone(), daemon.clone(), coin(), 100, 64);
     let index_events = indexer.subscribe();
     let mempool = Arc::new(RwLock::new(Mempool::default()));
@@ -421,18 +434,7 @@ fn a_broadcast_refreshes_the_mempool_at_once() {
         false,
     );
 
-    let dir = tempfile::tempdir().unwrap();
-    let store = Arc::new(Store::open(dir.path(), &coin(), 64, Mode::Bulk).unwrap());
-    let daemon = Daemon::new(
-        vec![DaemonUrl::parse(&d.rpc_url(), 19443, false).unwrap()],
-        None,
-    )
-    .unwrap();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let (_dir, store, daemon, rt) = local_index(&d);
     let mut indexer = Indexer::new(store.clone(), daemon.clone(), coin(), 100, 64);
     let index_events = indexer.subscribe();
     let (stop_tx, stop_rx) = watch::channel(false);

@@ -15,7 +15,7 @@ use sextant::coin::reader::Reader;
 use sextant::coin::{
     equihash, zcash, Chain, CoinRegistry, HeaderFamily, ParseError, ParsedBlock, TxFamily,
 };
-use sextant::types::{sha256d, BlockHash, ScriptHash, Txid};
+use sextant::types::{BlockHash, ScriptHash, Txid};
 
 const KOMODO: Chain = Chain {
     header: HeaderFamily::Equihash,
@@ -113,25 +113,11 @@ fn parse(name: &str) -> (Vec<u8>, ParsedBlock) {
     (raw, block)
 }
 
-/// Bitcoin's merkle root (Zcash keeps it): pairwise double SHA-256, an odd last node paired with
-/// itself.
+/// The block's merkle root by the server's own merkle code (the one behind `get_merkle` and
+/// `id_from_pos`), so real blocks check it too.
 fn merkle_root(txids: &[Txid]) -> Txid {
-    let mut level: Vec<[u8; 32]> = txids.iter().map(|t| t.0).collect();
-    while level.len() > 1 {
-        if level.len() % 2 == 1 {
-            level.push(*level.last().unwrap());
-        }
-        level = level
-            .chunks(2)
-            .map(|pair| {
-                let mut both = [0u8; 64];
-                both[..32].copy_from_slice(&pair[0]);
-                both[32..].copy_from_slice(&pair[1]);
-                sha256d(&both)
-            })
-            .collect();
-    }
-    Txid(level[0])
+    let leaves: Vec<[u8; 32]> = txids.iter().map(|t| t.0).collect();
+    Txid(sextant::electrum::merkle::root(&leaves, None))
 }
 
 /// Cuts every transaction out of the block with the family's own readers and checks that

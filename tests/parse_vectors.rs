@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use serde_json::Value;
 use sextant::coin::reader::Reader;
 use sextant::coin::{bitcoin, litecoin, Chain, HeaderFamily, ParseError, ParsedBlock, TxFamily};
-use sextant::types::{sha256d, OutPoint, ScriptHash, Txid};
+use sextant::types::{OutPoint, ScriptHash, Txid};
 
 const BITCOIN: Chain = Chain {
     header: HeaderFamily::Bitcoin,
@@ -69,24 +69,11 @@ fn raw_block(name: &str) -> Vec<u8> {
     }
 }
 
-/// Bitcoin's merkle root: pairwise double SHA-256, the odd last node paired with itself.
+/// The block's merkle root by the server's own merkle code (the one behind `get_merkle` and
+/// `id_from_pos`), so real blocks check it too.
 fn merkle_root(txids: &[Txid]) -> Txid {
-    let mut level: Vec<[u8; 32]> = txids.iter().map(|t| t.0).collect();
-    while level.len() > 1 {
-        if level.len() % 2 == 1 {
-            level.push(*level.last().unwrap());
-        }
-        level = level
-            .chunks(2)
-            .map(|pair| {
-                let mut both = [0u8; 64];
-                both[..32].copy_from_slice(&pair[0]);
-                both[32..].copy_from_slice(&pair[1]);
-                sha256d(&both)
-            })
-            .collect();
-    }
-    Txid(level[0])
+    let leaves: Vec<[u8; 32]> = txids.iter().map(|t| t.0).collect();
+    Txid(sextant::electrum::merkle::root(&leaves, None))
 }
 
 /// A decimal coin amount ("12.5000553") in the smallest unit, without going through floats.
