@@ -146,15 +146,19 @@ fn strict(r: LooseReply<'_>) -> StrictReply<'_> {
 /// Rewrites one reply or a batch of replies; `None` when the body is not JSON-RPC at all
 /// (then jsonrpsee reports it as it is). Values are carried as raw JSON, never re-parsed.
 fn to_jsonrpc2(body: &[u8]) -> Option<Bytes> {
-    let text = std::str::from_utf8(body).ok()?;
-    let out = if text.trim_start().starts_with('[') {
-        let replies: Vec<LooseReply> = serde_json::from_str(text).ok()?;
+    // Block batches are tens of megabytes of hex: parse the body once (`from_slice` checks the
+    // UTF-8 of what it reads) and write into a buffer sized up front, without regrowing it.
+    let mut out = Vec::with_capacity(body.len() + 64);
+    let batch = body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[');
+    if batch {
+        let replies: Vec<LooseReply> = serde_json::from_slice(body).ok()?;
+        out.reserve(replies.len() * 16);
         let replies: Vec<StrictReply> = replies.into_iter().map(strict).collect();
-        serde_json::to_vec(&replies).ok()?
+        serde_json::to_writer(&mut out, &replies).ok()?;
     } else {
-        let reply: LooseReply = serde_json::from_str(text).ok()?;
-        serde_json::to_vec(&strict(reply)).ok()?
-    };
+        let reply: LooseReply = serde_json::from_slice(body).ok()?;
+        serde_json::to_writer(&mut out, &strict(reply)).ok()?;
+    }
     Some(Bytes::from(out))
 }
 

@@ -220,8 +220,11 @@ fn cf_options(name: &str, cache: &Cache, mode: Mode) -> Options {
     o.set_block_based_table_factory(&table);
     o.set_compression_type(rocksdb::DBCompressionType::Lz4);
     let big = matches!(name, CF_HISTORY | CF_UTXO | CF_SCRIPTUTXO | CF_TXIDS);
+    // In bulk mode every column family may fill a big memtable (the database-wide budget
+    // still bounds them together): with atomic flushes, one small family filling early would
+    // flush all of them into many small files that then cost compactions.
     o.set_write_buffer_size(match (mode, big) {
-        (Mode::Bulk, true) => 128 << 20,
+        (Mode::Bulk, _) => 128 << 20,
         (_, true) => 32 << 20,
         _ => 8 << 20,
     });
@@ -549,6 +552,14 @@ impl Store {
         Batch {
             store: self,
             wb: WriteBatch::default(),
+        }
+    }
+
+    /// A batch with room for about `bytes` of rows.
+    pub fn batch_with_capacity(&self, bytes: usize) -> Batch<'_> {
+        Batch {
+            store: self,
+            wb: WriteBatch::with_capacity_bytes(bytes),
         }
     }
 

@@ -22,7 +22,7 @@ pub struct FetchedBatch {
 /// Bytes of raw blocks to ask for in one `getblock` batch: big enough to amortize the round
 /// trip, small enough that a few batches in flight stay well inside memory.
 const TARGET_BATCH_BYTES: usize = 8 << 20;
-const MAX_BATCH_BLOCKS: usize = 500;
+const MAX_BATCH_BLOCKS: usize = 100;
 const BATCHES_IN_FLIGHT: usize = 4;
 
 /// Fetches and parses heights `from..=to`, sending batches in order until done, an error, or

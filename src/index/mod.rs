@@ -237,12 +237,12 @@ impl Indexer {
             tx,
         ));
         let _abort = AbortOnDrop(fetcher);
-        loop {
+        let stop = loop {
             let batch = tokio::select! {
                 b = rx.recv() => b,
-                _ = shutdown.changed() => return Ok(Some(Stop::Shutdown)),
+                _ = shutdown.changed() => break Some(Stop::Shutdown),
             };
-            let Some(batch) = batch else { break };
+            let Some(batch) = batch else { break None };
             let batch = batch?;
             let writer = self.writer.clone();
             let result =
@@ -252,21 +252,29 @@ impl Indexer {
                 Ok(a) => a,
                 Err(WriteError::NotOnTip { height, .. }) => {
                     info!("the daemon's chain changed under us at height {height}");
-                    return Ok(Some(Stop::Diverged));
+                    break Some(Stop::Diverged);
                 }
                 Err(e) => return Err(e.into()),
             };
-            if self.caught_up_once {
-                let _ = self.events.send(IndexEvent {
-                    tip: applied.tip,
-                    touched: Arc::new(applied.touched),
-                    reorg: false,
-                });
-            }
+            self.notify(applied);
             if last_log.elapsed() >= PROGRESS_EVERY {
                 last_log = Instant::now();
                 self.log_progress(start_height, start_txs, started, daemon_height);
             }
+        };
+        // A batch refused half-way (the daemon's chain changed) leaves the blocks before the
+        // refused one staged: they are a valid prefix of the chain, keep them.
+        let writer = self.writer.clone();
+        let applied = tokio::task::spawn_blocking(move || {
+            let mut w = writer.lock().unwrap();
+            w.has_staged().then(|| w.commit()).transpose()
+        })
+        .await??;
+        if let Some(applied) = applied {
+            self.notify(applied);
+        }
+        if stop.is_some() {
+            return Ok(stop);
         }
         let tip = self.store.tip();
         if !self.caught_up_once {
@@ -285,6 +293,16 @@ impl Indexer {
             }
         }
         Ok(None)
+    }
+
+    fn notify(&self, applied: writer::Applied) {
+        if self.caught_up_once {
+            let _ = self.events.send(IndexEvent {
+                tip: applied.tip,
+                touched: Arc::new(applied.touched),
+                reorg: false,
+            });
+        }
     }
 
     fn log_progress(&self, start: Height, start_txs: u64, started: Instant, target: Height) {

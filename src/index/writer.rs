@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use crate::coin::ParsedBlock;
 use crate::index::undo::UndoRecord;
-use crate::store::{Batch, Store, StoredUtxo, Tip};
+use crate::store::{Store, StoredUtxo, Tip};
 use crate::types::{BlockHash, HashX, Height, OutPoint, TxNum};
 
 /// Estimated bytes of memory per pending output (key, value and hash-map overhead).
@@ -37,14 +37,105 @@ pub enum WriteError {
     Store(#[from] crate::store::StoreError),
 }
 
-/// Blocks applied since the last commit.
-struct Pending<'a> {
-    batch: Batch<'a>,
-    utxos: HashMap<OutPoint, StoredUtxo>,
-    counts: Vec<u64>,
+/// Blocks applied since the last commit: plain rows, written to one batch at commit time so
+/// they can be added in key order per column family.
+#[derive(Default)]
+struct Pending {
     first_height: Height,
+    /// Cumulative tx counts of the pending heights.
+    counts: Vec<u64>,
+    headers: Vec<(Height, Vec<u8>)>,
+    txids: Vec<(TxNum, crate::types::Txid)>,
+    undo: Vec<(Height, Vec<u8>)>,
+    undo_deletes: Vec<Height>,
+    utxos: HashMap<OutPoint, StoredUtxo, OutPointHashing>,
     history: Vec<(HashX, TxNum)>,
     spent: Vec<(OutPoint, StoredUtxo)>,
+    /// Bytes of headers and undo records held.
+    blob_bytes: usize,
+}
+
+impl Pending {
+    fn new(first_height: Height) -> Pending {
+        Pending {
+            first_height,
+            ..Pending::default()
+        }
+    }
+
+    /// Estimated memory held, checked against the flush budget.
+    fn size(&self) -> usize {
+        self.blob_bytes
+            + self.txids.len() * 40
+            + self.utxos.len() * PENDING_UTXO_BYTES
+            + self.history.len() * 40
+            + self.spent.len() * 80
+    }
+
+    fn is_empty(&self) -> bool {
+        self.counts.is_empty()
+    }
+
+    /// Approximate bytes of the write batch these rows make (keys, values and per-row framing).
+    fn write_size(&self) -> usize {
+        self.blob_bytes
+            + self.headers.len() * 40
+            + self.txids.len() * 48
+            + self.history.len() * 24
+            + self.utxos.len() * 80
+            + self.spent.len() * 40
+    }
+}
+
+/// Hashing for pending outpoints. Txids are already uniformly distributed hashes, so SipHash's
+/// work buys nothing here; a per-process random key still keeps bucket placement
+/// unpredictable to whoever crafts transactions.
+#[derive(Clone, Copy)]
+struct OutPointHashing(u64);
+
+impl Default for OutPointHashing {
+    fn default() -> Self {
+        use std::hash::BuildHasher;
+        OutPointHashing(std::collections::hash_map::RandomState::new().hash_one(0x5e7a47u64) | 1)
+    }
+}
+
+impl std::hash::BuildHasher for OutPointHashing {
+    type Hasher = OutPointHasher;
+    fn build_hasher(&self) -> OutPointHasher {
+        OutPointHasher(self.0)
+    }
+}
+
+struct OutPointHasher(u64);
+
+impl std::hash::Hasher for OutPointHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        // The txid's first eight bytes carry enough entropy; other writes (the slice length
+        // prefix) are mixed in whole.
+        let mut word = [0u8; 8];
+        let n = bytes.len().min(8);
+        word[..n].copy_from_slice(&bytes[..n]);
+        self.mix(u64::from_le_bytes(word));
+    }
+    fn write_u32(&mut self, v: u32) {
+        self.mix(v as u64);
+    }
+    fn write_usize(&mut self, v: usize) {
+        self.mix(v as u64);
+    }
+    fn finish(&self) -> u64 {
+        let x = self.0 ^ (self.0 >> 29);
+        x.wrapping_mul(0xbf58_476d_1ce4_e5b9) ^ (x >> 32)
+    }
+}
+
+impl OutPointHasher {
+    fn mix(&mut self, v: u64) {
+        self.0 = (self.0 ^ v)
+            .wrapping_mul(0x9e37_79b9_7f4a_7c15)
+            .rotate_left(23);
+    }
 }
 
 /// What a commit changed, for notifications.
@@ -61,7 +152,9 @@ pub struct Writer {
     /// Undo data is kept for blocks at or above this height.
     undo_from: Height,
     flush_bytes: usize,
+    /// Our tip including staged blocks; the store's tip lags until they are committed.
     tip: Option<Tip>,
+    pending: Option<Pending>,
     touched: Vec<HashX>,
     collect_touched: bool,
 }
@@ -75,6 +168,7 @@ impl Writer {
             undo_from: Height(0),
             flush_bytes,
             tip,
+            pending: None,
             touched: Vec::new(),
             collect_touched: false,
         }
@@ -91,47 +185,66 @@ impl Writer {
         self.collect_touched = yes;
     }
 
+    /// The tip including blocks staged but not yet committed.
     pub fn tip(&self) -> Option<Tip> {
         self.tip
     }
 
-    /// Applies blocks in order, committing whenever the pending data outgrows the budget and
-    /// once at the end. Returns what changed.
+    /// Applies blocks in order and commits them. Returns what changed.
     pub fn apply(&mut self, blocks: &[ParsedBlock]) -> Result<Applied, WriteError> {
-        let store = self.store.clone();
-        let mut pending: Option<Pending> = None;
+        self.stage(blocks)?;
+        self.commit()
+    }
+
+    /// Applies blocks in order, committing only when the staged data outgrows the budget.
+    /// Outputs created and spent while staged never reach the database, so the initial sync
+    /// stages many batches between commits; [`Writer::commit`] makes them durable.
+    pub fn stage(&mut self, blocks: &[ParsedBlock]) -> Result<(), WriteError> {
         for block in blocks {
-            let p = pending.get_or_insert_with(|| Pending {
-                batch: store.batch(),
-                utxos: HashMap::new(),
-                counts: Vec::new(),
-                first_height: self.next_height(),
-                history: Vec::new(),
-                spent: Vec::new(),
-            });
-            self.apply_block(p, block)?;
-            let size = p.batch.size_in_bytes()
-                + p.utxos.len() * PENDING_UTXO_BYTES
-                + p.history.len() * 40
-                + p.spent.len() * 80;
-            if size >= self.flush_bytes {
-                self.commit(pending.take().expect("pending"))?;
+            let first_height = self.next_height();
+            let mut p = self
+                .pending
+                .take()
+                .unwrap_or_else(|| Pending::new(first_height));
+            if let Err(e) = self.apply_block(&mut p, block) {
+                // A block that fails half-way leaves `p` part-applied: drop everything staged
+                // and fall back to the committed state.
+                if !matches!(e, WriteError::NotOnTip { .. }) {
+                    self.tip = self.store.tip();
+                    return Err(e);
+                }
+                self.pending = Some(p);
+                return Err(e);
+            }
+            let full = p.size() >= self.flush_bytes;
+            self.pending = Some(p);
+            if full {
+                self.commit_pending()?;
             }
         }
-        if let Some(p) = pending {
-            self.commit(p)?;
-        }
+        Ok(())
+    }
+
+    /// Commits everything staged. Returns the committed tip and the scripts touched since the
+    /// previous call.
+    pub fn commit(&mut self) -> Result<Applied, WriteError> {
+        self.commit_pending()?;
         Ok(Applied {
             tip: self.tip,
             touched: std::mem::take(&mut self.touched),
         })
     }
 
+    /// Whether blocks are staged but not committed.
+    pub fn has_staged(&self) -> bool {
+        self.pending.as_ref().is_some_and(|p| !p.is_empty())
+    }
+
     fn next_height(&self) -> Height {
         self.tip.map_or(Height(0), |t| Height(t.height.0 + 1))
     }
 
-    fn apply_block(&mut self, p: &mut Pending<'_>, block: &ParsedBlock) -> Result<(), WriteError> {
+    fn apply_block(&mut self, p: &mut Pending, block: &ParsedBlock) -> Result<(), WriteError> {
         let height = self.next_height();
         if let Some(tip) = self.tip {
             if block.prev_hash != tip.hash {
@@ -149,7 +262,7 @@ impl Writer {
 
         for (i, tx) in block.txs.iter().enumerate() {
             let txnum = TxNum(first_txnum + i as u64);
-            p.batch.put_txid(txnum, &tx.txid);
+            p.txids.push((txnum, tx.txid));
             // ElectrumX never indexes the genesis coinbase: its output cannot be spent.
             if height.0 == 0 {
                 continue;
@@ -210,13 +323,16 @@ impl Writer {
         }
 
         let tx_count = first_txnum + block.txs.len() as u64;
-        p.batch.put_block(height, &block.header, tx_count);
         if keep_undo {
-            p.batch.put_undo(height, &undo.encode());
+            let record = undo.encode();
+            p.blob_bytes += record.len();
+            p.undo.push((height, record));
         }
         if height.0 >= self.reorg_limit {
-            p.batch.delete_undo(Height(height.0 - self.reorg_limit));
+            p.undo_deletes.push(Height(height.0 - self.reorg_limit));
         }
+        p.blob_bytes += block.header.len() + 16;
+        p.headers.push((height, block.header.clone()));
         p.counts.push(tx_count);
         self.tip = Some(Tip {
             height,
@@ -226,34 +342,57 @@ impl Writer {
         Ok(())
     }
 
-    fn commit(&mut self, mut p: Pending<'_>) -> Result<(), WriteError> {
+    fn commit_pending(&mut self) -> Result<(), WriteError> {
+        let Some(mut p) = self.pending.take() else {
+            return Ok(());
+        };
+        if p.is_empty() {
+            return Ok(());
+        }
+        // Sized up front: a batch grown by doubling copies itself again and again.
+        let mut batch = self.store.batch_with_capacity(p.write_size());
+        for ((height, header), count) in p.headers.iter().zip(&p.counts) {
+            batch.put_block(*height, header, *count);
+        }
+        for (txnum, txid) in &p.txids {
+            batch.put_txid(*txnum, txid);
+        }
+        for (height, record) in &p.undo {
+            batch.put_undo(*height, record);
+        }
+        for height in &p.undo_deletes {
+            batch.delete_undo(*height);
+        }
         // Rows in key order per column family: RocksDB's skiplist memtable then inserts each
         // row next to the previous one instead of searching from the top.
         p.history.sort_unstable();
         for (hashx, txnum) in &p.history {
-            p.batch.put_history(hashx, *txnum);
+            batch.put_history(hashx, *txnum);
         }
         let mut puts: Vec<(OutPoint, StoredUtxo)> = p.utxos.drain().collect();
-        let okey = |(op, u): &(OutPoint, StoredUtxo)| (op.txid.0[..4].to_vec(), op.vout, u.txnum);
+        let okey = |(op, u): &(OutPoint, StoredUtxo)| {
+            let prefix: [u8; 4] = op.txid.0[..4].try_into().expect("4 bytes");
+            (prefix, op.vout, u.txnum)
+        };
         let skey = |(op, u): &(OutPoint, StoredUtxo)| (u.hashx, u.txnum, op.vout);
         puts.sort_unstable_by_key(okey);
         for (op, u) in &puts {
-            p.batch.put_utxo_outpoint(op, u);
+            batch.put_utxo_outpoint(op, u);
         }
         puts.sort_unstable_by_key(skey);
         for (op, u) in &puts {
-            p.batch.put_utxo_script(op, u);
+            batch.put_utxo_script(op, u);
         }
         p.spent.sort_unstable_by_key(okey);
         for (op, u) in &p.spent {
-            p.batch.delete_utxo_outpoint(op, u);
+            batch.delete_utxo_outpoint(op, u);
         }
         p.spent.sort_unstable_by_key(skey);
         for (op, u) in &p.spent {
-            p.batch.delete_utxo_script(op, u);
+            batch.delete_utxo_script(op, u);
         }
         self.store
-            .commit(p.batch, self.tip, p.first_height, &p.counts)?;
+            .commit(batch, self.tip, p.first_height, &p.counts)?;
         if let Some(t) = self.tip {
             tracing::debug!("committed blocks {}..={}", p.first_height, t.height);
         }
@@ -262,6 +401,8 @@ impl Writer {
 
     /// Rolls back the tip block using its undo record. Returns the scripts it touched.
     pub fn undo_tip(&mut self) -> Result<Vec<HashX>, UndoError> {
+        self.commit_pending()
+            .map_err(|e| UndoError::Commit(Box::new(e)))?;
         let tip = self.tip.ok_or(UndoError::NothingToUndo)?;
         let raw = self
             .store
@@ -317,6 +458,8 @@ pub enum UndoError {
     NoUndoData(Height),
     #[error("undo information for height {0} is damaged; delete DB_DIRECTORY and reindex")]
     Damaged(Height),
+    #[error("committing staged blocks before the undo: {0}")]
+    Commit(#[source] Box<WriteError>),
     #[error(transparent)]
     Store(#[from] crate::store::StoreError),
 }
@@ -476,5 +619,84 @@ mod tests {
         );
         let err = w.apply(&[g, b1]).unwrap_err().to_string();
         assert!(err.contains("not in the UTXO set"), "{err}");
+    }
+
+    #[test]
+    fn staged_blocks_are_invisible_until_committed_then_equal_a_per_block_sync() {
+        let blocks = chain();
+        let dir_a = tempfile::tempdir().unwrap();
+        let a = open(dir_a.path());
+        let mut wa = Writer::new(a.clone(), 10, 1);
+        for b in &blocks {
+            wa.apply(std::slice::from_ref(b)).unwrap();
+        }
+
+        let dir_b = tempfile::tempdir().unwrap();
+        let b = open(dir_b.path());
+        let mut wb = Writer::new(b.clone(), 10, 1 << 20);
+        // Block 2 spends an output of block 1 from another `stage` call: it must come from
+        // the staged outputs, not the database.
+        wb.stage(&blocks[..2]).unwrap();
+        wb.stage(&blocks[2..]).unwrap();
+        assert!(wb.has_staged());
+        assert_eq!(wb.tip().unwrap().height, Height(2));
+        assert_eq!(b.tip(), None);
+        assert!(b.history(&sh(1).hashx()).unwrap().is_empty());
+        let applied = wb.commit().unwrap();
+        assert!(!wb.has_staged());
+        assert_eq!(applied.tip, a.tip());
+        assert_eq!(a.dump().unwrap(), b.dump().unwrap());
+    }
+
+    #[test]
+    fn staging_commits_by_itself_past_the_budget() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path());
+        let mut w = Writer::new(store.clone(), 10, 1);
+        w.stage(&chain()).unwrap();
+        assert_eq!(store.tip().unwrap().height, Height(2));
+        assert!(!w.has_staged());
+    }
+
+    #[test]
+    fn a_failed_block_drops_the_staged_blocks_and_keeps_the_committed_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path());
+        let mut w = Writer::new(store.clone(), 10, 1 << 20);
+        let blocks = chain();
+        w.apply(&blocks[..1]).unwrap();
+        w.stage(&blocks[1..2]).unwrap();
+        let bogus = OutPoint {
+            txid: Txid([7; 32]),
+            vout: 0,
+        };
+        let bad = block(blocks[1].hash, 9, vec![tx(9, vec![bogus], &[(1, 1)])]);
+        assert!(matches!(
+            w.stage(&[bad]),
+            Err(WriteError::MissingUtxo { .. })
+        ));
+        assert!(!w.has_staged());
+        assert_eq!(w.tip(), store.tip());
+        assert_eq!(w.tip().unwrap().height, Height(0));
+        // The writer carries on from the committed tip.
+        w.apply(&blocks[1..]).unwrap();
+        assert_eq!(store.tx_count(), 5);
+    }
+
+    #[test]
+    fn outpoint_hashing_spreads_vouts_and_txids() {
+        use std::hash::BuildHasher;
+        let h = OutPointHashing::default();
+        let mut seen = std::collections::HashSet::new();
+        for t in 0..64u8 {
+            for vout in 0..64u32 {
+                let op = OutPoint {
+                    txid: Txid(crate::types::sha256d(&[t])),
+                    vout,
+                };
+                seen.insert(h.hash_one(op));
+            }
+        }
+        assert_eq!(seen.len(), 64 * 64);
     }
 }
