@@ -352,6 +352,7 @@ mod tests {
                 })
                 .collect(),
             vsize: 100,
+            keva: None,
         }
     }
 
