@@ -196,6 +196,9 @@ impl Writer {
                 }
                 touched.push(hashx);
             }
+            if let Some(keva) = &tx.keva {
+                crate::keva::record::add_confirmed(&mut p.batch, txnum, tx, keva, &mut touched);
+            }
             touched.sort_unstable();
             touched.dedup();
             for hashx in &touched {
@@ -282,6 +285,7 @@ impl Writer {
         for (hashx, txnum) in &rec.history {
             batch.delete_history(hashx, *txnum);
         }
+        crate::keva::record::undo_block(&self.store, &mut batch, range.clone())?;
         for txnum in range.clone() {
             batch.delete_txid(TxNum(txnum));
         }

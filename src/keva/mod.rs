@@ -8,6 +8,7 @@
 //! any of it: for every other coin [`crate::coin::ParsedTx::keva`] is `None`.
 
 pub mod index;
+pub mod record;
 pub mod script;
 
 pub use index::KevaTx;
