@@ -22,3 +22,7 @@ pub use oracle::{
     HistoryItem, Mempool, MempoolEntry, MempoolTx, Oracle, TxLocation, Utxo,
 };
 pub use rpc::{RpcClient, RpcError};
+pub mod standin;
+pub use standin::{
+    dsha256_hex, Standin, StandinBlock, StandinConfig, StandinTx, STANDIN_PASS, STANDIN_USER,
+};
