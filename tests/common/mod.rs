@@ -1,19 +1,24 @@
 //! Integration-test harness: a real `litecoind -regtest -txindex=1` per test, chain builders, and
-//! an independent oracle of the expected index computed from the daemon's own JSON.
+//! an independent oracle of the expected index computed from the daemon's own JSON; a JSON-RPC
+//! stand-in daemon for coins whose daemon cannot run here; the ElectrumX comparison machinery.
 //!
 //! Include with `mod common;` and `use common::*;`.
 #![allow(dead_code)]
 #![allow(unused_imports)]
 
 pub mod chain;
+pub mod differential;
+pub mod komodo;
 pub mod litecoind;
 pub mod oracle;
 pub mod rpc;
+pub mod standin;
 
 pub use chain::{
     AddrType, MwebInfo, ReorgInfo, UnconfirmedChain, UsedScript, VariedChain, COIN,
     COINBASE_MATURITY, MWEB_HEIGHT,
 };
+pub use differential::*;
 pub use litecoind::{
     free_port, wait_until, Litecoind, LitecoindConfig, MAIN_WALLET, MWEB_WALLET, RPC_PASS, RPC_USER,
 };
@@ -22,7 +27,6 @@ pub use oracle::{
     HistoryItem, Mempool, MempoolEntry, MempoolTx, Oracle, TxLocation, Utxo,
 };
 pub use rpc::{RpcClient, RpcError};
-pub mod standin;
 pub use standin::{
     dsha256_hex, Standin, StandinBlock, StandinConfig, StandinTx, STANDIN_PASS, STANDIN_USER,
 };
