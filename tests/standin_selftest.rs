@@ -135,13 +135,22 @@ fn standin_speaks_like_a_core_daemon() {
     assert_eq!(replies[1].as_ref().unwrap_err().code(), Some(-8));
 
     // The chain and mempool change under the test's control.
-    let sent = rpc.call("sendrawtransaction", json!(["aabb"])).unwrap();
-    assert_eq!(sent, json!(dsha256_hex(&[0xaa, 0xbb])));
+    let e = rpc.call("sendrawtransaction", json!(["aabb"])).unwrap_err();
+    assert_eq!(
+        (e.code(), e.message()),
+        (Some(-22), Some("TX decode failed"))
+    );
+    // A v1 transaction: no inputs, no outputs, lock time 0.
+    let tx = [1, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+    let sent = rpc
+        .call("sendrawtransaction", json!([hex::encode(tx)]))
+        .unwrap();
+    assert_eq!(sent, json!(dsha256_hex(&tx)));
     assert_eq!(rpc.call("getrawmempool", json!([])).unwrap(), json!([sent]));
     let mut b3 = block(3, &[4]);
     b3.txs.push(StandinTx {
         txid: sent.as_str().unwrap().into(),
-        raw: vec![0xaa, 0xbb],
+        raw: tx.to_vec(),
     });
     d.append(vec![b3]);
     assert_eq!(

@@ -9,8 +9,8 @@
 //! servers follow it: [`Standin::append`], [`Standin::reorg`] (replace the tail),
 //! [`Standin::set_mempool`], [`Standin::set_notarized`].
 //!
-//! What it does not do: validate anything. `sendrawtransaction` puts whatever decodes as hex into
-//! the mempool under the txid [`StandinConfig::txid_of`] computes.
+//! What it does not do: validate anything beyond decoding. `sendrawtransaction` puts what
+//! [`StandinConfig::txid_of`] decodes into the mempool under the txid it computes.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -19,6 +19,7 @@ use std::sync::{Arc, Mutex};
 use base64::Engine as _;
 use bitcoin::hashes::{sha256d, Hash};
 use serde_json::{json, Value};
+use sextant::coin::{Chain, HeaderFamily, TxFamily};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -59,8 +60,9 @@ pub struct StandinConfig {
     /// komodod's dPoW confirmations: verbose transactions above the notarized height show
     /// `confirmations: 1` and the plain count in `rawconfirmations`.
     pub dpow: bool,
-    /// The txid of a raw transaction sent with `sendrawtransaction`.
-    pub txid_of: fn(&[u8]) -> String,
+    /// The txid of a raw transaction sent with `sendrawtransaction`, `None` when it does not
+    /// decode (the daemon's "TX decode failed": Electrum servers never see such a transaction).
+    pub txid_of: fn(&[u8]) -> Option<String>,
 }
 
 /// Double SHA-256 of the whole serialization, byte-reversed: the txid of legacy and Zcash-format
@@ -69,6 +71,23 @@ pub fn dsha256_hex(raw: &[u8]) -> String {
     let mut h = sha256d::Hash::hash(raw).to_byte_array();
     h.reverse();
     hex::encode(h)
+}
+
+/// The txid of a transaction in the coin family's format, when it parses.
+fn family_txid(tx: TxFamily, raw: &[u8]) -> Option<String> {
+    let chain = Chain {
+        header: HeaderFamily::Bitcoin,
+        tx,
+    };
+    chain.parse_tx(raw).ok().map(|t| t.txid.to_string())
+}
+
+pub fn bitcoin_txid(raw: &[u8]) -> Option<String> {
+    family_txid(TxFamily::Bitcoin, raw)
+}
+
+pub fn zcash_txid(raw: &[u8]) -> Option<String> {
+    family_txid(TxFamily::Zcash, raw)
 }
 
 impl StandinConfig {
@@ -85,7 +104,7 @@ impl StandinConfig {
                 "No such mempool or blockchain transaction. Use gettransaction for wallet transactions."
                     .into(),
             dpow: false,
-            txid_of: dsha256_hex,
+            txid_of: bitcoin_txid,
         }
     }
 
@@ -100,7 +119,7 @@ impl StandinConfig {
             version: 3000850,
             tx_not_found: "No information available about transaction".into(),
             dpow: true,
-            txid_of: dsha256_hex,
+            txid_of: zcash_txid,
         }
     }
 }
@@ -245,12 +264,10 @@ impl State {
                 .collect::<Vec<_>>())),
             "getrawtransaction" => self.raw_transaction(&p(0), &p(1)),
             "sendrawtransaction" => {
-                let raw = p(0)
-                    .as_str()
-                    .and_then(|s| hex::decode(s).ok())
-                    .filter(|r| !r.is_empty())
+                let decoded = p(0).as_str().and_then(|s| hex::decode(s).ok());
+                let (raw, txid) = decoded
+                    .and_then(|raw| (self.cfg.txid_of)(&raw).map(|txid| (raw, txid)))
                     .ok_or((-22, "TX decode failed".to_string()))?;
-                let txid = (self.cfg.txid_of)(&raw);
                 if self.confirmed.contains_key(&txid) {
                     return Err((-27, "transaction already in block chain".into()));
                 }
