@@ -8,7 +8,20 @@
 //! any of it: for every other coin [`crate::coin::ParsedTx::keva`] is `None`.
 
 pub mod index;
+pub mod info;
+pub mod methods;
 pub mod record;
 pub mod script;
 
 pub use index::KevaTx;
+
+/// `BANNED_HASHTAGS` as the fork reads it: a comma list, each tag trimmed and lower-cased
+/// (`#` not included).
+pub fn banned_hashtags(var: &Option<String>) -> Vec<String> {
+    var.as_deref()
+        .unwrap_or("")
+        .to_lowercase()
+        .split(',')
+        .map(|t| t.trim().to_string())
+        .collect()
+}
