@@ -102,6 +102,7 @@ fn build(store: &Arc<Store>, blocks: usize, txs_per_block: usize) -> Vec<OutPoin
                 inputs,
                 outputs,
                 vsize: 200,
+                keva: None,
             });
         }
         let mut header = vec![0u8; 80];

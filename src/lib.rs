@@ -7,6 +7,7 @@ pub mod config;
 pub mod daemon;
 pub mod electrum;
 pub mod index;
+pub mod keva;
 pub mod mempool;
 pub mod net;
 pub mod query;

@@ -36,6 +36,11 @@ pub struct MempoolTx {
 }
 
 impl MempoolTx {
+    /// The transaction as parsed.
+    pub fn parsed(&self) -> &ParsedTx {
+        &self.tx
+    }
+
     /// Electrum's mempool height: −1 when an input spends an unconfirmed output, else 0.
     pub fn height(&self) -> i32 {
         if self.prevouts.iter().any(|p| p.unconfirmed) {
@@ -275,6 +280,9 @@ impl Mempool {
             )
             .filter(|h| *h != HashX::default())
             .collect();
+        if let Some(keva) = &tx.keva {
+            hashxs.extend(keva.mempool_hashxs());
+        }
         hashxs.sort_unstable();
         hashxs.dedup();
         MempoolTx {

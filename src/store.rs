@@ -10,6 +10,7 @@
 //! | `utxo` | txid\[..4\] ‖ vout ‖ tx num | hashX ‖ value (who owns an outpoint) |
 //! | `scriptutxo` | hashX ‖ tx num ‖ vout | value (a script's unspent outputs) |
 //! | `undo` | height | what a block changed, to roll it back in a reorg |
+//! | `keva` | see `keva::record` | Kevacoin only: per-transaction outputs and inputs |
 //!
 //! Every write is one `WriteBatch` that also moves `tip`, so the database is consistent after
 //! a crash at any moment. Batches always go through the WAL (appended, not fsynced): a killed
@@ -32,7 +33,7 @@ use crate::types::{BlockHash, HashX, Height, OutPoint, TxNum, Txid};
 
 /// The on-disk layout version this build writes. Steps from older versions live in
 /// `migrations/`.
-pub const SCHEMA_VERSION: u32 = 1;
+pub const SCHEMA_VERSION: u32 = 2;
 
 const CF_META: &str = "meta";
 const CF_HEADERS: &str = "headers";
@@ -42,6 +43,7 @@ const CF_HISTORY: &str = "history";
 const CF_UTXO: &str = "utxo";
 const CF_SCRIPTUTXO: &str = "scriptutxo";
 const CF_UNDO: &str = "undo";
+const CF_KEVA: &str = "keva";
 const ALL_CFS: &[&str] = &[
     CF_META,
     CF_HEADERS,
@@ -51,6 +53,7 @@ const ALL_CFS: &[&str] = &[
     CF_UTXO,
     CF_SCRIPTUTXO,
     CF_UNDO,
+    CF_KEVA,
 ];
 
 const KEY_SCHEMA: &[u8] = b"schema";
@@ -544,6 +547,27 @@ impl Store {
         Ok(None)
     }
 
+    /// A row of the `keva` column family (its layout belongs to `keva::record`).
+    pub fn keva_get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.db.get_cf(self.cf(CF_KEVA), key)?)
+    }
+
+    /// Rows of the `keva` column family from `start` on, in key order, until `f` says stop.
+    pub fn keva_scan(
+        &self,
+        start: &[u8],
+        mut f: impl FnMut(&[u8], &[u8]) -> bool,
+    ) -> Result<(), StoreError> {
+        let mode = IteratorMode::From(start, Direction::Forward);
+        for item in self.db.iterator_cf(self.cf(CF_KEVA), mode) {
+            let (k, v) = item?;
+            if !f(&k, &v) {
+                break;
+            }
+        }
+        Ok(())
+    }
+
     pub fn undo(&self, height: Height) -> Result<Option<Vec<u8>>, StoreError> {
         Ok(self.db.get_cf(self.cf(CF_UNDO), height.to_bytes())?)
     }
@@ -743,6 +767,14 @@ impl Batch<'_> {
             .put_cf(self.store.cf(CF_UNDO), height.to_bytes(), record);
     }
 
+    pub fn put_keva(&mut self, key: &[u8], value: &[u8]) {
+        self.wb.put_cf(self.store.cf(CF_KEVA), key, value);
+    }
+
+    pub fn delete_keva(&mut self, key: &[u8]) {
+        self.wb.delete_cf(self.store.cf(CF_KEVA), key);
+    }
+
     pub fn delete_undo(&mut self, height: Height) {
         self.wb.delete_cf(self.store.cf(CF_UNDO), height.to_bytes());
     }
@@ -819,6 +851,7 @@ mod tests {
         use super::migrate::{upgrade_with, Step};
         let dir = tempfile::tempdir().unwrap();
         let s = Store::open(dir.path(), &coin("Litecoin", "regtest"), 16, Mode::Follow).unwrap();
+        s.set_schema_version(1).unwrap();
         fn mark(store: &Store, tag: u8) -> Result<(), StoreError> {
             let v = store.schema_version()?;
             let mut b = store.batch();

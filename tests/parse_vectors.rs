@@ -98,6 +98,7 @@ fn check_txs_standalone(chain: Chain, raw: &[u8], block: &ParsedBlock) -> usize 
             TxFamily::Bitcoin => bitcoin::read_tx(&mut r),
             TxFamily::Litecoin => litecoin::read_tx(&mut r),
             TxFamily::Zcash => sextant::coin::zcash::read_tx(&mut r),
+            TxFamily::Kevacoin => sextant::coin::kevacoin::read_tx(&mut r),
         }
         .unwrap();
         let alone = chain

@@ -153,6 +153,7 @@ pub(crate) fn finish_tx(
         inputs: prefix.inputs,
         outputs: prefix.outputs,
         vsize,
+        keva: None,
     })
 }
 

@@ -7,6 +7,7 @@
 pub mod bitcoin;
 pub mod equihash;
 pub mod file;
+pub mod kevacoin;
 pub mod litecoin;
 pub mod reader;
 pub mod zcash;
@@ -23,6 +24,9 @@ pub enum HeaderFamily {
     /// Zcash/Komodo: 140 bytes plus a CompactSize-prefixed Equihash solution; hash = double
     /// SHA-256 of the whole header, solution included.
     Equihash,
+    /// Kevacoin: 80 bytes plus a CompactSize-prefixed CryptoNote blob; hash = Keccak-256 of the
+    /// blob alone.
+    Kevacoin,
 }
 
 /// How a coin's transactions (and what follows them in a block) are serialized.
@@ -35,6 +39,9 @@ pub enum TxFamily {
     Litecoin,
     /// Zcash's format (Komodo and its smart chains): Sprout v1/v2, Overwinter v3, Sapling v4.
     Zcash,
+    /// Bitcoin's format with Kevacoin's keva scripts: owners hashed without the keva prefix, and
+    /// the namespace index with its `blockchain.keva.*` methods.
+    Kevacoin,
 }
 
 /// One transaction output, reduced to what the index needs.
@@ -57,6 +64,8 @@ pub struct ParsedTx {
     pub outputs: Vec<ParsedOutput>,
     /// Virtual size in vbytes (weight / 4, rounded up), for fee rates.
     pub vsize: u32,
+    /// Kevacoin's output scripts and name-index entries; `None` for every other family.
+    pub keva: Option<Box<crate::keva::KevaTx>>,
 }
 
 /// A block, reduced to what the index needs.
@@ -101,6 +110,7 @@ impl Chain {
         let header = match self.header {
             HeaderFamily::Bitcoin => bitcoin::read_header(&mut r)?,
             HeaderFamily::Equihash => equihash::read_header(&mut r)?,
+            HeaderFamily::Kevacoin => kevacoin::read_header(&mut r)?,
         };
         let hash = self.header_hash(header);
         let prev_hash = self.header_prev_hash(header);
@@ -108,6 +118,7 @@ impl Chain {
             TxFamily::Bitcoin => bitcoin::read_block_txs(&mut r)?,
             TxFamily::Litecoin => litecoin::read_block_txs(&mut r)?,
             TxFamily::Zcash => zcash::read_block_txs(&mut r)?,
+            TxFamily::Kevacoin => kevacoin::read_block_txs(&mut r)?,
         };
         if r.remaining() != 0 {
             return Err(ParseError::TrailingBytes {
@@ -129,6 +140,7 @@ impl Chain {
             TxFamily::Bitcoin => bitcoin::read_tx(&mut r)?,
             TxFamily::Litecoin => litecoin::read_tx(&mut r)?,
             TxFamily::Zcash => zcash::read_tx(&mut r)?,
+            TxFamily::Kevacoin => kevacoin::read_tx(&mut r)?,
         };
         if r.remaining() != 0 {
             return Err(ParseError::TrailingBytes {
@@ -143,13 +155,14 @@ impl Chain {
             HeaderFamily::Bitcoin | HeaderFamily::Equihash => {
                 BlockHash(crate::types::sha256d(header))
             }
+            HeaderFamily::Kevacoin => kevacoin::header_hash(header),
         }
     }
 
     /// The previous block's hash, read from a header.
     pub fn header_prev_hash(&self, header: &[u8]) -> BlockHash {
         match self.header {
-            HeaderFamily::Bitcoin | HeaderFamily::Equihash => {
+            HeaderFamily::Bitcoin | HeaderFamily::Equihash | HeaderFamily::Kevacoin => {
                 let mut h = [0u8; 32];
                 h.copy_from_slice(&header[4..36]);
                 BlockHash(h)

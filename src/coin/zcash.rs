@@ -109,6 +109,7 @@ pub fn read_tx(r: &mut Reader<'_>) -> Result<ParsedTx, ParseError> {
         inputs,
         outputs,
         vsize: u32::try_from(raw.len()).unwrap_or(u32::MAX),
+        keva: None,
     })
 }
 

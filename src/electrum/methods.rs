@@ -157,7 +157,8 @@ fn truthy(v: &Value) -> bool {
 /// Answers a request of a negotiated session.
 pub async fn dispatch(server: &Arc<Server>, session: &Arc<SessionHandle>, call: &Call) -> Reply {
     let proto = session.protocol().unwrap_or_else(server_min);
-    let Some(sig) = signature(&call.method, &proto) else {
+    let keva = crate::keva::methods::signature(&server.coin, &call.method);
+    let Some(sig) = signature(&call.method, &proto).or(keva) else {
         return Err(RpcError::new(
             METHOD_NOT_FOUND,
             format!("unknown method \"{}\"", call.method),
@@ -211,6 +212,7 @@ pub async fn dispatch(server: &Arc<Server>, session: &Arc<SessionHandle>, call: 
             let pairs: Vec<(PyFloat, u64)> = h.iter().map(|(r, s)| (PyFloat(*r), *s)).collect();
             json(&pairs)
         }
+        m if keva.is_some() => crate::keva::methods::dispatch(server, m, a).await,
         other => {
             // A signature without a handler is a programming error; answer as unknown.
             warn!("no handler for {other}");

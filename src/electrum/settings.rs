@@ -49,6 +49,8 @@ pub struct ServerSettings {
     pub peer_announce: bool,
     /// Refuse clients whose name matches at its start.
     pub drop_client: Option<Regex>,
+    /// Kevacoin's `BANNED_HASHTAGS`: hashtags `blockchain.keva.get_hashtag` answers empty for.
+    pub banned_hashtags: Vec<String>,
 }
 
 pub const DEFAULT_MAX_SEND: usize = 1_000_000;
@@ -222,7 +224,9 @@ impl ServerSettings {
                     .map_err(|e| invalid("DROP_CLIENT", &re, e.to_string()))?,
             ),
         };
+        let banned_hashtags = crate::keva::banned_hashtags(&env.get("BANNED_HASHTAGS"));
         Ok(ServerSettings {
+            banned_hashtags,
             services,
             report_services,
             ssl_certfile,

@@ -51,7 +51,9 @@ struct Pending {
     utxos: HashMap<OutPoint, StoredUtxo, OutPointHashing>,
     history: Vec<(HashX, TxNum)>,
     spent: Vec<(OutPoint, StoredUtxo)>,
-    /// Bytes of headers and undo records held.
+    /// Kevacoin's per-transaction rows (key, value).
+    keva: Vec<(Vec<u8>, Vec<u8>)>,
+    /// Bytes of headers, undo records and keva rows held.
     blob_bytes: usize,
 }
 
@@ -309,6 +311,14 @@ impl Writer {
                 }
                 touched.push(hashx);
             }
+            if let Some(keva) = &tx.keva {
+                let before = p.keva.len();
+                crate::keva::record::add_confirmed(&mut p.keva, txnum, tx, keva, &mut touched);
+                p.blob_bytes += p.keva[before..]
+                    .iter()
+                    .map(|(k, v)| k.len() + v.len() + 48)
+                    .sum::<usize>();
+            }
             touched.sort_unstable();
             touched.dedup();
             for hashx in &touched {
@@ -362,6 +372,10 @@ impl Writer {
         }
         for height in &p.undo_deletes {
             batch.delete_undo(*height);
+        }
+        p.keva.sort_unstable();
+        for (key, value) in &p.keva {
+            batch.put_keva(key, value);
         }
         // Rows in key order per column family: RocksDB's skiplist memtable then inserts each
         // row next to the previous one instead of searching from the top.
@@ -423,6 +437,7 @@ impl Writer {
         for (hashx, txnum) in &rec.history {
             batch.delete_history(hashx, *txnum);
         }
+        crate::keva::record::undo_block(&self.store, &mut batch, range.clone())?;
         for txnum in range.clone() {
             batch.delete_txid(TxNum(txnum));
         }
@@ -495,6 +510,7 @@ mod tests {
                 })
                 .collect(),
             vsize: 100,
+            keva: None,
         }
     }
 
