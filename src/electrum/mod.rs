@@ -16,9 +16,11 @@
 //! | `settings` | the protocol's environment variables |
 //! | `pyfmt` | Python-style text in messages |
 
+pub mod cost;
 pub mod daemon_calls;
 pub mod histogram;
 pub mod jsonrpc;
+pub mod limits;
 pub mod merkle;
 pub mod methods;
 pub mod notify;
