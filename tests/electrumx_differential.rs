@@ -12,9 +12,9 @@
 //! * `server.features`: `server_version` (software name) and `protocol_max` (ElectrumX 2 speaks
 //!   up to 1.7.0; Sextant deliberately stops at 1.4.2 — both negotiate 1.4.2 here).
 //!
-//! ElectrumX's cost-based throttling is disabled (`COST_SOFT_LIMIT=0`, `COST_HARD_LIMIT=0`): it
-//! would disconnect this test's deliberately error-heavy sessions (every error costs 100), and
-//! Sextant has no cost engine yet, so comparing it would only measure that.
+//! Cost-based throttling is disabled in both (`COST_SOFT_LIMIT=0`, `COST_HARD_LIMIT=0`): it
+//! would slow and then disconnect this test's deliberately error-heavy sessions (every error
+//! costs 100); tests/sessions_limits.rs covers it.
 //!
 //! ElectrumX is installed by `scripts/electrumx-venv.sh` (a cached virtualenv; the first run
 //! needs PyPI). Every differing answer is printed with both replies; the test fails with the count.
@@ -102,6 +102,8 @@ fn common_env(d: &Litecoind, db: &Path, port: u16, ws_port: u16) -> Vec<(&'stati
         // Sextant's default is ElectrumX 1.16's; use one value for both so the history limit
         // and "response too large" agree.
         ("MAX_SEND", "1000000".into()),
+        ("COST_SOFT_LIMIT", "0".into()),
+        ("COST_HARD_LIMIT", "0".into()),
         ("LOG_LEVEL", "info".into()),
     ]
 }
@@ -123,9 +125,7 @@ fn start_electrumx(venv: &Path, d: &Litecoind, dir: &Path, port: u16, ws_port: u
     let mut cmd = base_command(&venv.join("bin/electrumx_server"));
     cmd.envs(common_env(d, &db, port, ws_port))
         .env("DB_ENGINE", "leveldb")
-        .env("ALLOW_ROOT", "1")
-        .env("COST_SOFT_LIMIT", "0")
-        .env("COST_HARD_LIMIT", "0");
+        .env("ALLOW_ROOT", "1");
     Proc::spawn("ElectrumX", cmd, dir.join("electrumx.log"))
 }
 

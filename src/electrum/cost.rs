@@ -130,6 +130,11 @@ pub mod charge {
         0.2 + items as f64 / 1000.0 + 0.1 + (items * 67) as f64 * 0.00002
     }
 
+    /// The mempool part of a history alone.
+    pub fn mempool(entries: usize) -> f64 {
+        0.25 + entries as f64 / 50.0
+    }
+
     /// A balance or unspent list over `utxos` outputs.
     pub fn utxos(utxos: usize) -> f64 {
         1.0 + utxos as f64 / 50.0
