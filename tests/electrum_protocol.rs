@@ -3,8 +3,6 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Write};
-use std::net::TcpStream;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -50,77 +48,6 @@ fn local_index(
         .build()
         .unwrap();
     (dir, store, daemon, rt)
-}
-
-struct Client {
-    r: BufReader<TcpStream>,
-    w: TcpStream,
-}
-
-impl Client {
-    fn connect(port: u16) -> Client {
-        let s = wait_until(Duration::from_secs(20), "the server to listen", || {
-            TcpStream::connect(("127.0.0.1", port)).ok()
-        });
-        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-        Client {
-            r: BufReader::new(s.try_clone().unwrap()),
-            w: s,
-        }
-    }
-
-    fn send_line(&mut self, line: &str) {
-        self.w.write_all(line.as_bytes()).unwrap();
-        self.w.write_all(b"\n").unwrap();
-    }
-
-    /// The next line, or `None` when the server closed the connection.
-    fn line(&mut self) -> Option<Value> {
-        let mut s = String::new();
-        match self.r.read_line(&mut s) {
-            Ok(0) => None,
-            Ok(_) => Some(serde_json::from_str(&s).unwrap_or_else(|e| panic!("{e}: {s}"))),
-            Err(e) => panic!("read: {e}"),
-        }
-    }
-
-    fn call(&mut self, method: &str, params: Value) -> Value {
-        self.send_line(
-            &json!({"jsonrpc":"2.0","id":1,"method":method,"params":params}).to_string(),
-        );
-        loop {
-            let v = self.line().expect("a reply");
-            if v.get("id").is_some() {
-                return v;
-            }
-        }
-    }
-
-    fn result(&mut self, method: &str, params: Value) -> Value {
-        let v = self.call(method, params.clone());
-        assert!(v.get("error").is_none(), "{method} {params}: {v}");
-        v["result"].clone()
-    }
-
-    fn error(&mut self, method: &str, params: Value) -> (i64, String) {
-        let v = self.call(method, params.clone());
-        let e = v
-            .get("error")
-            .unwrap_or_else(|| panic!("{method} {params}: no error: {v}"));
-        (
-            e["code"].as_i64().unwrap(),
-            e["message"].as_str().unwrap().to_string(),
-        )
-    }
-
-    fn notification(&mut self, method: &str) -> Value {
-        loop {
-            let v = self.line().expect("a notification");
-            if v["method"] == method {
-                return v["params"].clone();
-            }
-        }
-    }
 }
 
 fn rev_hex(h: &str) -> [u8; 32] {

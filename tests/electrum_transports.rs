@@ -6,7 +6,7 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -17,74 +17,6 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 use tokio_rustls::rustls::{self, pki_types};
 use tokio_tungstenite::tungstenite::Message;
-
-// ---------------------------------------------------------------------------------------------
-// The server process
-
-struct Sextant {
-    child: Child,
-    log: PathBuf,
-}
-
-impl Sextant {
-    fn start(d: &Litecoind, dir: &Path, env: &[(&str, String)]) -> Sextant {
-        let log = dir.join("sextant.log");
-        let f = std::fs::File::create(&log).unwrap();
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_sextant"));
-        cmd.env_clear()
-            .env("COIN", "Litecoin")
-            .env("NET", "regtest")
-            .env("DB_DIRECTORY", dir.join("db"))
-            .env("DAEMON_URL", d.rpc_url())
-            .env("DAEMON_POLL_INTERVAL_BLOCKS", "100")
-            .env("DAEMON_POLL_INTERVAL_MEMPOOL", "100")
-            .env("LOG_LEVEL", "info");
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        let child = cmd
-            .stdout(Stdio::from(f.try_clone().unwrap()))
-            .stderr(Stdio::from(f))
-            .spawn()
-            .expect("start sextant");
-        Sextant { child, log }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    fn wait_listening(&mut self, port: u16) {
-        let deadline = Instant::now() + Duration::from_secs(120);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            if let Ok(Some(s)) = self.child.try_wait() {
-                panic!("sextant exited ({s}):\n{}", self.log());
-            }
-            assert!(
-                Instant::now() < deadline,
-                "sextant never listened:\n{}",
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-
-    fn signal(&self, sig: &str) {
-        let ok = Command::new("kill")
-            .args([sig, &self.child.id().to_string()])
-            .status()
-            .unwrap()
-            .success();
-        assert!(ok, "kill {sig}");
-    }
-}
-
-impl Drop for Sextant {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()

@@ -12,9 +12,9 @@
 //! * `server.features`: `server_version` (software name) and `protocol_max` (ElectrumX 2 speaks
 //!   up to 1.7.0; Sextant deliberately stops at 1.4.2 — both negotiate 1.4.2 here).
 //!
-//! ElectrumX's cost-based throttling is disabled (`COST_SOFT_LIMIT=0`, `COST_HARD_LIMIT=0`): it
-//! would disconnect this test's deliberately error-heavy sessions (every error costs 100), and
-//! Sextant has no cost engine yet, so comparing it would only measure that.
+//! Cost-based throttling is disabled in both (`COST_SOFT_LIMIT=0`, `COST_HARD_LIMIT=0`, set by
+//! `start_electrumx` / `start_sextant`): it would slow and then disconnect this test's
+//! deliberately error-heavy sessions (every error costs 100); tests/sessions_limits.rs covers it.
 //!
 //! ElectrumX is installed by `scripts/electrumx-venv.sh` (a cached virtualenv; the first run
 //! needs PyPI). Every differing answer is printed with both replies; the test fails with the count.

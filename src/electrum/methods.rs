@@ -10,6 +10,7 @@ use serde_json::value::RawValue;
 use serde_json::Value;
 use tracing::{info, warn};
 
+use super::cost::charge;
 use super::daemon_calls::{bitcoin_target_bucket, daemon_error, daemon_version, estimatefee_mode};
 use super::jsonrpc::{Call, RpcError, METHOD_NOT_FOUND};
 use super::params::{
@@ -183,17 +184,27 @@ pub async fn dispatch(server: &Arc<Server>, session: &Arc<SessionHandle>, call: 
                 None => Err(RpcError::internal()),
             }
         }
-        "blockchain.block.header" => block_header(server, a).await,
-        "blockchain.block.headers" => block_headers(server, a).await,
+        "blockchain.block.header" => {
+            session.charge(charge::header(a.opt(1).is_some_and(truthy)));
+            block_header(server, a).await
+        }
+        "blockchain.block.headers" => {
+            let count = a.req(1).as_u64().unwrap_or(0);
+            session.charge(charge::headers(count, a.opt(2).is_some_and(truthy)));
+            block_headers(server, a).await
+        }
         "blockchain.estimatefee" => estimatefee(server, a).await,
         "blockchain.relayfee" => {
             let info = server.daemon_cache.networkinfo(&server.daemon).await?;
             py_number(info.get("relayfee").unwrap_or(&Value::Null))
         }
-        "blockchain.scripthash.get_balance" => get_balance(server, a).await,
-        "blockchain.scripthash.get_history" => get_history(server, a).await,
-        "blockchain.scripthash.get_mempool" => get_mempool(server, a),
-        "blockchain.scripthash.listunspent" => listunspent(server, a).await,
+        "blockchain.scripthash.get_balance" => {
+            session.charge(charge::utxos(0));
+            get_balance(server, a).await
+        }
+        "blockchain.scripthash.get_history" => get_history(server, session, a).await,
+        "blockchain.scripthash.get_mempool" => get_mempool(server, session, a),
+        "blockchain.scripthash.listunspent" => listunspent(server, session, a).await,
         "blockchain.scripthash.subscribe" => subscribe(server, session, a).await,
         "blockchain.scripthash.unsubscribe" => {
             let hashx = scripthash(a.req(0))?.hashx();
@@ -205,8 +216,8 @@ pub async fn dispatch(server: &Arc<Server>, session: &Arc<SessionHandle>, call: 
         }
         "blockchain.transaction.broadcast" => broadcast(server, session, a).await,
         "blockchain.transaction.get" => transaction_get(server, a).await,
-        "blockchain.transaction.get_merkle" => get_merkle(server, a).await,
-        "blockchain.transaction.id_from_pos" => id_from_pos(server, a).await,
+        "blockchain.transaction.get_merkle" => get_merkle(server, session, a).await,
+        "blockchain.transaction.id_from_pos" => id_from_pos(server, session, a).await,
         "mempool.get_fee_histogram" => {
             let h = server.fee_histogram().await;
             let pairs: Vec<(PyFloat, u64)> = h.iter().map(|(r, s)| (PyFloat(*r), *s)).collect();
@@ -456,12 +467,14 @@ async fn get_balance(server: &Arc<Server>, a: &Args) -> Reply {
         .await
 }
 
-async fn get_history(server: &Arc<Server>, a: &Args) -> Reply {
+async fn get_history(server: &Arc<Server>, session: &Arc<SessionHandle>, a: &Args) -> Reply {
     let hashx = scripthash(a.req(0))?.hashx();
+    let session = session.clone();
     server
         .blocking(move |s| {
             let h = FullHistory::read(&s.store, &s.mempool, &hashx, s.history_limit)
                 .map_err(history_error)?;
+            session.charge(charge::history(h.confirmed.len(), h.mempool.len()));
             let items: Vec<HistoryItem> = h
                 .confirmed
                 .iter()
@@ -481,9 +494,10 @@ async fn get_history(server: &Arc<Server>, a: &Args) -> Reply {
         .await
 }
 
-fn get_mempool(server: &Arc<Server>, a: &Args) -> Reply {
+fn get_mempool(server: &Arc<Server>, session: &SessionHandle, a: &Args) -> Reply {
     let hashx = scripthash(a.req(0))?.hashx();
     let entries = server.mempool.read().history(&hashx);
+    session.charge(charge::mempool(entries.len()));
     let items: Vec<HistoryItem> = entries
         .iter()
         .map(|m| HistoryItem {
@@ -495,8 +509,9 @@ fn get_mempool(server: &Arc<Server>, a: &Args) -> Reply {
     json(&items)
 }
 
-async fn listunspent(server: &Arc<Server>, a: &Args) -> Reply {
+async fn listunspent(server: &Arc<Server>, session: &Arc<SessionHandle>, a: &Args) -> Reply {
     let sh = scripthash(a.req(0))?;
+    let session = session.clone();
     server
         .blocking(move |s| {
             #[derive(Serialize)]
@@ -518,6 +533,7 @@ async fn listunspent(server: &Arc<Server>, a: &Args) -> Reply {
                     value: u.value,
                 })
                 .collect();
+            session.charge(charge::utxos(utxos.len()));
             json(&utxos)
         })
         .await
@@ -528,10 +544,22 @@ async fn subscribe(server: &Arc<Server>, session: &Arc<SessionHandle>, a: &Args)
     let hashx = scripthash(arg)?.hashx();
     // Notifications name the script hash exactly as the client wrote it.
     let alias = arg.as_str().unwrap_or_default().to_string();
+    let cap = server.settings.limits.max_subs_per_session;
+    if cap > 0 && session.subs.lock().len() >= cap && !session.subs.lock().contains_key(&hashx) {
+        super::stats::LimitCounters::bump(&server.stats.limits.subs_refused);
+        return Err(RpcError::bad_request(format!(
+            "too many subscriptions: at most {} per session",
+            thousands(cap as i128)
+        )));
+    }
+    let sess = session.clone();
     let status = server
         .blocking(move |s| {
             FullHistory::read(&s.store, &s.mempool, &hashx, s.history_limit)
-                .map(|h| h.status())
+                .map(|h| {
+                    sess.charge(charge::status(h.confirmed.len() + h.mempool.len()));
+                    h.status()
+                })
                 .map_err(history_error)
         })
         .await?;
@@ -549,6 +577,7 @@ async fn subscribe(server: &Arc<Server>, session: &Arc<SessionHandle>, a: &Args)
 
 async fn broadcast(server: &Arc<Server>, session: &SessionHandle, a: &Args) -> Reply {
     let raw = hex_string(a.req(0))?.to_string();
+    session.charge(charge::broadcast(raw.len()));
     match server
         .daemon
         .call::<Value>("sendrawtransaction", vec![Value::from(raw.clone())])
@@ -556,6 +585,8 @@ async fn broadcast(server: &Arc<Server>, session: &SessionHandle, a: &Args) -> R
     {
         Ok(txid) => {
             info!("session {}: sent tx {}", session.id, py_str(&txid));
+            session.counters.txs_sent.fetch_add(1, Ordering::Relaxed);
+            server.stats.txs_sent.fetch_add(1, Ordering::Relaxed);
             server.mempool_kick.notify_one();
             json(&txid)
         }
@@ -595,9 +626,10 @@ async fn transaction_get(server: &Arc<Server>, a: &Args) -> Reply {
         .map_err(daemon_error)
 }
 
-async fn get_merkle(server: &Arc<Server>, a: &Args) -> Reply {
+async fn get_merkle(server: &Arc<Server>, session: &Arc<SessionHandle>, a: &Args) -> Reply {
     let txid: Txid = tx_hash(a.req(0))?;
     let height = non_negative_integer(a.req(1))?;
+    let session = session.clone();
     server
         .blocking(move |s| {
             read_header(s, height)?;
@@ -606,6 +638,7 @@ async fn get_merkle(server: &Arc<Server>, a: &Args) -> Reply {
                 .get(&s.store, Height(height as u32))
                 .map_err(store_error)?
                 .ok_or_else(|| out_of_range(height))?;
+            session.charge(charge::merkle(tree.len()));
             let pos = tree.position(&txid).ok_or_else(|| {
                 RpcError::bad_request(format!(
                     "tx {txid} not in block at height {}",
@@ -627,7 +660,7 @@ async fn get_merkle(server: &Arc<Server>, a: &Args) -> Reply {
         .await
 }
 
-async fn id_from_pos(server: &Arc<Server>, a: &Args) -> Reply {
+async fn id_from_pos(server: &Arc<Server>, session: &Arc<SessionHandle>, a: &Args) -> Reply {
     let tx_pos = non_negative_integer(a.req(1))?;
     let height = non_negative_integer(a.req(0))?;
     let merkle = match a.opt(2) {
@@ -636,6 +669,7 @@ async fn id_from_pos(server: &Arc<Server>, a: &Args) -> Reply {
             boolean(v).ok_or_else(|| RpcError::bad_request("\"merkle\" must be a boolean"))?
         }
     };
+    let session = session.clone();
     server
         .blocking(move |s| {
             let tip = s.db_height().map_or(0, |h| u64::from(h.0));
@@ -654,6 +688,7 @@ async fn id_from_pos(server: &Arc<Server>, a: &Args) -> Reply {
                 .get(&s.store, Height(height as u32))
                 .map_err(store_error)?
                 .ok_or_else(not_on_disk)?;
+            session.charge(charge::merkle(tree.len()));
             let txid = usize::try_from(tx_pos)
                 .ok()
                 .and_then(|p| tree.txid(p))

@@ -10,15 +10,22 @@
 //! | `merkle` | transaction and header-checkpoint proofs, with caches |
 //! | `histogram` | the compact fee histogram |
 //! | `daemon_calls` | daemon-backed answers, their caches and error form |
-//! | `session` | one connection: reading, dispatch, writing |
+//! | `session` | one connection: reading, dispatch, writing, throttling |
+//! | `cost` | ElectrumX's cost model: costs, decay, subnet groups, throttle |
+//! | `limits` | session limits from the environment |
+//! | `stats` | request and limit-action counters |
+//! | `admin` | the `rpc://` admin interface |
 //! | `subs` | sessions and subscriptions, indexed by script |
 //! | `notify` | fan-out of block and mempool changes |
 //! | `settings` | the protocol's environment variables |
 //! | `pyfmt` | Python-style text in messages |
 
+pub mod admin;
+pub mod cost;
 pub mod daemon_calls;
 pub mod histogram;
 pub mod jsonrpc;
+pub mod limits;
 pub mod merkle;
 pub mod methods;
 pub mod notify;
@@ -27,6 +34,7 @@ pub mod pyfmt;
 pub mod server;
 pub mod session;
 pub mod settings;
+pub mod stats;
 pub mod status;
 pub mod subs;
 pub mod version;
@@ -110,10 +118,30 @@ pub async fn serve_with_mempool_kick(
         mempool_events,
         shutdown.clone(),
     ));
+    let recalc = tokio::spawn(recalc_costs(server.clone()));
     let result = crate::net::listen(server.clone(), shutdown).await;
+    recalc.abort();
     notifier.abort();
     for s in server.registry.sessions() {
         s.close();
     }
     result
+}
+
+/// ElectrumX's periodic pass over the cost model: groups refund retained cost, decay rates
+/// follow subscription counts, every session's throttle is recomputed.
+async fn recalc_costs(server: Arc<Server>) {
+    let period = cost::RECALC_PERIOD;
+    loop {
+        tokio::time::sleep(period).await;
+        let subs: std::collections::HashMap<u64, usize> = server
+            .registry
+            .sessions()
+            .iter()
+            .map(|s| (s.id, s.subs.lock().len()))
+            .collect();
+        server
+            .costs
+            .tick(period, |id| subs.get(&id).copied().unwrap_or(0));
+    }
 }

@@ -6,13 +6,15 @@ use std::time::{Duration, Instant};
 
 use parking_lot::{Mutex, RwLock};
 use serde::Serialize;
-use tokio::sync::Notify;
-use tracing::error;
+use tokio::sync::{watch, Notify};
+use tracing::{error, info};
 
+use super::cost::{CostModel, SystemClock};
 use super::daemon_calls::DaemonCache;
 use super::jsonrpc::RpcError;
 use super::merkle::{HeaderMerkle, TxTreeCache};
 use super::settings::ServerSettings;
+use super::stats::{LimitCounters, Stats};
 use super::status::history_limit;
 use super::subs::Registry;
 use crate::coin::Coin;
@@ -63,6 +65,15 @@ pub struct Server {
     /// Notified after a successful `blockchain.transaction.broadcast`: the mempool loop
     /// should refresh at once, so the wallet sees its transaction without waiting a poll.
     pub mempool_kick: Arc<Notify>,
+    /// Every session's cost, and their subnet groups.
+    pub costs: Arc<CostModel>,
+    pub stats: Stats,
+    pub started: Instant,
+    /// Whether client listeners accept connections: false from `MAX_SESSIONS` sessions until
+    /// the count falls to the low watermark.
+    pub accepting: watch::Sender<bool>,
+    /// Notified by the admin `stop` command: the service winds down as on SIGTERM.
+    pub stop_requested: Notify,
     tip: RwLock<Option<TipHeader>>,
     histogram: Mutex<Histogram>,
 }
@@ -77,7 +88,16 @@ impl Server {
         mempool_kick: Arc<Notify>,
     ) -> Server {
         let history_limit = history_limit(settings.max_send);
+        let costs = Arc::new(CostModel::new(
+            settings.limits.cost.clone(),
+            Arc::new(SystemClock::default()),
+        ));
         Server {
+            costs,
+            stats: Stats::default(),
+            started: Instant::now(),
+            accepting: watch::Sender::new(true),
+            stop_requested: Notify::new(),
             query: Query::new(store.clone(), mempool.clone()),
             settings,
             coin,
@@ -92,6 +112,27 @@ impl Server {
             mempool_kick,
             tip: RwLock::new(None),
             histogram: Mutex::new(Histogram::default()),
+        }
+    }
+
+    /// Follows the session count: at `MAX_SESSIONS` the client listeners close (as in
+    /// ElectrumX: new clients are refused, the others keep being served); they reopen once
+    /// the count falls to the low watermark.
+    pub fn sessions_changed(&self) {
+        let limits = &self.settings.limits;
+        let count = self.registry.session_count();
+        let accepting = *self.accepting.borrow();
+        if accepting && limits.max_sessions > 0 && count >= limits.max_sessions {
+            info!(
+                "maximum sessions {} reached, stopping new connections until count drops to {}",
+                limits.max_sessions,
+                limits.low_watermark()
+            );
+            LimitCounters::bump(&self.stats.limits.max_sessions_pauses);
+            self.accepting.send_replace(false);
+        } else if !accepting && count <= limits.low_watermark() {
+            info!("resuming listening for incoming connections");
+            self.accepting.send_replace(true);
         }
     }
 

@@ -1,28 +1,34 @@
-//! One client connection: newline framing with `MAX_RECV`, version negotiation first, up to
-//! ten requests in flight, replies in completion order, and a writer fed by a bounded queue
-//! that notifications share (a client too slow to drain it is disconnected).
+//! One client connection: newline framing with `MAX_RECV`, version negotiation first, requests
+//! run concurrently up to the cost model's target (slowed past the soft limit, refused at the
+//! hard one), replies in completion order, and a writer fed by a bounded queue that
+//! notifications share (a client too slow to drain it is disconnected).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use futures::stream::{FuturesUnordered, StreamExt};
 use parking_lot::Mutex;
 use serde_json::value::RawValue;
 use serde_json::Value;
 use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
-use tokio::sync::{mpsc, Semaphore};
+use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
-use super::jsonrpc::{self, Call, Dialect, Incoming, Member, RpcError};
+use super::cost::{charge, Concurrency, CostModel, ERROR_COST, PARSE_ERROR_COST};
+use super::jsonrpc::{self, Call, Dialect, Incoming, Member, RpcError, PARSE_ERROR};
 use super::methods::{self, Reply};
 use super::server::Server;
+use super::stats::{LimitCounters, INVALID_METHOD};
 use super::version::Protocol;
 use crate::types::HashX;
 
-/// Requests of one session processed at once (ElectrumX's `INITIAL_CONCURRENT`).
-const CONCURRENT_REQUESTS: usize = 10;
+/// aiorpcX's error for a session over the cost hard limit (it is then disconnected).
+pub const EXCESSIVE_RESOURCE_USAGE: i64 = -101;
+/// aiorpcX's error for a request that overran `REQUEST_TIMEOUT`.
+pub const SERVER_BUSY: i64 = -102;
 /// Queued outgoing messages before a session counts as not reading.
 const SEND_QUEUE: usize = 1024;
 
@@ -44,14 +50,40 @@ enum Outgoing {
 pub struct SessionHandle {
     pub id: u64,
     pub peer: SocketAddr,
+    /// "TCP", "SSL", "WS", "WSS".
+    pub kind: &'static str,
+    pub started: Instant,
     pub client_name: Mutex<String>,
     pub headers_subscribed: AtomicBool,
     pub subs: Mutex<HashMap<HashX, Sub>>,
+    /// The subnet group the session's cost is shared with.
+    pub group: Option<String>,
+    pub counters: SessionCounters,
+    /// Logs each request when set (admin `log`).
+    pub log_me: AtomicBool,
+    /// The concurrency target last applied.
+    pub concurrency: AtomicUsize,
+    costs: Arc<CostModel>,
     protocol: Mutex<Option<Protocol>>,
     dialect: Mutex<Dialect>,
     out: mpsc::Sender<Outgoing>,
     closing: AtomicBool,
 }
+
+/// Traffic and requests of one session, as the admin `sessions` command shows them.
+#[derive(Default)]
+pub struct SessionCounters {
+    pub recv_count: AtomicU64,
+    pub recv_bytes: AtomicU64,
+    pub send_count: AtomicU64,
+    pub send_bytes: AtomicU64,
+    pub errors: AtomicU64,
+    pub pending: AtomicUsize,
+    pub txs_sent: AtomicU64,
+}
+
+/// Whether new sessions have their requests logged (admin `log new`).
+pub static LOG_NEW: AtomicBool = AtomicBool::new(false);
 
 impl SessionHandle {
     pub fn protocol(&self) -> Option<Protocol> {
@@ -70,10 +102,41 @@ impl SessionHandle {
         self.closing.load(Ordering::Relaxed)
     }
 
+    /// Adds to the session's cost (methods charge for the work they did).
+    pub fn charge(&self, cost: f64) {
+        self.costs.charge(self.id, cost);
+    }
+
+    /// ElectrumX's flags: the transport's letter, `C` while closing, `L` when logged, then the
+    /// concurrency target.
+    pub fn flags(&self) -> String {
+        let mut f = self.kind[..1].to_string();
+        if self.kind.starts_with("WS") {
+            f = "W".into();
+        }
+        if self.is_closing() {
+            f.push('C');
+        }
+        if self.log_me.load(Ordering::Relaxed) {
+            f.push('L');
+        }
+        f.push_str(&self.concurrency.load(Ordering::Relaxed).to_string());
+        f
+    }
+
+    fn sent(&self, line: &str) {
+        self.counters.send_count.fetch_add(1, Ordering::Relaxed);
+        self.counters
+            .send_bytes
+            .fetch_add(line.len() as u64, Ordering::Relaxed);
+        self.costs.charge_bytes(self.id, line.len());
+    }
+
     /// Queues a notification without waiting; a full queue means the client is not reading,
     /// and it is disconnected rather than buffered without bound.
     pub fn notify(&self, method: &str, params: &RawValue) {
         let line = self.dialect().notification(method, Some(params));
+        self.sent(&line);
         if let Err(mpsc::error::TrySendError::Full(_)) = self.out.try_send(Outgoing::Line(line)) {
             warn!(
                 "session {} ({}): not reading its notifications; disconnecting",
@@ -84,6 +147,7 @@ impl SessionHandle {
     }
 
     async fn send(&self, line: String) {
+        self.sent(&line);
         let _ = self.out.send(Outgoing::Line(line)).await;
     }
 
@@ -309,18 +373,29 @@ async fn serve<R: Source>(
     peer: SocketAddr,
     kind: &'static str,
 ) {
+    let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+    let group = server.costs.add(id, peer.ip());
+    let limits = &server.settings.limits;
     let session = Arc::new(SessionHandle {
-        id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+        id,
         peer,
+        kind,
+        started: Instant::now(),
         client_name: Mutex::new("unknown".into()),
         headers_subscribed: AtomicBool::new(false),
         subs: Mutex::new(HashMap::new()),
+        group,
+        counters: SessionCounters::default(),
+        log_me: AtomicBool::new(LOG_NEW.load(Ordering::Relaxed)),
+        concurrency: AtomicUsize::new(limits.cost.initial_concurrent),
+        costs: server.costs.clone(),
         protocol: Mutex::new(None),
         dialect: Mutex::new(Dialect::Detect),
         out: tx,
         closing: AtomicBool::new(false),
     });
     server.registry.add_session(session.clone());
+    server.sessions_changed();
     info!(
         "session {}: {kind} {peer}, {} total",
         session.id,
@@ -328,16 +403,35 @@ async fn serve<R: Source>(
     );
     let mut dialect = Dialect::Detect;
     let mut buf = Vec::new();
-    let limit = Arc::new(Semaphore::new(CONCURRENT_REQUESTS));
+    let gate = Arc::new(Concurrency::new(limits.cost.initial_concurrent));
     let max_recv = server.settings.max_recv;
+    let idle = limits.session_timeout;
     while !session.is_closing() {
-        match source.next(&mut buf).await {
+        let next = source.next(&mut buf);
+        let read = if idle.is_zero() {
+            next.await
+        } else {
+            match tokio::time::timeout(idle, next).await {
+                Ok(r) => r,
+                Err(_) => {
+                    info!(
+                        "session {}: closing stale session, nothing received for {}s",
+                        session.id,
+                        idle.as_secs()
+                    );
+                    LimitCounters::bump(&server.stats.limits.idle_disconnects);
+                    break;
+                }
+            }
+        };
+        match read {
             Ok(Line::Complete) => {}
             Ok(Line::Oversize) => {
                 warn!(
                     "session {}: dropped a message over {} bytes",
                     session.id, max_recv
                 );
+                session.charge(ERROR_COST);
                 continue;
             }
             Ok(Line::Eof) => break,
@@ -346,34 +440,170 @@ async fn serve<R: Source>(
                 break;
             }
         }
+        session.counters.recv_count.fetch_add(1, Ordering::Relaxed);
+        session
+            .counters
+            .recv_bytes
+            .fetch_add(buf.len() as u64, Ordering::Relaxed);
+        server.costs.charge_bytes(session.id, buf.len());
+        if session.log_me.load(Ordering::Relaxed) {
+            info!(
+                "session {}: processing {}",
+                session.id,
+                String::from_utf8_lossy(&buf)
+            );
+        }
         let incoming = dialect.parse(&buf);
         *session.dialect.lock() = dialect;
         match incoming {
             Incoming::Ignore => {}
-            Incoming::Reply(msg) => session.send(msg).await,
+            Incoming::Reply(msg) => {
+                charge_error_reply(&session, &msg);
+                session.send(msg).await
+            }
             Incoming::Call(call) => {
-                if !handle_call(&server, &session, &limit, call).await {
+                if !handle_call(&server, &session, &gate, call).await {
                     break;
                 }
             }
             Incoming::Batch(members) => {
-                if !handle_batch(&server, &session, &limit, members).await {
+                if !handle_batch(&server, &session, &gate, members).await {
                     break;
                 }
             }
         }
     }
     server.registry.remove_session(session.id);
+    server.costs.remove(session.id);
+    server.sessions_changed();
     session.close();
     drop(session);
     let _ = write_task.await;
+}
+
+/// An error reply costs [`ERROR_COST`], an unparsable message ten times more.
+fn charge_error_reply(session: &SessionHandle, msg: &str) {
+    session.counters.errors.fetch_add(1, Ordering::Relaxed);
+    let parse_error = msg.contains(&format!("\"code\":{PARSE_ERROR}"));
+    session.charge(ERROR_COST + if parse_error { PARSE_ERROR_COST } else { 0.0 });
+}
+
+/// Why a request was not run.
+enum Refused {
+    /// The session is over the hard limit: answered, then disconnected.
+    Excessive,
+}
+
+fn excessive() -> RpcError {
+    RpcError::new(EXCESSIVE_RESOURCE_USAGE, "excessive resource usage")
+}
+
+fn timed_out() -> RpcError {
+    RpcError::new(SERVER_BUSY, "server busy - request timed out")
+}
+
+/// Waits for a place among the session's running requests, at the concurrency its cost
+/// allows; refuses when the cost reached the hard limit.
+async fn admit(
+    server: &Server,
+    session: &SessionHandle,
+    gate: &Concurrency,
+) -> Result<super::cost::Slot, Refused> {
+    let target = server.costs.throttle(session.id).target;
+    let before = session.concurrency.swap(target, Ordering::Relaxed);
+    if before.abs_diff(target) > 1 {
+        info!(
+            "session {}: changing task concurrency from {before} to {target}",
+            session.id
+        );
+    }
+    gate.set_target(target);
+    if target == 0 {
+        return Err(Refused::Excessive);
+    }
+    let slot = gate.acquire().await.ok_or(Refused::Excessive)?;
+    // The cost may have crossed the hard limit while this request queued.
+    if server.costs.throttle(session.id).target == 0 {
+        return Err(Refused::Excessive);
+    }
+    Ok(slot)
+}
+
+/// Closes a session that went over the cost hard limit, saying why in the log.
+fn disconnect_excessive(server: &Server, session: &SessionHandle) {
+    let (cost, extra) = server.costs.cost(session.id).unwrap_or_default();
+    info!(
+        "session {}: closing session over resource usage (cost {cost:.0}, group {} cost \
+         {extra:.0}, hard limit {}); ip {}",
+        session.id,
+        session.group.as_deref().unwrap_or("none"),
+        server.settings.limits.cost.hard_limit,
+        session.peer.ip()
+    );
+    LimitCounters::bump(&server.stats.limits.cost_disconnects);
+    session.close();
+}
+
+/// Runs an admitted request: the throttling sleep, then the method, all within
+/// `REQUEST_TIMEOUT`; charges the method's flat cost, and the error cost for an error.
+async fn run_request(server: &Arc<Server>, session: &Arc<SessionHandle>, call: &Call) -> Reply {
+    let limits = &server.settings.limits;
+    let throttle = server.costs.throttle(session.id);
+    let known = methods::signature(
+        &call.method,
+        &session
+            .protocol()
+            .unwrap_or_else(super::version::server_min),
+    )
+    .is_some();
+    let name = if known {
+        call.method.as_str()
+    } else {
+        INVALID_METHOD
+    };
+    session.counters.pending.fetch_add(1, Ordering::Relaxed);
+    let work = async {
+        if !throttle.sleep.is_zero() {
+            LimitCounters::bump(&server.stats.limits.throttled);
+            tokio::time::sleep(throttle.sleep).await;
+        }
+        let t = Instant::now();
+        let reply = methods::dispatch(server, session, call).await;
+        (reply, t.elapsed())
+    };
+    let timeout = if limits.request_timeout.is_zero() {
+        Duration::MAX
+    } else {
+        limits.request_timeout
+    };
+    let (reply, elapsed) = match tokio::time::timeout(timeout, work).await {
+        Ok(r) => r,
+        Err(_) => {
+            info!(
+                "session {}: request {} timed out after {}s",
+                session.id,
+                call.method,
+                timeout.as_secs()
+            );
+            LimitCounters::bump(&server.stats.limits.timeouts);
+            (Err(timed_out()), timeout)
+        }
+    };
+    session.counters.pending.fetch_sub(1, Ordering::Relaxed);
+    server.stats.record(name, elapsed, reply.is_err());
+    session.charge(charge::base(&call.method));
+    if reply.is_err() {
+        session.counters.errors.fetch_add(1, Ordering::Relaxed);
+        session.charge(ERROR_COST);
+    }
+    reply
 }
 
 /// Handles one request or notification; `false` ends the session.
 async fn handle_call(
     server: &Arc<Server>,
     session: &Arc<SessionHandle>,
-    limit: &Arc<Semaphore>,
+    gate: &Arc<Concurrency>,
     call: Call,
 ) -> bool {
     let dialect = session.dialect();
@@ -383,6 +613,10 @@ async fn handle_call(
         // else is read, so pipelined requests see the negotiated version.
         if call.method == "server.version" && !call.is_notification() {
             let (reply, disconnect) = methods::server_version_first(server, session, &call);
+            server
+                .stats
+                .record("server.version", Duration::ZERO, reply.is_err());
+            session.charge(charge::base("server.version"));
             session
                 .send(encode(dialect, &call.reply_id(), &reply, max_send))
                 .await;
@@ -399,15 +633,22 @@ async fn handle_call(
         // Below protocol 1.7 ElectrumX has no notification handlers: ignored.
         return true;
     }
-    let Ok(permit) = limit.clone().acquire_owned().await else {
-        return false;
+    let slot = match admit(server, session, gate).await {
+        Ok(slot) => slot,
+        Err(Refused::Excessive) => {
+            session
+                .send(dialect.error(&call.reply_id(), &excessive()))
+                .await;
+            disconnect_excessive(server, session);
+            return false;
+        }
     };
     let (server, session) = (server.clone(), session.clone());
     tokio::spawn(async move {
-        let reply = methods::dispatch(&server, &session, &call).await;
+        let reply = run_request(&server, &session, &call).await;
         let msg = encode(session.dialect(), &call.reply_id(), &reply, max_send);
         session.send(msg).await;
-        drop(permit);
+        drop(slot);
     });
     true
 }
@@ -443,7 +684,7 @@ async fn send_crash_notifications(session: &Arc<SessionHandle>) {
 async fn handle_batch(
     server: &Arc<Server>,
     session: &Arc<SessionHandle>,
-    limit: &Arc<Semaphore>,
+    gate: &Arc<Concurrency>,
     members: Vec<Member>,
 ) -> bool {
     let dialect = session.dialect();
@@ -462,7 +703,10 @@ async fn handle_batch(
     let mut members = members.into_iter().peekable();
     while let Some(m) = members.next() {
         match m {
-            Member::Error(e) => parts.push(e),
+            Member::Error(e) => {
+                charge_error_reply(session, &e);
+                parts.push(e)
+            }
             Member::Call(c) if session.protocol().is_none() => {
                 // Before negotiation, as in ElectrumX (aiorpcX starts batch members in order,
                 // and a batch is answered once its last request is): a refusal (a bad
@@ -497,21 +741,35 @@ async fn handle_batch(
             Member::Call(c) => calls.push(c),
         }
     }
+    let mut excessive_seen = false;
     {
         let mut running: FuturesUnordered<_> = calls
             .into_iter()
             .map(|call| {
-                let (server, session, limit) = (server.clone(), session.clone(), limit.clone());
+                let (server, session, gate) = (server.clone(), session.clone(), gate.clone());
                 async move {
-                    let _permit = limit.acquire_owned().await;
-                    let reply = methods::dispatch(&server, &session, &call).await;
+                    let reply = match admit(&server, &session, &gate).await {
+                        Ok(_slot) => Ok(run_request(&server, &session, &call).await),
+                        Err(Refused::Excessive) => Err(()),
+                    };
                     (call.reply_id(), reply)
                 }
             })
             .collect();
         while let Some((id, reply)) = running.next().await {
-            push(&mut parts, &id, &reply);
+            match reply {
+                Ok(reply) => push(&mut parts, &id, &reply),
+                Err(()) => {
+                    excessive_seen = true;
+                    push(&mut parts, &id, &Err(excessive()));
+                }
+            }
         }
+    }
+    if excessive_seen {
+        session.send(jsonrpc::batch(&parts)).await;
+        disconnect_excessive(server, session);
+        return false;
     }
     if !parts.is_empty() {
         session.send(jsonrpc::batch(&parts)).await;

@@ -4,12 +4,13 @@
 //! `tcp://:50001` (plus `ssl://:50002` when `SSL_CERTFILE` is set) instead of nowhere; and
 //! `MAX_SEND` defaults to ElectrumX 1.16's 1,000,000 since we serve protocol 1.4.x.
 
-use std::net::IpAddr;
 use std::path::PathBuf;
 
 use regex::Regex;
 
+use super::limits::SessionLimits;
 use crate::config::Env;
+use crate::net::is_private;
 use crate::net::service::{parse_services, Host, Kind, Service};
 
 #[derive(Debug, thiserror::Error)]
@@ -51,6 +52,8 @@ pub struct ServerSettings {
     pub drop_client: Option<Regex>,
     /// Kevacoin's `BANNED_HASHTAGS`: hashtags `blockchain.keva.get_hashtag` answers empty for.
     pub banned_hashtags: Vec<String>,
+    /// Costs, throttling and session limits.
+    pub limits: SessionLimits,
 }
 
 pub const DEFAULT_MAX_SEND: usize = 1_000_000;
@@ -59,7 +62,11 @@ pub const DEFAULT_MAX_RECV: usize = 1_000_000;
 const DEFAULT_TCP_PORT: u16 = 50001;
 const DEFAULT_SSL_PORT: u16 = 50002;
 
-fn integer(env: &dyn Env, var: &'static str, default: usize) -> Result<usize, SettingsError> {
+pub(crate) fn integer(
+    env: &dyn Env,
+    var: &'static str,
+    default: usize,
+) -> Result<usize, SettingsError> {
     match env.get(var) {
         None => Ok(default),
         Some(v) if v.trim().is_empty() => Ok(default),
@@ -82,29 +89,6 @@ fn boolean(env: &dyn Env, var: &str, default: bool) -> bool {
 
 fn non_empty(env: &dyn Env, var: &str) -> Option<String> {
     env.get(var).filter(|v| !v.trim().is_empty())
-}
-
-fn is_private(ip: &IpAddr) -> bool {
-    match ip {
-        IpAddr::V4(v4) => {
-            v4.is_private()
-                || v4.is_loopback()
-                || v4.is_link_local()
-                || v4.is_documentation()
-                || v4.is_broadcast()
-                || v4.octets()[0] == 0
-                || (v4.octets()[0] == 100 && (64..128).contains(&v4.octets()[1]))
-                || (v4.octets()[0] == 198 && (18..20).contains(&v4.octets()[1]))
-                || v4.octets()[0] >= 240
-        }
-        IpAddr::V6(v6) => {
-            v6.is_loopback()
-                || v6.is_unspecified()
-                || (v6.segments()[0] & 0xfe00) == 0xfc00
-                || (v6.segments()[0] & 0xffc0) == 0xfe80
-                || (v6.segments()[0] == 0x2001 && v6.segments()[1] == 0x0db8)
-        }
-    }
 }
 
 impl ServerSettings {
@@ -238,6 +222,7 @@ impl ServerSettings {
             peer_discovery,
             peer_announce,
             drop_client,
+            limits: SessionLimits::from_env(env)?,
         })
     }
 }

@@ -1,10 +1,11 @@
 //! Listeners for the `SERVICES`: TCP, TLS, WebSocket (ws) and WebSocket over TLS (wss), each
 //! connection handed to a session (the framing differs, the session is the same).
 
+pub mod ratelimit;
 pub mod service;
 pub mod tls;
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,8 +17,34 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tracing::{info, warn};
 
 use crate::electrum::{session, Server};
+use ratelimit::ConnectionLimiter;
 use service::{Kind, Service};
 use tls::Tls;
+
+/// Python's `ip_address(…).is_private` (roughly): loopback, RFC 1918, link-local, documentation,
+/// shared and reserved ranges. Such clients are never grouped or rate-limited as a subnet.
+pub fn is_private(ip: &IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => {
+            v4.is_private()
+                || v4.is_loopback()
+                || v4.is_link_local()
+                || v4.is_documentation()
+                || v4.is_broadcast()
+                || v4.octets()[0] == 0
+                || (v4.octets()[0] == 100 && (64..128).contains(&v4.octets()[1]))
+                || (v4.octets()[0] == 198 && (18..20).contains(&v4.octets()[1]))
+                || v4.octets()[0] >= 240
+        }
+        IpAddr::V6(v6) => {
+            v6.is_loopback()
+                || v6.is_unspecified()
+                || (v6.segments()[0] & 0xfe00) == 0xfc00
+                || (v6.segments()[0] & 0xffc0) == 0xfe80
+                || (v6.segments()[0] == 0x2001 && v6.segments()[1] == 0x0db8)
+        }
+    }
+}
 
 /// A TLS handshake that takes longer than this is dropped.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(20);
@@ -48,9 +75,26 @@ pub async fn listen(
         None
     };
     let mut tasks = Vec::new();
+    let limiter = Arc::new(ConnectionLimiter::new(
+        server.settings.limits.connections_per_sec,
+    ));
+    tasks.push(tokio::spawn({
+        let limiter = limiter.clone();
+        async move {
+            loop {
+                tokio::time::sleep(Duration::from_secs(60)).await;
+                limiter.forget_idle();
+            }
+        }
+    }));
     for service in &services {
         if service.kind == Kind::Rpc {
-            warn!("{service}: the admin RPC is not implemented yet; not listening");
+            for listener in bind(service).await? {
+                tasks.push(tokio::spawn(crate::electrum::admin::accept_loop(
+                    server.clone(),
+                    listener,
+                )));
+            }
             continue;
         }
         for listener in bind(service).await? {
@@ -64,15 +108,23 @@ pub async fn listen(
                 listener,
                 tls,
                 service.kind,
+                limiter.clone(),
             )));
         }
     }
     if tasks.is_empty() {
         warn!("no Electrum service is listening (SERVICES)");
     }
-    while !*shutdown.borrow() {
-        if shutdown.changed().await.is_err() {
+    loop {
+        if *shutdown.borrow() {
             break;
+        }
+        tokio::select! {
+            changed = shutdown.changed() => if changed.is_err() { break },
+            _ = server.stop_requested.notified() => {
+                info!("stop requested over the admin RPC");
+                break;
+            }
         }
     }
     for t in tasks {
@@ -105,14 +157,55 @@ async fn bind(service: &Service) -> anyhow::Result<Vec<TcpListener>> {
     Ok(out)
 }
 
+/// Waits until the listener may accept; at `MAX_SESSIONS` it is closed (so new clients are
+/// refused by the system, as ElectrumX does) and bound again once sessions fall to the low
+/// watermark.
+async fn listening(server: &Server, listener: &mut Option<TcpListener>, addr: SocketAddr) {
+    let mut accepting = server.accepting.subscribe();
+    loop {
+        if *accepting.borrow_and_update() {
+            if listener.is_none() {
+                match TcpListener::bind(addr).await {
+                    Ok(l) => *listener = Some(l),
+                    Err(e) => {
+                        warn!("cannot listen again on {addr}: {e}");
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                        continue;
+                    }
+                }
+            }
+            return;
+        }
+        if listener.take().is_some() {
+            info!("closed listener {addr} at MAX_SESSIONS");
+        }
+        let _ = accepting.changed().await;
+    }
+}
+
 async fn accept_loop(
     server: Arc<Server>,
     listener: TcpListener,
     tls: Option<Arc<Tls>>,
     kind: Kind,
+    limiter: Arc<ConnectionLimiter>,
 ) {
+    let Ok(addr) = listener.local_addr() else {
+        return;
+    };
+    let mut listener = Some(listener);
+    let mut accepting = server.accepting.subscribe();
     loop {
-        let (stream, peer) = match listener.accept().await {
+        listening(&server, &mut listener, addr).await;
+        let Some(l) = listener.as_ref() else {
+            continue;
+        };
+        let accepted = tokio::select! {
+            a = l.accept() => a,
+            // MAX_SESSIONS reached: close the listener.
+            _ = accepting.changed() => continue,
+        };
+        let (stream, peer) = match accepted {
             Ok(c) => c,
             Err(e) => {
                 // Typically out of file descriptors: back off instead of spinning.
@@ -121,6 +214,11 @@ async fn accept_loop(
                 continue;
             }
         };
+        if !limiter.allow(peer.ip()) {
+            tracing::debug!("{peer}: connecting too often; refused");
+            crate::electrum::stats::LimitCounters::bump(&server.stats.limits.rate_limited);
+            continue;
+        }
         let _ = stream.set_nodelay(true);
         let server = server.clone();
         // New handshakes use the TLS configuration current at accept time.

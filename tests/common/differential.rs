@@ -82,7 +82,9 @@ pub fn start_electrumx(venv: &Path, env: &[(&'static str, String)], dir: &Path) 
 pub fn start_sextant(env: &[(&'static str, String)], dir: &Path) -> Proc {
     let mut cmd = base_command(Path::new(env!("CARGO_BIN_EXE_sextant")));
     cmd.envs(env.iter().cloned())
-        .env("DB_DIRECTORY", dir.join("sextant-db"));
+        .env("DB_DIRECTORY", dir.join("sextant-db"))
+        .env("COST_SOFT_LIMIT", "0")
+        .env("COST_HARD_LIMIT", "0");
     Proc::spawn("Sextant", cmd, dir.join("sextant.log"))
 }
 

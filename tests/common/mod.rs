@@ -7,10 +7,12 @@
 #![allow(unused_imports)]
 
 pub mod chain;
+pub mod client;
 pub mod differential;
 pub mod komodo;
 pub mod litecoind;
 pub mod oracle;
+pub mod process;
 pub mod rpc;
 pub mod standin;
 
@@ -18,6 +20,7 @@ pub use chain::{
     AddrType, MwebInfo, ReorgInfo, UnconfirmedChain, UsedScript, VariedChain, COIN,
     COINBASE_MATURITY, MWEB_HEIGHT,
 };
+pub use client::Client;
 pub use differential::*;
 pub use litecoind::{
     free_port, wait_until, Litecoind, LitecoindConfig, MAIN_WALLET, MWEB_WALLET, RPC_PASS, RPC_USER,
@@ -26,6 +29,7 @@ pub use oracle::{
     amount_to_sats, decimal_to_sats, sats_to_amount, scripthash, scripthash_bytes, status_of,
     HistoryItem, Mempool, MempoolEntry, MempoolTx, Oracle, TxLocation, Utxo,
 };
+pub use process::Sextant;
 pub use rpc::{RpcClient, RpcError};
 pub use standin::{
     dsha256_hex, Standin, StandinBlock, StandinConfig, StandinTx, STANDIN_PASS, STANDIN_USER,

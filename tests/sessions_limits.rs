@@ -1,0 +1,264 @@
+//! Session limits of the `sextant` binary against a real `litecoind -regtest`: an abusive client
+//! is slowed then cut off by the cost model while another client keeps its answers;
+//! `MAX_SESSIONS`, `SESSION_TIMEOUT` and the per-IP connection rate; and the admin RPC through
+//! the `sextant-rpc` binary (`getinfo`, `sessions`, `disconnect`, `stop`).
+//!
+//! Clients on 127.0.0.2 and 127.0.0.3 are separate addresses (all of 127/8 is loopback). Like
+//! ElectrumX, Sextant puts private addresses in no cost group, so group sharing is covered by
+//! the cost model's unit tests.
+
+mod common;
+
+use std::net::{Ipv4Addr, TcpStream};
+use std::process::Command;
+use std::time::Duration;
+
+use common::*;
+use serde_json::{json, Value};
+
+const SECOND: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 2);
+const THIRD: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 3);
+
+/// A client service and the admin RPC, both on 127.0.0.1.
+fn services(port: u16, rpc_port: u16) -> (&'static str, String) {
+    (
+        "SERVICES",
+        format!("tcp://127.0.0.1:{port},rpc://127.0.0.1:{rpc_port}"),
+    )
+}
+
+fn start(d: &Litecoind, dir: &std::path::Path, env: &[(&str, String)], port: u16) -> Sextant {
+    let mut sx = Sextant::start(d, dir, env);
+    sx.wait_listening(port);
+    sx
+}
+
+fn negotiated(ip: Ipv4Addr, port: u16) -> Client {
+    let mut c = Client::connect_to(ip, port);
+    c.result("server.version", json!(["test", "1.4"]));
+    c
+}
+
+/// Runs `sextant-rpc -p PORT args…`; its stdout and exit status.
+fn sextant_rpc(rpc_port: u16, args: &[&str]) -> (String, bool) {
+    let out = Command::new(env!("CARGO_BIN_EXE_sextant-rpc"))
+        .arg("-p")
+        .arg(rpc_port.to_string())
+        .args(args)
+        .output()
+        .expect("run sextant-rpc");
+    (String::from_utf8(out.stdout).unwrap(), out.status.success())
+}
+
+fn rpc_json(rpc_port: u16, args: &[&str]) -> Value {
+    let (out, ok) = sextant_rpc(rpc_port, args);
+    assert!(ok, "sextant-rpc {args:?}: {out}");
+    serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"))
+}
+
+#[test]
+fn an_abuser_is_throttled_then_cut_off_while_others_are_served_and_admin_rpc_works() {
+    let d = Litecoind::start();
+    // A long history: 300 coinbases to one address.
+    let hoard = d.new_address(AddrType::Bech32);
+    d.mine_to(&hoard, 300);
+    let long_sh = scripthash(&d.script_of(&hoard));
+    let tip = d.height();
+    let dir = tempfile::tempdir().unwrap();
+    let (port, rpc_port) = (free_port(), free_port());
+    let env = vec![
+        services(port, rpc_port),
+        ("COST_SOFT_LIMIT", "200".to_string()),
+        ("COST_HARD_LIMIT", "2000".to_string()),
+        ("REQUEST_SLEEP", "200".to_string()),
+    ];
+    let mut sx = start(&d, dir.path(), &env, port);
+
+    let mut good = negotiated(SECOND, port);
+    let mut abuser = negotiated(Ipv4Addr::LOCALHOST, port);
+    let request = json!({"jsonrpc": "2.0", "id": 7, "method": "blockchain.scripthash.get_history", "params": [long_sh]}).to_string();
+    let mut answered = 0;
+    let mut refused = None;
+    let mut good_answers = 0;
+    let mut throttled_seen = false;
+    'rounds: for _ in 0..200 {
+        // Pipelined bursts: each history reply is ~25 kB, so each request costs ~6.
+        for _ in 0..10 {
+            abuser.send_line(&request);
+        }
+        for _ in 0..10 {
+            let Some(v) = abuser.line_or_closed() else {
+                break 'rounds;
+            };
+            if let Some(e) = v.get("error") {
+                refused = Some(e.clone());
+                // Requests already running may still answer; then the connection closes.
+                while let Some(v) = abuser.line_or_closed() {
+                    assert!(v.get("result").is_some(), "{v}");
+                }
+                break 'rounds;
+            }
+            assert_eq!(v["result"].as_array().unwrap().len(), 300);
+            answered += 1;
+        }
+        // The well-behaved client on another address is answered, unthrottled.
+        let h = good.result("blockchain.headers.subscribe", json!([]));
+        assert_eq!(h["height"], tip);
+        good_answers += 1;
+        if !throttled_seen {
+            let sessions = rpc_json(rpc_port, &["sessions"]);
+            throttled_seen =
+                sessions.as_array().unwrap().iter().any(|row| {
+                    row[2].as_str().unwrap().starts_with("127.0.0.1:") && row[1] != "T10"
+                });
+        }
+    }
+    assert_eq!(
+        refused,
+        Some(json!({"code": -101, "message": "excessive resource usage"})),
+        "after {answered} answers"
+    );
+    assert!(answered > 50, "throttled before being cut off: {answered}");
+    assert!(throttled_seen, "the abuser's concurrency dropped below 10");
+    assert!(sx.log().contains("closing session over resource usage"));
+    // The other client is still served.
+    assert_eq!(good.result("server.ping", json!([])), Value::Null);
+    assert!(good_answers > 5);
+
+    // Admin RPC: getinfo counts what happened.
+    let info = rpc_json(rpc_port, &["getinfo"]);
+    assert_eq!(info["coin"], "LitecoinRegtest");
+    assert_eq!(info["db height"], tip);
+    assert_eq!(info["sessions"]["count"], 1);
+    assert_eq!(info["limits"]["cost disconnects"], 1);
+    assert!(info["limits"]["throttled requests"].as_u64().unwrap() > 0);
+    assert!(
+        info["request counts"]["blockchain.scripthash.get_history"]
+            .as_u64()
+            .unwrap()
+            >= answered
+    );
+    assert_eq!(info["pid"], sx.child.id());
+
+    // sessions: ElectrumX's rows; the good client's is there, unthrottled.
+    let sessions = rpc_json(rpc_port, &["sessions"]);
+    let rows = sessions.as_array().unwrap();
+    assert_eq!(rows.len(), 1, "{sessions}");
+    let row = &rows[0];
+    assert_eq!(row.as_array().unwrap().len(), 15);
+    assert_eq!(row[1], "T10");
+    assert!(row[2].as_str().unwrap().starts_with("127.0.0.2:"));
+    assert_eq!(row[3], "test");
+    assert_eq!(row[4], "1.4");
+    let id = row[0].as_u64().unwrap().to_string();
+
+    // disconnect: ElectrumX's lines; the client sees its connection closed.
+    let lines = rpc_json(rpc_port, &["disconnect", &id, "999999", "nosuchgroup"]);
+    assert_eq!(
+        lines,
+        json!([
+            format!("disconnecting session {id}"),
+            "unknown: 999999",
+            "unknown: nosuchgroup"
+        ])
+    );
+    assert!(good.line_or_closed().is_none(), "disconnected by the admin");
+    assert_eq!(rpc_json(rpc_port, &["peers"]), json!([]));
+
+    // Unknown commands and unreachable ports are reported, not panicked on.
+    let (out, ok) = sextant_rpc(rpc_port, &["inspect_session", "424242"]);
+    assert!(!ok && out.contains("no session with id=424242"), "{out}");
+    let (out, ok) = sextant_rpc(free_port(), &["getinfo"]);
+    assert!(!ok && out.contains("cannot connect"), "{out}");
+
+    // stop: "stopping", then a clean exit through the SIGTERM path (index flushed).
+    assert_eq!(rpc_json(rpc_port, &["stop"]), json!("stopping"));
+    let status = sx.wait_exit(Duration::from_secs(60));
+    assert!(status.success(), "{status}:\n{}", sx.log());
+    assert!(sx.log().contains("flushing the index"), "{}", sx.log());
+}
+
+/// Whether a new client is refused (connection refused, or closed before it is answered).
+fn refused(from: Ipv4Addr, port: u16) -> bool {
+    let Ok(s) = client::connect_from(from, port) else {
+        return true;
+    };
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    !Client::from_stream(s).negotiates()
+}
+
+#[test]
+fn max_sessions_refuses_new_clients_and_keeps_serving_the_rest() {
+    let d = Litecoind::start();
+    d.mine(3);
+    let dir = tempfile::tempdir().unwrap();
+    let (port, rpc_port) = (free_port(), free_port());
+    let env = vec![services(port, rpc_port), ("MAX_SESSIONS", "3".to_string())];
+    let sx = start(&d, dir.path(), &env, port);
+    // wait_listening's probe connection has closed; three sessions fill the server.
+    let mut clients: Vec<Client> = (0..3)
+        .map(|_| negotiated(Ipv4Addr::LOCALHOST, port))
+        .collect();
+    wait_until(Duration::from_secs(10), "the listeners to close", || {
+        refused(Ipv4Addr::LOCALHOST, port).then_some(())
+    });
+    for c in &mut clients {
+        assert_eq!(c.result("server.ping", json!([])), Value::Null);
+    }
+    assert!(sx.log().contains("maximum sessions 3 reached"));
+    // The admin RPC is not counted and still answers.
+    assert_eq!(rpc_json(rpc_port, &["getinfo"])["sessions"]["count"], 3);
+    // Below the low watermark (3 × 19/20 = 2) clients are accepted again.
+    clients.pop();
+    let mut c = wait_until(Duration::from_secs(10), "a new session", || {
+        let s = TcpStream::connect((Ipv4Addr::LOCALHOST, port)).ok()?;
+        let mut c = Client::from_stream(s);
+        c.negotiates().then_some(c)
+    });
+    assert_eq!(c.result("server.ping", json!([])), Value::Null);
+    assert!(sx.log().contains("resuming listening"));
+}
+
+#[test]
+fn idle_sessions_time_out_and_fast_reconnectors_are_refused() {
+    let d = Litecoind::start();
+    d.mine(3);
+    let dir = tempfile::tempdir().unwrap();
+    let (port, rpc_port) = (free_port(), free_port());
+    let env = vec![
+        services(port, rpc_port),
+        ("SESSION_TIMEOUT", "2".to_string()),
+        ("CONNECTION_RATE_LIMIT", "1".to_string()),
+    ];
+    let sx = start(&d, dir.path(), &env, port);
+
+    // An idle client is closed after SESSION_TIMEOUT; an active one is kept.
+    let mut idle = negotiated(Ipv4Addr::LOCALHOST, port);
+    let mut active = negotiated(Ipv4Addr::LOCALHOST, port);
+    for _ in 0..6 {
+        std::thread::sleep(Duration::from_millis(700));
+        assert_eq!(active.result("server.ping", json!([])), Value::Null);
+    }
+    assert!(
+        idle.line_or_closed().is_none(),
+        "the idle session was closed"
+    );
+    assert!(sx.log().contains("closing stale session"));
+
+    // 127.0.0.3 may open 3 connections at once (1/s, 3 s burst), then is refused; 127.0.0.1
+    // is exempt (a local proxy's clients all come from there).
+    let outcomes: Vec<bool> = (0..8).map(|_| !refused(THIRD, port)).collect();
+    let served = outcomes.iter().filter(|&&ok| ok).count();
+    assert!((3..=5).contains(&served), "{outcomes:?}");
+    assert!(
+        !outcomes[7],
+        "refused once the burst is spent: {outcomes:?}"
+    );
+    for _ in 0..8 {
+        let mut c = negotiated(Ipv4Addr::LOCALHOST, port);
+        assert_eq!(c.result("server.ping", json!([])), Value::Null);
+    }
+    let info = rpc_json(rpc_port, &["getinfo"]);
+    assert!(info["limits"]["rate limited connections"].as_u64().unwrap() >= 3);
+    assert!(info["limits"]["idle disconnects"].as_u64().unwrap() >= 1);
+}
