@@ -9,6 +9,7 @@ pub mod electrum;
 pub mod index;
 pub mod mempool;
 pub mod net;
+pub mod peers;
 pub mod query;
 pub mod store;
 pub mod types;

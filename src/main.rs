@@ -11,9 +11,11 @@ use tracing::{error, info, warn};
 
 use sextant::config::{Config, ProcessEnv};
 use sextant::daemon::Daemon;
+use sextant::electrum::methods::server_features;
 use sextant::electrum::{self, ServerSettings};
 use sextant::index::Indexer;
 use sextant::mempool::{self, Mempool};
+use sextant::peers::{self, PeerConfig, PeerManager};
 use sextant::store::{Mode, Store};
 
 fn main() -> ExitCode {
@@ -23,6 +25,10 @@ fn main() -> ExitCode {
     };
     let settings = match ServerSettings::from_env(&ProcessEnv) {
         Ok(s) => s.with_coin_defaults(&ProcessEnv, &config.coin),
+        Err(e) => return config_error(e),
+    };
+    let peer_config = match PeerConfig::from_env(&ProcessEnv, &settings) {
+        Ok(c) => c,
         Err(e) => return config_error(e),
     };
     tracing_subscriber::fmt()
@@ -37,7 +43,7 @@ fn main() -> ExitCode {
         .enable_all()
         .build()
         .expect("tokio runtime");
-    match runtime.block_on(run(config, settings)) {
+    match runtime.block_on(run(config, settings, peer_config)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             error!("{e:#}");
@@ -51,7 +57,11 @@ fn config_error(e: impl std::fmt::Display) -> ExitCode {
     ExitCode::from(2)
 }
 
-async fn run(config: Config, settings: ServerSettings) -> anyhow::Result<()> {
+async fn run(
+    config: Config,
+    settings: ServerSettings,
+    peer_config: PeerConfig,
+) -> anyhow::Result<()> {
     info!(
         "Sextant {} for {} {}, index in {}",
         env!("CARGO_PKG_VERSION"),
@@ -109,6 +119,15 @@ async fn run(config: Config, settings: ServerSettings) -> anyhow::Result<()> {
                 return Ok(());
             }
             let mempool_events = ready.resubscribe();
+            let features = serde_json::to_value(server_features(&settings, &coin))?;
+            let peers = Arc::new(PeerManager::new(
+                peer_config,
+                &coin,
+                store.clone(),
+                features,
+            ));
+            peers::install(peers.clone());
+            tokio::spawn(peers.run(stop.clone()));
             electrum::serve_with_mempool_kick(
                 settings,
                 coin,

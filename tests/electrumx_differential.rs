@@ -24,8 +24,7 @@ mod common;
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -34,55 +33,6 @@ use serde_json::{json, Value};
 
 // ---------------------------------------------------------------------------------------------
 // Processes
-
-struct Proc {
-    name: &'static str,
-    child: Child,
-    log: PathBuf,
-}
-
-impl Proc {
-    fn spawn(name: &'static str, mut cmd: Command, log: PathBuf) -> Proc {
-        let f = std::fs::File::create(&log).unwrap();
-        let child = cmd
-            .stdout(Stdio::from(f.try_clone().unwrap()))
-            .stderr(Stdio::from(f))
-            .spawn()
-            .unwrap_or_else(|e| panic!("start {name}: {e}"));
-        Proc { name, child, log }
-    }
-
-    fn log_tail(&self, n: usize) -> String {
-        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
-        let lines: Vec<&str> = text.lines().collect();
-        lines[lines.len().saturating_sub(n)..].join("\n")
-    }
-
-    fn assert_running(&mut self) {
-        if let Ok(Some(status)) = self.child.try_wait() {
-            panic!("{} exited ({status}):\n{}", self.name, self.log_tail(40));
-        }
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn base_command(program: &Path) -> Command {
-    let mut cmd = Command::new(program);
-    // A clean environment: ElectrumX refuses to start when obsolete variables (HOST, …) are set.
-    cmd.env_clear();
-    for var in ["PATH", "HOME", "LANG", "TMPDIR"] {
-        if let Some(v) = std::env::var_os(var) {
-            cmd.env(var, v);
-        }
-    }
-    cmd
-}
 
 /// Settings both servers get.
 fn common_env(d: &Litecoind, db: &Path, port: u16, ws_port: u16) -> Vec<(&'static str, String)> {
@@ -104,17 +54,6 @@ fn common_env(d: &Litecoind, db: &Path, port: u16, ws_port: u16) -> Vec<(&'stati
         ("MAX_SEND", "1000000".into()),
         ("LOG_LEVEL", "info".into()),
     ]
-}
-
-fn electrumx_venv() -> PathBuf {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/electrumx-venv.sh");
-    let out = Command::new("bash")
-        .arg(&script)
-        .stderr(Stdio::inherit())
-        .output()
-        .expect("run scripts/electrumx-venv.sh");
-    assert!(out.status.success(), "scripts/electrumx-venv.sh failed");
-    PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
 }
 
 fn start_electrumx(venv: &Path, d: &Litecoind, dir: &Path, port: u16, ws_port: u16) -> Proc {

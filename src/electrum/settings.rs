@@ -47,6 +47,9 @@ pub struct ServerSettings {
     pub max_recv: usize,
     pub peer_discovery: PeerDiscovery,
     pub peer_announce: bool,
+    /// `PEER_ALLOW_PRIVATE` (Sextant only): private and loopback addresses may be peers and may
+    /// be announced, for private networks and tests.
+    pub peer_allow_private: bool,
     /// Refuse clients whose name matches at its start.
     pub drop_client: Option<Regex>,
 }
@@ -82,7 +85,9 @@ fn non_empty(env: &dyn Env, var: &str) -> Option<String> {
     env.get(var).filter(|v| !v.trim().is_empty())
 }
 
-fn is_private(ip: &IpAddr) -> bool {
+/// Not for the public internet: private, loopback, link-local, documentation, shared (CGNAT)
+/// and reserved ranges.
+pub fn is_private(ip: &IpAddr) -> bool {
     match ip {
         IpAddr::V4(v4) => {
             v4.is_private()
@@ -170,6 +175,7 @@ impl ServerSettings {
         }
 
         let peer_announce = boolean(env, "PEER_ANNOUNCE", true);
+        let peer_allow_private = boolean(env, "PEER_ALLOW_PRIVATE", false);
         let report_text = env.get("REPORT_SERVICES").unwrap_or_default();
         let report_services = parse_services(&report_text, false)
             .map_err(|why| invalid("REPORT_SERVICES", &report_text, why))?;
@@ -182,7 +188,7 @@ impl ServerSettings {
                 Host::Ip(ip)
                     if ip.is_multicast()
                         || ip.is_unspecified()
-                        || (is_private(ip) && peer_announce) =>
+                        || (is_private(ip) && peer_announce && !peer_allow_private) =>
                 {
                     return Err(bad(format!("bad IP address for REPORT_SERVICES: {ip}")))
                 }
@@ -233,6 +239,7 @@ impl ServerSettings {
             max_recv,
             peer_discovery,
             peer_announce,
+            peer_allow_private,
             drop_client,
         })
     }
@@ -314,6 +321,11 @@ mod tests {
         assert!(settings(&[
             ("REPORT_SERVICES", "tcp://10.0.0.1:1"),
             ("PEER_ANNOUNCE", "")
+        ])
+        .is_ok());
+        assert!(settings(&[
+            ("REPORT_SERVICES", "tcp://127.0.0.2:1"),
+            ("PEER_ALLOW_PRIVATE", "1")
         ])
         .is_ok());
         assert!(e(&[("REPORT_SERVICES", "tcp://0.0.0.0:1")]).contains("bad IP"));

@@ -9,6 +9,7 @@ pub mod chain;
 pub mod litecoind;
 pub mod oracle;
 pub mod rpc;
+pub mod servers;
 
 pub use chain::{
     AddrType, MwebInfo, ReorgInfo, UnconfirmedChain, UsedScript, VariedChain, COIN,
@@ -22,3 +23,4 @@ pub use oracle::{
     HistoryItem, Mempool, MempoolEntry, MempoolTx, Oracle, TxLocation, Utxo,
 };
 pub use rpc::{RpcClient, RpcError};
+pub use servers::{base_command, electrumx_venv, Proc};
