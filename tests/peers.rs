@@ -26,6 +26,8 @@ const DEADLINE: Duration = Duration::from_secs(180);
 struct Addr {
     ip: &'static str,
     port: u16,
+    /// An ssl:// service too, with a self-signed certificate (cert, key).
+    ssl: Option<(u16, PathBuf, PathBuf)>,
 }
 
 impl Addr {
@@ -33,10 +35,24 @@ impl Addr {
         Addr {
             ip,
             port: free_port(),
+            ssl: None,
         }
     }
+
+    fn with_ssl(ip: &'static str, dir: &Path) -> Addr {
+        let (cert, key) = (dir.join(format!("{ip}.pem")), dir.join(format!("{ip}.key")));
+        make_cert(dir, &cert, &key, ip);
+        Addr {
+            ssl: Some((free_port(), cert, key)),
+            ..Addr::new(ip)
+        }
+    }
+
     fn real_name(&self) -> String {
-        format!("{} t{}", self.ip, self.port)
+        match &self.ssl {
+            Some((port, ..)) => format!("{} s{port} t{}", self.ip, self.port),
+            None => format!("{} t{}", self.ip, self.port),
+        }
     }
 }
 
@@ -61,8 +77,14 @@ fn coins_dir(dir: &Path, seeds: &[String]) -> PathBuf {
 }
 
 fn server_env(d: &Litecoind, db: &Path, a: &Addr) -> Vec<(&'static str, String)> {
-    let service = format!("tcp://{}:{}", a.ip, a.port);
-    vec![
+    let mut service = format!("tcp://{}:{}", a.ip, a.port);
+    let mut tls = Vec::new();
+    if let Some((port, cert, key)) = &a.ssl {
+        service.push_str(&format!(",ssl://{}:{port}", a.ip));
+        tls.push(("SSL_CERTFILE", cert.display().to_string()));
+        tls.push(("SSL_KEYFILE", key.display().to_string()));
+    }
+    let mut env = vec![
         ("COIN", "Litecoin".into()),
         ("NET", "regtest".into()),
         ("DB_DIRECTORY", db.display().to_string()),
@@ -72,7 +94,9 @@ fn server_env(d: &Litecoind, db: &Path, a: &Addr) -> Vec<(&'static str, String)>
         ("DAEMON_POLL_INTERVAL_BLOCKS", "100".into()),
         ("DAEMON_POLL_INTERVAL_MEMPOOL", "100".into()),
         ("PEER_DISCOVERY", "on".into()),
-    ]
+    ];
+    env.extend(tls);
+    env
 }
 
 /// A Sextant named `name`, with its index in `dir/db`.
@@ -207,7 +231,8 @@ fn servers_find_verify_and_list_each_other() {
     let dir = dir.path();
     let sx = [
         Addr::new("127.0.0.2"),
-        Addr::new("127.0.0.3"),
+        // Verified over TLS first, its certificate self-signed.
+        Addr::with_ssl("127.0.0.3", dir),
         Addr::new("127.0.0.4"),
     ];
     let ex = Addr::new("127.0.0.5");
@@ -246,7 +271,7 @@ fn servers_find_verify_and_list_each_other() {
             },
         );
     }
-    // ElectrumX's form, ports explicit; our own protocol_max.
+    // ElectrumX's form, ports explicit; our own protocol_max; both transports of the second.
     let list = ask(&sx[0], "server.peers.subscribe", json!([])).unwrap();
     let b = list
         .as_array()
@@ -256,7 +281,19 @@ fn servers_find_verify_and_list_each_other() {
         .unwrap();
     assert_eq!(
         b,
-        &json!([sx[1].ip, sx[1].ip, ["v1.4.2", format!("t{}", sx[1].port)]])
+        &json!([
+            sx[1].ip,
+            sx[1].ip,
+            [
+                "v1.4.2",
+                format!("s{}", sx[1].ssl.as_ref().unwrap().0),
+                format!("t{}", sx[1].port)
+            ]
+        ])
+    );
+    wait_for_log(
+        &mut servers[0],
+        &format!("peer {} verified over Ssl", sx[1].ip),
     );
 
     // The server on another chain was asked for its features and judged by them.

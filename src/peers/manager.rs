@@ -356,7 +356,10 @@ impl PeerManager {
                 },
             };
             match self.verify_over(&dial, peer).await {
-                Ok(listed) => return Ok(listed),
+                Ok(listed) => {
+                    info!("peer {host} verified over {transport:?}");
+                    return Ok(listed);
+                }
                 Err(e @ PeerError::Bad(_)) => return Err(e),
                 Err(e) => {
                     info!("[{host}:{port} {transport:?}] {e}");
@@ -544,7 +547,6 @@ impl PeerManager {
         match result {
             Ok(listed) => {
                 let p = &mut state.peers[i];
-                info!("peer {} verified", p.host);
                 p.try_count = 0;
                 p.last_good = now;
                 p.source = if source == Source::Myself {
@@ -722,5 +724,137 @@ impl PeerManager {
     /// A copy of the table, for tests and diagnostics.
     pub fn peers(&self) -> Vec<Peer> {
         self.state.lock().peers.clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::coin::CoinRegistry;
+    use crate::config::Env;
+    use crate::electrum::settings::ServerSettings;
+    use crate::store::Mode;
+    use std::collections::HashMap;
+
+    fn manager(pairs: &[(&'static str, &'static str)]) -> (PeerManager, tempfile::TempDir) {
+        let env: HashMap<&str, &str> = pairs.iter().copied().collect();
+        let settings = ServerSettings::from_env(&env).unwrap();
+        let config = PeerConfig::from_env(&env as &dyn Env, &settings).unwrap();
+        let coin = CoinRegistry::embedded()
+            .unwrap()
+            .lookup("Litecoin", "regtest")
+            .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(Store::open(dir.path(), &coin, 16, Mode::Follow).unwrap());
+        let features = json!({"hosts": {}, "genesis_hash": coin.genesis_hash.to_string()});
+        (PeerManager::new(config, &coin, store, features), dir)
+    }
+
+    fn features(host: &str) -> Value {
+        json!({"hosts": {host: {"tcp_port": 50001}}, "protocol_max": "1.4.2"})
+    }
+
+    fn localhost() -> IpAddr {
+        "127.0.0.1".parse().unwrap()
+    }
+
+    #[tokio::test]
+    async fn add_peer_needs_the_callers_address_and_is_rate_limited() {
+        let (m, _dir) = manager(&[("PEER_ALLOW_PRIVATE", "1")]);
+        assert!(!m.on_add_peer(&json!({"hosts": []}), localhost()).await);
+        assert!(
+            !m.on_add_peer(&features("127.0.0.9"), localhost()).await,
+            "the host is not the caller"
+        );
+        let (m, _dir) = manager(&[("PEER_ALLOW_PRIVATE", "1")]);
+        assert!(m.on_add_peer(&features("127.0.0.1"), localhost()).await);
+        assert_eq!(m.peers()[0].host, "127.0.0.1");
+        assert_eq!(m.peers()[0].tcp_port, Some(50001));
+        assert!(
+            !m.on_add_peer(&features("127.0.0.1"), localhost()).await,
+            "one per bucket per pause"
+        );
+        let (m, _dir) = manager(&[("PEER_DISCOVERY", "off")]);
+        assert!(!m.on_add_peer(&features("127.0.0.1"), localhost()).await);
+        // Without PEER_ALLOW_PRIVATE the request is accepted but a loopback peer is not kept,
+        // as in ElectrumX.
+        let (m, _dir) = manager(&[]);
+        assert!(m.on_add_peer(&features("127.0.0.1"), localhost()).await);
+        assert!(m.peers().is_empty());
+    }
+
+    #[test]
+    fn subscribe_lists_recent_good_peers_two_per_subnet() {
+        let (m, _dir) = manager(&[]);
+        let now = now_ms();
+        let peer = |host: &str, last_good: u64, bad: bool| {
+            let mut p = Peer::new(host, Source::Verified);
+            p.ip_addr = p.ip();
+            p.tcp_port = Some(50001);
+            p.last_good = last_good;
+            p.bad = bad;
+            p
+        };
+        m.state.lock().peers = vec![
+            peer("1.2.3.4", now, false),
+            peer("1.2.3.5", now, false),
+            peer("1.2.3.6", now, false),
+            peer("5.6.7.8", now, false),
+            peer("9.9.9.9", now, true),
+            peer(
+                "8.8.8.8",
+                now - ms(crate::peers::Timings::ELECTRUMX.stale) - 1,
+                false,
+            ),
+            peer("7.7.7.7", 0, false),
+            peer("xyzxyzxyzxyzxyzx.onion", now, false),
+        ];
+        let list = m.on_peers_subscribe(localhost());
+        let hosts: Vec<&str> = list.iter().map(|p| p[1].as_str().unwrap()).collect();
+        assert_eq!(hosts.len(), 4, "{hosts:?}");
+        assert_eq!(
+            hosts.iter().filter(|h| h.starts_with("1.2.3.")).count(),
+            2,
+            "at most two per /16"
+        );
+        assert!(hosts.contains(&"5.6.7.8") && hosts.contains(&"xyzxyzxyzxyzxyzx.onion"));
+        assert_eq!(
+            m.counts(),
+            PeerCounts {
+                good: 5,
+                stale: 1,
+                never: 1,
+                bad: 1
+            }
+        );
+        let (off, _dir) = manager(&[("PEER_DISCOVERY", "self")]);
+        off.state.lock().peers = vec![peer("5.6.7.8", now, false)];
+        assert!(off.on_peers_subscribe(localhost()).is_empty());
+    }
+
+    #[test]
+    fn the_table_survives_a_restart() {
+        let (m, dir) = manager(&[]);
+        let mut p = Peer::new("electrum.example.com", Source::Verified);
+        p.last_good = 1234;
+        m.state.lock().peers = vec![p.clone(), Peer::new("127.0.0.1", Source::Myself)];
+        m.save();
+        drop(m);
+        let coin = CoinRegistry::embedded()
+            .unwrap()
+            .lookup("Litecoin", "regtest")
+            .unwrap();
+        let store = Store::open(dir.path(), &coin, 16, Mode::Follow).unwrap();
+        let bytes = store.peer_table().unwrap().unwrap();
+        let back: Vec<Peer> = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(
+            back.len(),
+            1,
+            "ourselves come from the environment, not the table"
+        );
+        assert_eq!(
+            (back[0].host.as_str(), back[0].last_good),
+            (p.host.as_str(), 1234)
+        );
     }
 }

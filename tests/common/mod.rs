@@ -23,4 +23,4 @@ pub use oracle::{
     HistoryItem, Mempool, MempoolEntry, MempoolTx, Oracle, TxLocation, Utxo,
 };
 pub use rpc::{RpcClient, RpcError};
-pub use servers::{base_command, electrumx_venv, Proc};
+pub use servers::{base_command, electrumx_venv, make_cert, Proc};
