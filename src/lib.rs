@@ -8,6 +8,7 @@ pub mod daemon;
 pub mod electrum;
 pub mod index;
 pub mod mempool;
+pub mod metrics;
 pub mod net;
 pub mod peers;
 pub mod query;

@@ -15,6 +15,7 @@ use sextant::electrum::methods::server_features;
 use sextant::electrum::{self, ServerSettings};
 use sextant::index::Indexer;
 use sextant::mempool::{self, Mempool};
+use sextant::metrics;
 use sextant::peers::{self, PeerConfig, PeerManager};
 use sextant::store::{Mode, Store};
 
@@ -31,6 +32,10 @@ fn main() -> ExitCode {
         Ok(c) => c,
         Err(e) => return config_error(e),
     };
+    let metrics_addr = match metrics::listen_addr(&ProcessEnv) {
+        Ok(a) => a,
+        Err(e) => return config_error(e),
+    };
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new(format!(
             "{},rocksdb=warn,jsonrpsee=warn,hyper=warn",
@@ -43,7 +48,7 @@ fn main() -> ExitCode {
         .enable_all()
         .build()
         .expect("tokio runtime");
-    match runtime.block_on(run(config, settings, peer_config)) {
+    match runtime.block_on(run(config, settings, peer_config, metrics_addr)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             error!("{e:#}");
@@ -61,6 +66,7 @@ async fn run(
     config: Config,
     settings: ServerSettings,
     peer_config: PeerConfig,
+    metrics_addr: Option<std::net::SocketAddr>,
 ) -> anyhow::Result<()> {
     info!(
         "Sextant {} for {} {}, index in {}",
@@ -80,6 +86,12 @@ async fn run(
     }
     let daemon = Daemon::new(config.daemon_urls.clone(), config.daemon_cookie.clone())?;
     let (stop_tx, stop_rx) = watch::channel(false);
+    if let Some(addr) = metrics_addr {
+        let listener = metrics::bind(addr)
+            .await
+            .with_context(|| format!("METRICS_LISTEN: cannot listen on {addr}"))?;
+        tokio::spawn(metrics::serve(listener, store.clone(), stop_rx.clone()));
+    }
     let stop_tx = Arc::new(stop_tx);
     let stop_tx_for_exit = stop_tx.clone();
     tokio::spawn(wait_for_signal(stop_tx));
