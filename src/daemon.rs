@@ -26,6 +26,7 @@ use serde_json::Value;
 use tracing::{info, warn};
 
 use crate::config::DaemonUrl;
+use crate::metrics::DaemonOutcome;
 use crate::types::{BlockHash, Height, Txid};
 
 /// Bitcoin Core's "still loading" error code.
@@ -274,7 +275,7 @@ impl Daemon {
     }
 
     /// Runs `op` against the current client until it succeeds or fails for good.
-    async fn retrying<T, F, Fut>(&self, op: F) -> Result<T, DaemonError>
+    async fn retrying<T, F, Fut>(&self, method: &str, op: F) -> Result<T, DaemonError>
     where
         F: Fn(Arc<Client>) -> Fut,
         Fut: std::future::Future<Output = Attempt<T>>,
@@ -283,7 +284,15 @@ impl Daemon {
         let mut failures = 0u32;
         loop {
             let (index, client) = self.client();
-            match op(client).await {
+            let started = std::time::Instant::now();
+            let attempt = op(client).await;
+            let outcome = match &attempt {
+                Attempt::Done(_) => DaemonOutcome::Ok,
+                Attempt::Fail(_) => DaemonOutcome::RpcError,
+                Attempt::Retry(..) => DaemonOutcome::TransportError,
+            };
+            crate::metrics::daemon_call(method, started.elapsed(), outcome);
+            match attempt {
                 Attempt::Done(v) => {
                     self.set_health(Health::Up, "");
                     return Ok(v);
@@ -312,7 +321,7 @@ impl Daemon {
         method: &str,
         params: Vec<Value>,
     ) -> Result<T, DaemonError> {
-        self.retrying(|client| {
+        self.retrying(method, |client| {
             let params = params.clone();
             async move {
                 let mut p = ArrayParams::new();
@@ -338,7 +347,7 @@ impl Daemon {
         if params.is_empty() {
             return Ok(Vec::new());
         }
-        self.retrying(|client| async move {
+        self.retrying(method, |client| async move {
             let mut batch = BatchRequestBuilder::new();
             for list in params {
                 let mut p = ArrayParams::new();

@@ -11,9 +11,12 @@ use tracing::{error, info, warn};
 
 use sextant::config::{Config, ProcessEnv};
 use sextant::daemon::Daemon;
+use sextant::electrum::methods::server_features;
 use sextant::electrum::{self, ServerSettings};
 use sextant::index::Indexer;
 use sextant::mempool::{self, Mempool};
+use sextant::metrics;
+use sextant::peers::{self, PeerConfig, PeerManager};
 use sextant::store::{Mode, Store};
 
 fn main() -> ExitCode {
@@ -23,6 +26,14 @@ fn main() -> ExitCode {
     };
     let settings = match ServerSettings::from_env(&ProcessEnv) {
         Ok(s) => s.with_coin_defaults(&ProcessEnv, &config.coin),
+        Err(e) => return config_error(e),
+    };
+    let peer_config = match PeerConfig::from_env(&ProcessEnv, &settings) {
+        Ok(c) => c,
+        Err(e) => return config_error(e),
+    };
+    let metrics_addr = match metrics::listen_addr(&ProcessEnv) {
+        Ok(a) => a,
         Err(e) => return config_error(e),
     };
     tracing_subscriber::fmt()
@@ -37,7 +48,7 @@ fn main() -> ExitCode {
         .enable_all()
         .build()
         .expect("tokio runtime");
-    match runtime.block_on(run(config, settings)) {
+    match runtime.block_on(run(config, settings, peer_config, metrics_addr)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             error!("{e:#}");
@@ -51,7 +62,12 @@ fn config_error(e: impl std::fmt::Display) -> ExitCode {
     ExitCode::from(2)
 }
 
-async fn run(config: Config, settings: ServerSettings) -> anyhow::Result<()> {
+async fn run(
+    config: Config,
+    settings: ServerSettings,
+    peer_config: PeerConfig,
+    metrics_addr: Option<std::net::SocketAddr>,
+) -> anyhow::Result<()> {
     info!(
         "Sextant {} for {} {}, index in {}",
         env!("CARGO_PKG_VERSION"),
@@ -70,6 +86,12 @@ async fn run(config: Config, settings: ServerSettings) -> anyhow::Result<()> {
     }
     let daemon = Daemon::new(config.daemon_urls.clone(), config.daemon_cookie.clone())?;
     let (stop_tx, stop_rx) = watch::channel(false);
+    if let Some(addr) = metrics_addr {
+        let listener = metrics::bind(addr)
+            .await
+            .with_context(|| format!("METRICS_LISTEN: cannot listen on {addr}"))?;
+        tokio::spawn(metrics::serve(listener, store.clone(), stop_rx.clone()));
+    }
     let stop_tx = Arc::new(stop_tx);
     let stop_tx_for_exit = stop_tx.clone();
     tokio::spawn(wait_for_signal(stop_tx));
@@ -109,6 +131,15 @@ async fn run(config: Config, settings: ServerSettings) -> anyhow::Result<()> {
                 return Ok(());
             }
             let mempool_events = ready.resubscribe();
+            let features = serde_json::to_value(server_features(&settings, &coin))?;
+            let peers = Arc::new(PeerManager::new(
+                peer_config,
+                &coin,
+                store.clone(),
+                features,
+            ));
+            peers::install(peers.clone());
+            tokio::spawn(peers.run(stop.clone()));
             electrum::serve_with_mempool_kick(
                 settings,
                 coin,

@@ -675,6 +675,20 @@ impl Store {
     }
 }
 
+/// The peer table (`crate::peers`), kept in the meta column family as one JSON value so that
+/// it survives restarts without a layout change.
+const KEY_PEERS: &[u8] = b"peers";
+
+impl Store {
+    pub fn peer_table(&self) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.db.get_cf(self.cf(CF_META), KEY_PEERS)?)
+    }
+
+    pub fn put_peer_table(&self, value: &[u8]) -> Result<(), StoreError> {
+        Ok(self.db.put_cf(self.cf(CF_META), KEY_PEERS, value)?)
+    }
+}
+
 /// Rows to write together; created by [`Store::batch`], applied by [`Store::commit`].
 pub struct Batch<'a> {
     store: &'a Store,

@@ -19,8 +19,10 @@ use super::params::{
 use super::pyfmt::{py_float, py_str, thousands};
 use super::server::{server_version, store_error, Server};
 use super::session::{SessionHandle, Sub};
+use super::settings::ServerSettings;
 use super::status::{FullHistory, HistoryError};
 use super::version::{negotiate, server_max, server_min, Protocol};
+use crate::coin::Coin;
 use crate::daemon::DaemonError;
 use crate::types::{Height, Txid};
 
@@ -172,10 +174,8 @@ pub async fn dispatch(server: &Arc<Server>, session: &Arc<SessionHandle>, call: 
         "server.banner" => banner(server).await,
         "server.donation_address" => json(&server.settings.donation_address),
         "server.features" => features(server),
-        // Peer discovery is not implemented yet: an empty list and no peers accepted, which is
-        // also ElectrumX's answer whenever discovery is not `on`.
-        "server.peers.subscribe" => json(&Vec::<Value>::new()),
-        "server.add_peer" => json(&false),
+        "server.peers.subscribe" => json(&crate::peers::peers_subscribe(session.peer.ip())),
+        "server.add_peer" => json(&crate::peers::add_peer(a.req(0), session.peer).await),
         "server.ping" => json(&Value::Null),
         "blockchain.headers.subscribe" => {
             session.headers_subscribed.store(true, Ordering::Relaxed);
@@ -273,7 +273,7 @@ impl<V: Serialize> Serialize for Ordered<V> {
 }
 
 #[derive(Serialize)]
-struct Features {
+pub struct Features {
     hosts: Ordered<Ordered<u16>>,
     pruning: Option<u32>,
     server_version: String,
@@ -285,8 +285,13 @@ struct Features {
 }
 
 fn features(server: &Server) -> Reply {
+    json(&server_features(&server.settings, &server.coin))
+}
+
+/// Our `server.features`; peer discovery sends it with `server.add_peer`.
+pub fn server_features(settings: &ServerSettings, coin: &Coin) -> Features {
     let mut hosts: Vec<(String, Ordered<u16>)> = Vec::new();
-    for s in &server.settings.report_services {
+    for s in &settings.report_services {
         let host = s.host.to_string();
         let idx = match hosts.iter().position(|(h, _)| *h == host) {
             Some(i) => i,
@@ -302,21 +307,20 @@ fn features(server: &Server) -> Reply {
             None => ports.push((key, s.port)),
         }
     }
-    json(&Features {
+    Features {
         hosts: Ordered(hosts),
         pruning: None,
         server_version: server_version(),
         protocol_min: server_min().to_string(),
         protocol_max: server_max().to_string(),
-        genesis_hash: server.coin.genesis_hash.to_string(),
+        genesis_hash: coin.genesis_hash.to_string(),
         hash_function: "sha256",
-        services: server
-            .settings
+        services: settings
             .report_services
             .iter()
             .map(|s| s.to_string())
             .collect(),
-    })
+    }
 }
 
 #[derive(Serialize)]

@@ -48,6 +48,9 @@ pub struct ServerSettings {
     pub max_recv: usize,
     pub peer_discovery: PeerDiscovery,
     pub peer_announce: bool,
+    /// `PEER_ALLOW_PRIVATE` (Sextant only): private and loopback addresses may be peers and may
+    /// be announced, for private networks and tests.
+    pub peer_allow_private: bool,
     /// Refuse clients whose name matches at its start.
     pub drop_client: Option<Regex>,
     /// Kevacoin's `BANNED_HASHTAGS`: hashtags `blockchain.keva.get_hashtag` answers empty for.
@@ -156,6 +159,7 @@ impl ServerSettings {
         }
 
         let peer_announce = boolean(env, "PEER_ANNOUNCE", true);
+        let peer_allow_private = boolean(env, "PEER_ALLOW_PRIVATE", false);
         let report_text = env.get("REPORT_SERVICES").unwrap_or_default();
         let report_services = parse_services(&report_text, false)
             .map_err(|why| invalid("REPORT_SERVICES", &report_text, why))?;
@@ -168,7 +172,7 @@ impl ServerSettings {
                 Host::Ip(ip)
                     if ip.is_multicast()
                         || ip.is_unspecified()
-                        || (is_private(ip) && peer_announce) =>
+                        || (is_private(ip) && peer_announce && !peer_allow_private) =>
                 {
                     return Err(bad(format!("bad IP address for REPORT_SERVICES: {ip}")))
                 }
@@ -221,6 +225,7 @@ impl ServerSettings {
             max_recv,
             peer_discovery,
             peer_announce,
+            peer_allow_private,
             drop_client,
             limits: SessionLimits::from_env(env)?,
         })
@@ -303,6 +308,11 @@ mod tests {
         assert!(settings(&[
             ("REPORT_SERVICES", "tcp://10.0.0.1:1"),
             ("PEER_ANNOUNCE", "")
+        ])
+        .is_ok());
+        assert!(settings(&[
+            ("REPORT_SERVICES", "tcp://127.0.0.2:1"),
+            ("PEER_ALLOW_PRIVATE", "1")
         ])
         .is_ok());
         assert!(e(&[("REPORT_SERVICES", "tcp://0.0.0.0:1")]).contains("bad IP"));

@@ -104,7 +104,7 @@ impl Service {
 }
 
 /// aiorpcX's hostname rule: labels of letters, digits, `-` and `_`, a non-numeric last label.
-fn is_valid_hostname(host: &str) -> bool {
+pub(crate) fn is_valid_hostname(host: &str) -> bool {
     let host = host.strip_suffix('.').unwrap_or(host);
     if host.is_empty() || host.len() > 253 {
         return false;

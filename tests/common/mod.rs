@@ -6,6 +6,7 @@
 #![allow(dead_code)]
 #![allow(unused_imports)]
 
+pub mod certs;
 pub mod chain;
 pub mod client;
 pub mod differential;
@@ -16,6 +17,7 @@ pub mod process;
 pub mod rpc;
 pub mod standin;
 
+pub use certs::make_cert;
 pub use chain::{
     AddrType, MwebInfo, ReorgInfo, UnconfirmedChain, UsedScript, VariedChain, COIN,
     COINBASE_MATURITY, MWEB_HEIGHT,
