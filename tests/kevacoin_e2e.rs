@@ -846,6 +846,18 @@ fn check_confirmed(c: &mut Conn, w: &World) {
         idx /= 2;
     }
     assert_eq!(display(&h), got["root"].as_str().unwrap());
+    // Header ranges: variable-length headers, concatenated.
+    let all: Vec<u8> = w
+        .chain
+        .blocks
+        .iter()
+        .flat_map(|b| b.header.clone())
+        .collect();
+    let got = result(c, "blockchain.block.headers", json!([0, tip + 5]));
+    assert_eq!(got["count"], tip + 1);
+    assert_eq!(got["hex"], hex::encode(&all));
+    let got = result(c, "blockchain.headers.subscribe", json!([]));
+    assert_eq!(got["hex"], hex::encode(&w.chain.tip().header));
     // Errors, with the fork's texts.
     let e = error(
         c,
