@@ -15,6 +15,7 @@ use bitcoin::hashes::{hash160, sha256, sha256d, Hash};
 use common::*;
 use serde_json::{json, Value};
 use sha3::{Digest, Keccak256};
+use std::time::Duration;
 
 const GENESIS: &str = include_str!("data/vectors/kevacoin/genesis_regtest.json");
 /// Regtest P2SH version byte (kevacoind's SCRIPT_ADDRESS2).
@@ -846,6 +847,18 @@ fn check_confirmed(c: &mut Conn, w: &World) {
         idx /= 2;
     }
     assert_eq!(display(&h), got["root"].as_str().unwrap());
+    // Header ranges: variable-length headers, concatenated.
+    let all: Vec<u8> = w
+        .chain
+        .blocks
+        .iter()
+        .flat_map(|b| b.header.clone())
+        .collect();
+    let got = result(c, "blockchain.block.headers", json!([0, tip + 5]));
+    assert_eq!(got["count"], tip + 1);
+    assert_eq!(got["hex"], hex::encode(&all));
+    let got = result(c, "blockchain.headers.subscribe", json!([]));
+    assert_eq!(got["hex"], hex::encode(&w.chain.tip().header));
     // Errors, with the fork's texts.
     let e = error(
         c,
@@ -948,7 +961,13 @@ fn keva_methods_answer_as_the_fork_on_a_built_chain() {
     assert_eq!(info[0]["kv"]["op"], 209);
     assert_eq!(info[0]["i"], json!([owner_address(0xaa), LOCKED]));
 
-    // It confirms: now under its hashtag too.
+    // It confirms: now under its hashtag too, and the hashtag's subscribers hear of it.
+    let tag_sh = index_sh(b"mempooltag");
+    let mut sub = Conn::session(port);
+    assert_eq!(
+        result(&mut sub, "blockchain.scripthash.subscribe", json!([tag_sh])),
+        Value::Null
+    );
     let before_reorg = w.chain.blocks.len();
     w.chain.mine(
         0xcc,
@@ -965,6 +984,21 @@ fn keva_methods_answer_as_the_fork_on_a_built_chain() {
         &[],
     );
     assert_eq!(w.count(b"mempooltag"), 1);
+    let status = hex::encode(
+        sha256::Hash::hash(format!("{}:{}:", mem.txid(), before_reorg).as_bytes()).to_byte_array(),
+    );
+    let heard = |sub: &mut Conn, want: Value| {
+        let note = json!([tag_sh, want]);
+        sub.notes_until(Duration::from_secs(60), Duration::ZERO, |n| {
+            n.iter().any(|x| x["params"] == note)
+        });
+        assert!(
+            notes_of(sub, "blockchain.scripthash.subscribe").contains(&note),
+            "{:?}",
+            sub.notes
+        );
+    };
+    heard(&mut sub, json!(status));
 
     // A reorg replaces that block with one without the put: gone from every index.
     w.chain.blocks.truncate(before_reorg);
@@ -992,6 +1026,7 @@ fn keva_methods_answer_as_the_fork_on_a_built_chain() {
             .collect(),
     );
     wait_tip(port, &w, &json!([]));
+    heard(&mut sub, Value::Null);
     check_confirmed(&mut c, &w);
     for name in [w.ns1.clone(), cat(&w.ns1, b"mem"), b"mempooltag".to_vec()] {
         let got = result(

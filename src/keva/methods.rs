@@ -67,11 +67,13 @@ pub async fn dispatch(server: &std::sync::Arc<Server>, method: &str, a: &Args) -
             let hashtags = method.ends_with("hashtag");
             server
                 .blocking(move |s| {
-                    if hashtags {
-                        get_hashtag(s, &hashx, start)
-                    } else {
-                        get_keyvalues(s, &hashx, start)
-                    }
+                    with_view(s, |v| {
+                        if hashtags {
+                            get_hashtag(v, &hashx, start)
+                        } else {
+                            get_keyvalues(v, &hashx, start)
+                        }
+                    })
                 })
                 .await
         }
@@ -79,7 +81,7 @@ pub async fn dispatch(server: &std::sync::Arc<Server>, method: &str, a: &Args) -
             let txid = tx_hash(a.req(0))?;
             let shown = a.req(0).as_str().unwrap_or_default().to_string();
             server
-                .blocking(move |s| get_keyvalue_reactions(s, txid, shown))
+                .blocking(move |s| with_view(s, |v| get_keyvalue_reactions(v, txid, shown)))
                 .await
         }
         "blockchain.keva.get_transactions_info" => {
@@ -97,7 +99,9 @@ pub async fn dispatch(server: &std::sync::Arc<Server>, method: &str, a: &Args) -
             }
             let txids = list.iter().map(tx_hash).collect::<Result<Vec<_>, _>>()?;
             server
-                .blocking(move |s| get_transactions_info(s, &txids, namespace_info))
+                .blocking(move |s| {
+                    with_view(s, |v| get_transactions_info(v, &txids, namespace_info))
+                })
                 .await
         }
         other => Err(RpcError::new(
@@ -171,6 +175,7 @@ struct View<'a> {
     coin: &'a Coin,
     store: &'a Store,
     mempool: &'a Mempool,
+    banned_hashtags: &'a [String],
 }
 
 impl View<'_> {
@@ -179,6 +184,14 @@ impl View<'_> {
         Ok(header
             .get(68..72)
             .map_or(0, |b| u32::from_le_bytes(b.try_into().expect("4 bytes"))))
+    }
+
+    /// The block time of a confirmed height; `None` in mempool.
+    fn confirmed_time(&self, height: i64) -> Result<Option<u32>, StoreError> {
+        match u32::try_from(height) {
+            Ok(h) if h > 0 => self.time(h).map(Some),
+            _ => Ok(None),
+        }
     }
 
     fn confirmed_op(&self, txnum: TxNum) -> Result<Option<KevaOp>, StoreError> {
@@ -393,11 +406,18 @@ impl KeyValueFields {
     }
 }
 
-fn view(s: &Server) -> (parking_lot::RwLockReadGuard<'_, Mempool>, &Store, &Coin) {
-    (s.mempool.read(), &s.store, &s.coin)
+/// Runs `f` on the store and the mempool, read-locked for the whole answer.
+fn with_view(s: &Server, f: impl FnOnce(&View) -> Reply) -> Reply {
+    let mempool = s.mempool.read();
+    f(&View {
+        coin: &s.coin,
+        store: &s.store,
+        mempool: &mempool,
+        banned_hashtags: &s.settings.banned_hashtags,
+    })
 }
 
-fn get_keyvalues(s: &Server, hashx: &HashX, start: Option<TxNum>) -> Reply {
+fn get_keyvalues(v: &View, hashx: &HashX, start: Option<TxNum>) -> Reply {
     #[derive(Serialize)]
     struct Item {
         tx_hash: String,
@@ -417,21 +437,11 @@ fn get_keyvalues(s: &Server, hashx: &HashX, start: Option<TxNum>) -> Reply {
         keyvalues: Vec<Item>,
         min_tx_num: i64,
     }
-    let (mempool, store, coin) = view(s);
-    let v = View {
-        coin,
-        store,
-        mempool: &mempool,
-    };
     let (confirmed, min_tx_num) = v.page(hashx, start, PAGE).map_err(store_error)?;
     let mut keyvalues = Vec::new();
     for e in v.mempool_entries(hashx).into_iter().chain(confirmed) {
         let r = v.reactions(&e.txid).map_err(store_error)?;
-        let time = if e.height > 0 {
-            Some(v.time(e.height as u32).map_err(store_error)?)
-        } else {
-            None
-        };
+        let time = v.confirmed_time(e.height).map_err(store_error)?;
         keyvalues.push(Item {
             tx_hash: e.txid.to_string(),
             height: e.height,
@@ -449,7 +459,7 @@ fn get_keyvalues(s: &Server, hashx: &HashX, start: Option<TxNum>) -> Reply {
     })
 }
 
-fn get_hashtag(s: &Server, hashx: &HashX, start: Option<TxNum>) -> Reply {
+fn get_hashtag(v: &View, hashx: &HashX, start: Option<TxNum>) -> Reply {
     #[derive(Serialize)]
     struct Item {
         tx_hash: String,
@@ -473,8 +483,7 @@ fn get_hashtag(s: &Server, hashx: &HashX, start: Option<TxNum>) -> Reply {
         hashtags: Vec<Item>,
         min_tx_num: i64,
     }
-    let banned = s
-        .settings
+    let banned = v
         .banned_hashtags
         .iter()
         .any(|t| index_scripthash(t.as_bytes()).hashx() == *hashx);
@@ -484,12 +493,6 @@ fn get_hashtag(s: &Server, hashx: &HashX, start: Option<TxNum>) -> Reply {
             min_tx_num: -1,
         });
     }
-    let (mempool, store, coin) = view(s);
-    let v = View {
-        coin,
-        store,
-        mempool: &mempool,
-    };
     let (confirmed, min_tx_num) = v.page(hashx, start, PAGE).map_err(store_error)?;
     let mut hashtags = Vec::new();
     for e in confirmed {
@@ -515,7 +518,7 @@ fn get_hashtag(s: &Server, hashx: &HashX, start: Option<TxNum>) -> Reply {
     })
 }
 
-fn get_keyvalue_reactions(s: &Server, txid: Txid, shown: String) -> Reply {
+fn get_keyvalue_reactions(v: &View, txid: Txid, shown: String) -> Reply {
     #[derive(Serialize)]
     struct Sender {
         #[serde(rename = "shortCode")]
@@ -556,12 +559,6 @@ fn get_keyvalue_reactions(s: &Server, txid: Txid, shown: String) -> Reply {
     struct Answer<T> {
         result: T,
     }
-    let (mempool, store, coin) = view(s);
-    let v = View {
-        coin,
-        store,
-        mempool: &mempool,
-    };
     let Some((op, height)) = v.op_of(&txid).map_err(store_error)? else {
         return json(&Answer {
             result: serde_json::Map::new(),
@@ -574,11 +571,7 @@ fn get_keyvalue_reactions(s: &Server, txid: Txid, shown: String) -> Reply {
     let mut replies = Vec::new();
     for e in confirmed.into_iter().chain(v.mempool_entries(&reply_hashx)) {
         let (display_name, short_code) = v.profile(&e.op.namespace).map_err(store_error)?;
-        let time = if e.height > 0 {
-            Some(v.time(e.height as u32).map_err(store_error)?)
-        } else {
-            None
-        };
+        let time = v.confirmed_time(e.height).map_err(store_error)?;
         replies.push(ReplyItem {
             tx_hash: e.txid.to_string(),
             height: e.height,
@@ -610,13 +603,7 @@ fn get_keyvalue_reactions(s: &Server, txid: Txid, shown: String) -> Reply {
     })
 }
 
-fn get_transactions_info(s: &Server, txids: &[Txid], namespace_info: bool) -> Reply {
-    let (mempool, store, coin) = view(s);
-    let v = View {
-        coin,
-        store,
-        mempool: &mempool,
-    };
+fn get_transactions_info(v: &View, txids: &[Txid], namespace_info: bool) -> Reply {
     let mut out: Vec<Value> = Vec::with_capacity(txids.len());
     for txid in txids {
         let Some(mut info) = v.info(txid).map_err(store_error)? else {
@@ -642,6 +629,24 @@ mod tests {
     use super::*;
     use crate::keva::script::OpKind;
     use serde_json::json;
+
+    #[test]
+    fn methods_exist_for_kevacoin_only() {
+        let reg = crate::coin::CoinRegistry::embedded().unwrap();
+        let kva = reg.lookup("Kevacoin", "mainnet").unwrap();
+        let ltc = reg.lookup("Litecoin", "mainnet").unwrap();
+        for m in [
+            "blockchain.block.count",
+            "blockchain.keva.get_keyvalues",
+            "blockchain.keva.get_hashtag",
+            "blockchain.keva.get_keyvalue_reactions",
+            "blockchain.keva.get_transactions_info",
+        ] {
+            assert!(signature(&kva, m).is_some(), "{m}");
+            assert!(signature(&ltc, m).is_none(), "{m}");
+        }
+        assert!(signature(&kva, "blockchain.keva.put").is_none());
+    }
 
     #[test]
     fn cursors_follow_python_truthiness_and_int() {
