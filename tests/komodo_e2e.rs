@@ -583,3 +583,80 @@ fn sextant_and_electrumx_agree_on_a_komodo_chain() {
         diffs.count
     );
 }
+
+/// Waits for a line containing `text` in `p`'s log.
+fn wait_log(p: &mut Proc, text: &str) {
+    wait_until(Duration::from_secs(30), text, || {
+        p.assert_running();
+        std::fs::read_to_string(&p.log)
+            .unwrap()
+            .contains(text)
+            .then_some(())
+    });
+}
+
+/// komodod's notarized height is followed (a log line per move), undo records at or below it
+/// are dropped, and a reorg above it still rolls back cleanly.
+#[test]
+fn notarized_height_bounds_undo_data() {
+    let mut c = build();
+    let d = Standin::start(StandinConfig::komodod("KMD"), c.b.blocks.clone());
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let mut sx = start_sextant(&env(&d, port), dir.path());
+    let probe = electrum_scripthash(&p2pk(0x72));
+    wait_synced(&mut sx, port, c.tip(), &probe, &json!([]));
+
+    d.set_notarized(Some(100));
+    wait_log(
+        &mut sx,
+        &format!("notarized height 100 ({})", d.block_hash(100)),
+    );
+
+    // A reorg of the 20 blocks above 119, all above the notarization.
+    let fork = 120;
+    c.b.blocks.truncate(fork);
+    let replacement: Vec<StandinBlock> = (0..25)
+        .map(|i| {
+            let coinbase = c.b.coinbase(V4, p2pkh(0x60), 3000 + i);
+            c.b.push(vec![coinbase])
+        })
+        .collect();
+    d.reorg(fork, replacement);
+    wait_caught_up(port, c.tip(), &probe, &json!([]), "Sextant");
+    wait_log(&mut sx, "chain reorganisation: undoing 20 block(s)");
+
+    d.set_notarized(Some(130));
+    wait_log(
+        &mut sx,
+        &format!("notarized height 130 ({})", d.block_hash(130)),
+    );
+    // The reorged chain serves the new blocks' headers.
+    let header = Conn::session(port).call("blockchain.block.header", json!([130]));
+    let header = hex::decode(header["result"].as_str().unwrap()).unwrap();
+    assert_eq!(dsha256_hex(&header), d.block_hash(130));
+
+    // Undo records: none at or below the notarization, every one above it. The poll that logged
+    // the move also pruned; stop Sextant cleanly and look.
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &sx.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    sx.child.wait().unwrap();
+    let coin = sextant::coin::CoinRegistry::embedded()
+        .unwrap()
+        .lookup("Komodo", "mainnet")
+        .unwrap();
+    let store = sextant::store::Store::open(
+        &dir.path().join("sextant-db"),
+        &coin,
+        16,
+        sextant::store::Mode::Follow,
+    )
+    .unwrap();
+    for h in 0..=c.tip() as u32 {
+        let undo = store.undo(sextant::types::Height(h)).unwrap();
+        assert_eq!(undo.is_some(), h > 130, "undo record at height {h}");
+    }
+}
