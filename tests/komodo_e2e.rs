@@ -660,3 +660,48 @@ fn notarized_height_bounds_undo_data() {
         assert_eq!(undo.is_some(), h > 130, "undo record at height {h}");
     }
 }
+
+/// The README's worked example: HELLOWORLD's coin file in `COINS_DIR` is all a new smart chain
+/// needs; a daemon running another chain (same genesis) is refused by name.
+#[test]
+fn a_smart_chain_is_one_coin_file() {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let start = readme
+        .find("```toml\nname = \"HELLOWORLD\"")
+        .expect("the README's example");
+    let body = &readme[start + "```toml\n".len()..];
+    let toml = &body[..body.find("```").unwrap()];
+    let coins = tempfile::tempdir().unwrap();
+    std::fs::write(coins.path().join("helloworld.toml"), toml).unwrap();
+
+    let blocks: Vec<StandinBlock> = (0..=10).map(kmd_block).collect();
+    let d = Standin::start(StandinConfig::komodod("HELLOWORLD"), blocks.clone());
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let mut e = env(&d, port);
+    e.retain(|(k, _)| *k != "COIN");
+    e.push(("COIN", "HELLOWORLD".into()));
+    e.push(("COINS_DIR", coins.path().display().to_string()));
+    let mut sx = start_sextant(&e, dir.path());
+    wait_synced(&mut sx, port, 10, &"ab".repeat(32), &json!([]));
+    let v = Conn::open(port).call("server.version", json!(["AtomicDEX", ["1.2", "1.4"]]));
+    assert_eq!(v["result"][1], "1.4");
+    drop(sx);
+
+    // The same file against komodod serving KMD: refused with the reason.
+    let kmd = Standin::start(StandinConfig::komodod("KMD"), blocks);
+    let mut e = env(&kmd, free_port());
+    e.retain(|(k, _)| *k != "COIN");
+    e.push(("COIN", "HELLOWORLD".into()));
+    e.push(("COINS_DIR", coins.path().display().to_string()));
+    let other = tempfile::tempdir().unwrap();
+    let mut sx = start_sextant(&e, other.path());
+    let status = sx.child.wait().unwrap();
+    assert!(!status.success());
+    let log = std::fs::read_to_string(&sx.log).unwrap();
+    assert!(
+        log.contains("runs chain \"KMD\", but COIN=HELLOWORLD expects \"HELLOWORLD\""),
+        "{log}"
+    );
+}
