@@ -209,9 +209,9 @@ impl Mempool {
         })
     }
 
-    /// Called by the indexer right after it committed `blocks`, still holding this mempool's
-    /// write lock: drops the transactions the blocks confirmed (or conflict with) and resolves
-    /// the rest again against the new UTXO set. Readers hold the read lock across their store
+    /// Called by the indexer right after it committed `blocks` (none after a reorg's undo),
+    /// still holding this mempool's write lock: drops the transactions the blocks confirmed (or
+    /// conflict with) and resolves the rest again against the new UTXO set. Readers hold the read lock across their store
     /// reads, so no transaction is ever seen both confirmed and unconfirmed — the daemon's next
     /// snapshot would come only after a poll. Returns the scripts whose mempool entries changed.
     pub fn blocks_connected(

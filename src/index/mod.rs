@@ -363,12 +363,22 @@ impl Indexer {
             tip.height,
             fork.map_or("before genesis".to_string(), |f| f.to_string())
         );
-        let writer = self.writer.clone();
+        let (writer, store, mempool) = (
+            self.writer.clone(),
+            self.store.clone(),
+            self.mempool.clone(),
+        );
         let touched = tokio::task::spawn_blocking(move || -> anyhow::Result<Vec<HashX>> {
+            // As for new blocks: mempool transactions spending outputs of the undone blocks
+            // leave the mempool in the same step (the daemon's next snapshot brings them back).
+            let mut mempool = mempool.as_ref().map(|m| m.write());
             let mut w = writer.lock().unwrap();
             let mut touched = Vec::new();
             for _ in 0..depth {
                 touched.extend(w.undo_tip()?);
+            }
+            if let Some(m) = mempool.as_mut() {
+                touched.extend(m.blocks_connected(&[], &store)?);
             }
             touched.sort_unstable();
             touched.dedup();
