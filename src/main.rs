@@ -13,7 +13,7 @@ use sextant::config::{Config, ProcessEnv};
 use sextant::daemon::Daemon;
 use sextant::electrum::methods::server_features;
 use sextant::electrum::{self, ServerSettings};
-use sextant::index::Indexer;
+use sextant::index::{notarized, Indexer};
 use sextant::mempool::{self, Mempool};
 use sextant::metrics;
 use sextant::peers::{self, PeerConfig, PeerManager};
@@ -108,7 +108,12 @@ async fn run(
         _ = wait_stop(stop_rx.clone()) => return shutdown(&store),
     }
 
+    if config.coin.notarized {
+        let (daemon, store, stop) = (daemon.clone(), store.clone(), stop_rx.clone());
+        tokio::spawn(notarized::follow(daemon, store, config.poll_blocks, stop));
+    }
     let mempool = Arc::new(RwLock::new(Mempool::default()));
+    indexer.set_mempool(mempool.clone());
     let (mempool_tx, _) = broadcast::channel(64);
     // Rung by a successful broadcast, so the wallet sees its transaction without a poll delay.
     let mempool_kick = Arc::new(tokio::sync::Notify::new());

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use parking_lot::RwLock;
 use tracing::debug;
 
-use crate::coin::{Chain, ParsedTx};
+use crate::coin::{Chain, ParsedBlock, ParsedTx};
 use crate::daemon::{Daemon, DaemonError};
 use crate::store::{Store, StoreError};
 use crate::types::{HashX, OutPoint, Txid};
@@ -136,13 +136,13 @@ pub async fn refresh(
     }
     let (mempool, store) = (mempool.clone(), store.clone());
     let delta = tokio::task::spawn_blocking(move || {
-        // The index may have moved while transactions were fetched.
+        // The index may have moved while transactions were fetched. Checked under the lock: the
+        // indexer commits blocks while holding it (see `blocks_connected`).
+        let mut m = mempool.write();
         if store.tip().map(|t| t.height.0) != Some(height_after) {
             return Ok(MempoolDelta::default());
         }
-        mempool
-            .write()
-            .apply(&ids, fresh, &store, confirmed_changed)
+        m.apply(&ids, fresh, &store, confirmed_changed)
     })
     .await
     .expect("mempool update panicked")?;
@@ -212,6 +212,32 @@ impl Mempool {
             removed: gone.len(),
             touched: touched.into_iter().collect(),
         })
+    }
+
+    /// Called by the indexer right after it committed `blocks` (none after a reorg's undo),
+    /// still holding this mempool's write lock: drops the transactions the blocks confirmed (or
+    /// conflict with) and resolves the rest again against the new UTXO set. Readers hold the read lock across their store
+    /// reads, so no transaction is ever seen both confirmed and unconfirmed — the daemon's next
+    /// snapshot would come only after a poll. Returns the scripts whose mempool entries changed.
+    pub fn blocks_connected(
+        &mut self,
+        blocks: &[ParsedBlock],
+        store: &Store,
+    ) -> Result<Vec<HashX>, StoreError> {
+        if self.txs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let confirmed: HashSet<Txid> = blocks
+            .iter()
+            .flat_map(|b| b.txs.iter().map(|t| t.txid))
+            .collect();
+        let ids: HashSet<Txid> = self
+            .txs
+            .keys()
+            .filter(|t| !confirmed.contains(t))
+            .copied()
+            .collect();
+        Ok(self.apply(&ids, Vec::new(), store, true)?.touched)
     }
 
     /// Adds transactions whose inputs can be resolved, parents before children, and returns how

@@ -65,11 +65,12 @@ impl Query {
     /// Confirmed unspent outputs (minus those spent in mempool), then mempool outputs.
     pub fn unspent(&self, sh: &ScriptHash) -> Result<Vec<Unspent>, StoreError> {
         let hashx = sh.hashx();
+        // Held across the store reads: blocks are committed under the mempool's write lock.
+        let mempool = self.mempool.read();
         let utxos = self.store.script_utxos(&hashx)?;
         let nums: Vec<_> = utxos.iter().map(|u| u.txnum).collect();
         let heights = self.store.txnum_heights(&nums);
         let txids = self.store.txids(&nums)?;
-        let mempool = self.mempool.read();
         let mut out: Vec<Unspent> = utxos
             .iter()
             .zip(heights)
@@ -98,6 +99,7 @@ impl Query {
 
     pub fn balance(&self, sh: &ScriptHash) -> Result<Balance, StoreError> {
         let hashx = sh.hashx();
+        let mempool = self.mempool.read();
         let confirmed = self
             .store
             .script_utxos(&hashx)?
@@ -106,7 +108,7 @@ impl Query {
             .sum();
         Ok(Balance {
             confirmed,
-            unconfirmed: self.mempool.read().balance_delta(&hashx),
+            unconfirmed: mempool.balance_delta(&hashx),
         })
     }
 }

@@ -572,6 +572,19 @@ impl Store {
         Ok(self.db.get_cf(self.cf(CF_UNDO), height.to_bytes())?)
     }
 
+    /// Drops the undo records of `heights` in one atomic write (a range tombstone), outside the
+    /// writer's batches: for blocks no reorg can reach (at or below a dPoW notarization).
+    pub fn delete_undo_range(&self, heights: std::ops::Range<Height>) -> Result<(), StoreError> {
+        let mut wb = WriteBatch::default();
+        wb.delete_range_cf(
+            self.cf(CF_UNDO),
+            heights.start.to_bytes(),
+            heights.end.to_bytes(),
+        );
+        self.db.write_opt(wb, &WriteOptions::default())?;
+        Ok(())
+    }
+
     pub fn batch(&self) -> Batch<'_> {
         Batch {
             store: self,

@@ -393,16 +393,7 @@ fn websocket_sessions_over_ws_and_wss() {
 
 #[test]
 fn a_python_aiorpcx_client_over_tls() {
-    let venv = {
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/electrumx-venv.sh");
-        let out = Command::new("bash")
-            .arg(&script)
-            .stderr(Stdio::inherit())
-            .output()
-            .expect("run scripts/electrumx-venv.sh");
-        assert!(out.status.success(), "scripts/electrumx-venv.sh failed");
-        PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
-    };
+    let venv = electrumx_venv();
     let d = Litecoind::start();
     d.mine(5);
     let dir = tempfile::tempdir().unwrap();

@@ -281,12 +281,7 @@ fn read_only_calls(d: &Litecoind, c: &Chain) -> Vec<(String, Value)> {
     let mut scripts = c.scripts.clone();
     scripts.push(unknown.clone());
     scripts.push(c.scripts[0].to_uppercase());
-    for m in [
-        "blockchain.scripthash.get_balance",
-        "blockchain.scripthash.get_history",
-        "blockchain.scripthash.get_mempool",
-        "blockchain.scripthash.listunspent",
-    ] {
+    for m in SCRIPTHASH_READS {
         for sh in &scripts {
             v.push(call(m, json!([sh])));
         }
@@ -751,13 +746,7 @@ fn sextant_answers_like_electrumx() {
     eprintln!("Sextant announced the broadcast tx after {:?}", t.elapsed());
     ne.notes_until(Duration::from_secs(15), Duration::from_secs(2), has_watched);
     ns.notes_until(Duration::ZERO, Duration::from_millis(500), |_| true);
-    for m in [
-        "blockchain.headers.subscribe",
-        "blockchain.scripthash.subscribe",
-    ] {
-        let (a, b) = (sorted(notes_of(&mut ne, m)), sorted(notes_of(&mut ns, m)));
-        diffs.check(&format!("notifications {m} after a broadcast"), &a, &b);
-    }
+    compare_notes(&mut diffs, &mut ne, &mut ns, "a broadcast");
     for c in [&mut ne, &mut ns] {
         c.notes.clear();
     }
@@ -765,23 +754,10 @@ fn sextant_answers_like_electrumx() {
     // 5. A block confirms the mempool (the parent → child chain among it).
     d.mine(1);
     let new_tip = chain.tip + 1;
-    let done = |n: &[Value]| {
-        n.iter()
-            .any(|x| x["method"] == "blockchain.headers.subscribe")
-            && n.iter()
-                .filter(|x| x["method"] == "blockchain.scripthash.subscribe")
-                .count()
-                >= 3
-    };
+    let done = |n: &[Value]| header_and_scripts(n, 3);
     ne.notes_until(Duration::from_secs(20), Duration::from_secs(3), done);
     ns.notes_until(Duration::from_secs(20), Duration::from_secs(1), done);
-    for m in [
-        "blockchain.headers.subscribe",
-        "blockchain.scripthash.subscribe",
-    ] {
-        let (a, b) = (sorted(notes_of(&mut ne, m)), sorted(notes_of(&mut ns, m)));
-        diffs.check(&format!("notifications {m} after a block"), &a, &b);
-    }
+    compare_notes(&mut diffs, &mut ne, &mut ns, "a block");
     let headers = notes_of(&mut ns, "blockchain.headers.subscribe");
     assert_eq!(headers.len(), 1, "one header notification: {headers:?}");
     assert_eq!(headers[0][0]["height"], new_tip);
@@ -797,21 +773,5 @@ fn sextant_answers_like_electrumx() {
         .collect();
     compare_pipeline(&mut diffs, &mut ce, &mut cs, &calls);
 
-    ex.assert_running();
-    sx.assert_running();
-    eprintln!(
-        "{} answers compared in {:?}, {} differ",
-        diffs.compared,
-        started.elapsed(),
-        diffs.count
-    );
-    if diffs.count > 0 {
-        eprintln!("ElectrumX log tail:\n{}", ex.log_tail(20));
-        eprintln!("Sextant log tail:\n{}", sx.log_tail(20));
-    }
-    assert_eq!(
-        diffs.count, 0,
-        "{} answers differ from ElectrumX's",
-        diffs.count
-    );
+    diffs.finish(&mut ex, &mut sx, started);
 }

@@ -257,12 +257,7 @@ fn read_only_calls(c: &KmdChain) -> Vec<(String, Value)> {
     }
     let mut scripts = c.scripthashes();
     scripts.push("cd".repeat(32));
-    for m in [
-        "blockchain.scripthash.get_balance",
-        "blockchain.scripthash.get_history",
-        "blockchain.scripthash.get_mempool",
-        "blockchain.scripthash.listunspent",
-    ] {
+    for m in SCRIPTHASH_READS {
         for sh in &scripts {
             v.push(call(m, json!([sh])));
         }
@@ -515,27 +510,14 @@ fn sextant_and_electrumx_agree_on_a_komodo_chain() {
     let coinbase = c.b.coinbase(V4, p2pkh(0x40), 1000);
     let block = c.b.push(vec![coinbase, c.m1.clone(), c.m2.clone()]);
     d.append(vec![block]);
-    let done = |n: &[Value]| {
-        n.iter()
-            .any(|x| x["method"] == "blockchain.headers.subscribe")
-            && n.iter()
-                .filter(|x| x["method"] == "blockchain.scripthash.subscribe")
-                .count()
-                >= 3
-    };
+    let done = |n: &[Value]| header_and_scripts(n, 3);
     ns.notes_until(Duration::from_secs(20), Duration::from_secs(1), done);
     ne.notes_until(Duration::from_secs(20), Duration::from_secs(2), done);
     std::thread::sleep(Duration::from_millis(500));
     stop.store(true, Ordering::Relaxed);
     let polls = watcher.join().expect("the invariant held");
     eprintln!("{polls} polls of Sextant while the block arrived");
-    for m in [
-        "blockchain.headers.subscribe",
-        "blockchain.scripthash.subscribe",
-    ] {
-        let (a, b) = (sorted(notes_of(&mut ne, m)), sorted(notes_of(&mut ns, m)));
-        diffs.check(&format!("notifications {m} after a block"), &a, &b);
-    }
+    compare_notes(&mut diffs, &mut ne, &mut ns, "a block");
     wait_caught_up(sx_port, c.tip(), &probe, &json!([]), "Sextant");
     wait_caught_up(ex_port, c.tip(), &probe, &json!([]), "ElectrumX");
     compare_all(&mut diffs, [(&mut ex, ex_port), (&mut sx, sx_port)], &c);
@@ -559,27 +541,133 @@ fn sextant_and_electrumx_agree_on_a_komodo_chain() {
     wait_caught_up(ex_port, c.tip(), &probe, &want, "ElectrumX");
     compare_all(&mut diffs, [(&mut ex, ex_port), (&mut sx, sx_port)], &c);
 
-    ex.assert_running();
-    sx.assert_running();
     assert!(
         std::fs::read_to_string(&sx.log)
             .unwrap()
             .contains("chain reorganisation"),
         "Sextant saw the reorg"
     );
-    eprintln!(
-        "{} answers compared in {:?}, {} differ",
-        diffs.compared,
-        started.elapsed(),
-        diffs.count
+    diffs.finish(&mut ex, &mut sx, started);
+}
+
+/// Waits for a line containing `text` in `p`'s log.
+fn wait_log(p: &mut Proc, text: &str) {
+    wait_until(Duration::from_secs(30), text, || {
+        p.assert_running();
+        std::fs::read_to_string(&p.log)
+            .unwrap()
+            .contains(text)
+            .then_some(())
+    });
+}
+
+/// komodod's notarized height is followed (a log line per move), undo records at or below it
+/// are dropped, and a reorg above it still rolls back cleanly.
+#[test]
+fn notarized_height_bounds_undo_data() {
+    let mut c = build();
+    let d = Standin::start(StandinConfig::komodod("KMD"), c.b.blocks.clone());
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let mut sx = start_sextant(&env(&d, port), dir.path());
+    let probe = electrum_scripthash(&p2pk(0x72));
+    wait_synced(&mut sx, port, c.tip(), &probe, &json!([]));
+
+    d.set_notarized(Some(100));
+    wait_log(
+        &mut sx,
+        &format!("notarized height 100 ({})", d.block_hash(100)),
     );
-    if diffs.count > 0 {
-        eprintln!("ElectrumX log tail:\n{}", ex.log_tail(20));
-        eprintln!("Sextant log tail:\n{}", sx.log_tail(20));
+
+    // A reorg of the 20 blocks above 119, all above the notarization.
+    let fork = 120;
+    c.b.blocks.truncate(fork);
+    let replacement: Vec<StandinBlock> = (0..25)
+        .map(|i| {
+            let coinbase = c.b.coinbase(V4, p2pkh(0x60), 3000 + i);
+            c.b.push(vec![coinbase])
+        })
+        .collect();
+    d.reorg(fork, replacement);
+    wait_caught_up(port, c.tip(), &probe, &json!([]), "Sextant");
+    wait_log(&mut sx, "chain reorganisation: undoing 20 block(s)");
+
+    d.set_notarized(Some(130));
+    wait_log(
+        &mut sx,
+        &format!("notarized height 130 ({})", d.block_hash(130)),
+    );
+    // The reorged chain serves the new blocks' headers.
+    let header = Conn::session(port).call("blockchain.block.header", json!([130]));
+    let header = hex::decode(header["result"].as_str().unwrap()).unwrap();
+    assert_eq!(dsha256_hex(&header), d.block_hash(130));
+
+    // Undo records: none at or below the notarization, every one above it. The poll that logged
+    // the move also pruned; stop Sextant cleanly and look.
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &sx.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    sx.child.wait().unwrap();
+    let coin = sextant::coin::CoinRegistry::embedded()
+        .unwrap()
+        .lookup("Komodo", "mainnet")
+        .unwrap();
+    let store = sextant::store::Store::open(
+        &dir.path().join("sextant-db"),
+        &coin,
+        16,
+        sextant::store::Mode::Follow,
+    )
+    .unwrap();
+    for h in 0..=c.tip() as u32 {
+        let undo = store.undo(sextant::types::Height(h)).unwrap();
+        assert_eq!(undo.is_some(), h > 130, "undo record at height {h}");
     }
-    assert_eq!(
-        diffs.count, 0,
-        "{} answers differ from ElectrumX's",
-        diffs.count
+}
+
+/// The README's worked example: HELLOWORLD's coin file in `COINS_DIR` is all a new smart chain
+/// needs; a daemon running another chain (same genesis) is refused by name.
+#[test]
+fn a_smart_chain_is_one_coin_file() {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let start = readme
+        .find("```toml\nname = \"HELLOWORLD\"")
+        .expect("the README's example");
+    let body = &readme[start + "```toml\n".len()..];
+    let toml = &body[..body.find("```").unwrap()];
+    let coins = tempfile::tempdir().unwrap();
+    std::fs::write(coins.path().join("helloworld.toml"), toml).unwrap();
+
+    let blocks: Vec<StandinBlock> = (0..=10).map(kmd_block).collect();
+    let d = Standin::start(StandinConfig::komodod("HELLOWORLD"), blocks.clone());
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let mut e = env(&d, port);
+    e.retain(|(k, _)| *k != "COIN");
+    e.push(("COIN", "HELLOWORLD".into()));
+    e.push(("COINS_DIR", coins.path().display().to_string()));
+    let mut sx = start_sextant(&e, dir.path());
+    wait_synced(&mut sx, port, 10, &"ab".repeat(32), &json!([]));
+    let v = Conn::open(port).call("server.version", json!(["AtomicDEX", ["1.2", "1.4"]]));
+    assert_eq!(v["result"][1], "1.4");
+    drop(sx);
+
+    // The same file against komodod serving KMD: refused with the reason.
+    let kmd = Standin::start(StandinConfig::komodod("KMD"), blocks);
+    let mut e = env(&kmd, free_port());
+    e.retain(|(k, _)| *k != "COIN");
+    e.push(("COIN", "HELLOWORLD".into()));
+    e.push(("COINS_DIR", coins.path().display().to_string()));
+    let other = tempfile::tempdir().unwrap();
+    let mut sx = start_sextant(&e, other.path());
+    let status = sx.child.wait().unwrap();
+    assert!(!status.success());
+    let log = std::fs::read_to_string(&sx.log).unwrap();
+    assert!(
+        log.contains("runs chain \"KMD\", but COIN=HELLOWORLD expects \"HELLOWORLD\""),
+        "{log}"
     );
 }

@@ -7,9 +7,10 @@
 //! self-contained; provenance in its README.md), falling back to the shared reference folder
 //! beside the checkout.
 
-use std::path::{Path, PathBuf};
+mod common;
 
 use bitcoin::hashes::{sha256, Hash};
+use common::komodo::{load_vector as load, read_vector as read};
 use serde_json::Value;
 use sextant::coin::reader::Reader;
 use sextant::coin::{
@@ -57,28 +58,6 @@ const ZEBRA_BLOCKS: [&str; 19] = [
 
 const NOTARIZATION_BLOCK: &str = "zebra-komodo/block-kmdmain-3-140-508.txt";
 const EXPECTED: &str = "expected_computed.json";
-
-fn vector_path(name: &str) -> PathBuf {
-    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let candidates = [
-        manifest.join("tests/data/vectors/komodo"),
-        manifest.join("../shared/vectors/komodo"),
-    ];
-    candidates
-        .iter()
-        .map(|dir| dir.join(name))
-        .find(|path| path.exists())
-        .unwrap_or_else(|| panic!("vector {name} not found in {candidates:?}"))
-}
-
-fn read(name: &str) -> String {
-    let path = vector_path(name);
-    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path:?}: {e}"))
-}
-
-fn load(name: &str) -> Value {
-    serde_json::from_str(&read(name)).unwrap_or_else(|e| panic!("{name}: {e}"))
-}
 
 fn text<'v>(v: &'v Value, key: &str) -> &'v str {
     v[key]

@@ -44,6 +44,7 @@ struct Overridable {
     chain_name: Option<String>,
     estimatesmartfee: Option<bool>,
     max_send: Option<usize>,
+    notarized: Option<bool>,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -103,6 +104,9 @@ pub struct Coin {
     /// The coin's default `MAX_SEND` when the environment does not set one (Komodo: 2016
     /// Equihash headers are ~6 MB of hex). `None`: the server's own default.
     pub max_send: Option<usize>,
+    /// Whether the daemon reports dPoW notarizations (komodod's `getinfo.notarized` and
+    /// `notarizedhash`): followed, logged, and used to drop undo data nothing can need.
+    pub notarized: bool,
 }
 
 /// All known coin files, by lower-cased coin name.
@@ -217,6 +221,7 @@ impl CoinRegistry {
             chain_name: o.chain_name.clone().or_else(|| d.chain_name.clone()),
             estimatesmartfee: o.estimatesmartfee.or(d.estimatesmartfee).unwrap_or(true),
             max_send: o.max_send.or(d.max_send),
+            notarized: o.notarized.or(d.notarized).unwrap_or(false),
         })
     }
 }
@@ -310,12 +315,14 @@ mod tests {
             assert_eq!(c.chain_name.as_deref(), Some(shortname), "{coin}");
             assert!(!c.estimatesmartfee);
             assert_eq!(c.max_send, Some(8_100_000));
+            assert!(c.notarized, "{coin} follows notarizations");
         }
         // The new fields are optional, with defaults that keep the other coins as they were.
         let btc = reg.lookup("Bitcoin", "mainnet").unwrap();
         assert_eq!(btc.chain_name, None);
         assert!(btc.estimatesmartfee);
         assert_eq!(btc.max_send, None);
+        assert!(!btc.notarized);
     }
 
     #[test]

@@ -65,8 +65,11 @@ impl FullHistory {
         hashx: &HashX,
         limit: usize,
     ) -> Result<FullHistory, HistoryError> {
+        // The mempool lock is held across the store read: blocks are committed under its write
+        // lock, so both halves come from the same moment.
+        let mempool = mempool.read();
         let confirmed = confirmed_history(store, hashx, limit)?;
-        let mempool = mempool.read().history(hashx);
+        let mempool = mempool.history(hashx);
         Ok(FullHistory { confirmed, mempool })
     }
 

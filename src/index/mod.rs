@@ -1,6 +1,7 @@
 //! The indexer: initial sync from genesis, following the tip, and reorgs.
 
 pub mod fetch;
+pub mod notarized;
 pub mod undo;
 pub mod writer;
 
@@ -8,11 +9,13 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
+use parking_lot::RwLock;
 use tokio::sync::{broadcast, mpsc, watch};
 use tracing::{info, warn};
 
 use crate::coin::Coin;
 use crate::daemon::Daemon;
+use crate::mempool::Mempool;
 use crate::store::{Mode, Store, Tip};
 use crate::types::{HashX, Height};
 use writer::{WriteError, Writer};
@@ -44,6 +47,9 @@ pub struct Indexer {
     daemon_behind: bool,
     /// Transactions indexed before the first catch-up, to decide whether to compact.
     initial_txs: u64,
+    /// The mempool mirror, updated under its write lock with each commit (see
+    /// [`Mempool::blocks_connected`]).
+    mempool: Option<Arc<RwLock<Mempool>>>,
 }
 
 const PROGRESS_EVERY: Duration = Duration::from_secs(10);
@@ -73,7 +79,14 @@ impl Indexer {
             caught_up_once: false,
             daemon_behind: false,
             initial_txs: 0,
+            mempool: None,
         }
+    }
+
+    /// Commits blocks under this mempool's write lock and drops what they confirm from it in the
+    /// same step, so readers never see a transaction both confirmed and unconfirmed.
+    pub fn set_mempool(&mut self, mempool: Arc<RwLock<Mempool>>) {
+        self.mempool = Some(mempool);
     }
 
     pub fn subscribe(&self) -> broadcast::Receiver<IndexEvent> {
@@ -245,10 +258,22 @@ impl Indexer {
             };
             let Some(batch) = batch else { break None };
             let batch = batch?;
-            let writer = self.writer.clone();
-            let result =
-                tokio::task::spawn_blocking(move || writer.lock().unwrap().apply(&batch.blocks))
-                    .await?;
+            let (writer, store, mempool) = (
+                self.writer.clone(),
+                self.store.clone(),
+                self.mempool.clone(),
+            );
+            let result = tokio::task::spawn_blocking(move || {
+                let mut mempool = mempool.as_ref().map(|m| m.write());
+                let mut applied = writer.lock().unwrap().apply(&batch.blocks)?;
+                if let Some(m) = mempool.as_mut() {
+                    applied
+                        .touched
+                        .extend(m.blocks_connected(&batch.blocks, &store)?);
+                }
+                Ok::<_, WriteError>(applied)
+            })
+            .await?;
             let applied = match result {
                 Ok(a) => a,
                 Err(WriteError::NotOnTip { height, .. }) => {
@@ -357,12 +382,22 @@ impl Indexer {
             tip.height,
             fork.map_or("before genesis".to_string(), |f| f.to_string())
         );
-        let writer = self.writer.clone();
+        let (writer, store, mempool) = (
+            self.writer.clone(),
+            self.store.clone(),
+            self.mempool.clone(),
+        );
         let touched = tokio::task::spawn_blocking(move || -> anyhow::Result<Vec<HashX>> {
+            // As for new blocks: mempool transactions spending outputs of the undone blocks
+            // leave the mempool in the same step (the daemon's next snapshot brings them back).
+            let mut mempool = mempool.as_ref().map(|m| m.write());
             let mut w = writer.lock().unwrap();
             let mut touched = Vec::new();
             for _ in 0..depth {
                 touched.extend(w.undo_tip()?);
+            }
+            if let Some(m) = mempool.as_mut() {
+                touched.extend(m.blocks_connected(&[], &store)?);
             }
             touched.sort_unstable();
             touched.dedup();

@@ -333,6 +333,28 @@ pub struct Diffs {
 }
 
 impl Diffs {
+    /// The end of a differential test: both servers still running, the count printed (with
+    /// both logs' tails when something differed), and no difference allowed.
+    pub fn finish(&self, ex: &mut Proc, sx: &mut Proc, started: Instant) {
+        ex.assert_running();
+        sx.assert_running();
+        eprintln!(
+            "{} answers compared in {:?}, {} differ",
+            self.compared,
+            started.elapsed(),
+            self.count
+        );
+        if self.count > 0 {
+            eprintln!("ElectrumX log tail:\n{}", ex.log_tail(20));
+            eprintln!("Sextant log tail:\n{}", sx.log_tail(20));
+        }
+        assert_eq!(
+            self.count, 0,
+            "{} answers differ from ElectrumX's",
+            self.count
+        );
+    }
+
     pub fn check(&mut self, what: &str, ex: &Value, sx: &Value) {
         self.compared += 1;
         if !same(ex, sx) {
@@ -347,6 +369,14 @@ impl Diffs {
 
 // ---------------------------------------------------------------------------------------------
 // Requests
+
+/// The read-only methods that take one script hash.
+pub const SCRIPTHASH_READS: [&str; 4] = [
+    "blockchain.scripthash.get_balance",
+    "blockchain.scripthash.get_history",
+    "blockchain.scripthash.get_mempool",
+    "blockchain.scripthash.listunspent",
+];
 
 pub fn call(method: &str, params: Value) -> (String, Value) {
     (method.to_string(), params)
@@ -511,6 +541,23 @@ pub fn notes_of(c: &mut Conn, method: &str) -> Vec<Value> {
         .filter(|n| n["method"] == method)
         .map(|n| n["params"].clone())
         .collect()
+}
+
+/// Whether `notes` hold a header notification and at least `scripts` script notifications.
+pub fn header_and_scripts(notes: &[Value], scripts: usize) -> bool {
+    let count = |m: &str| notes.iter().filter(|x| x["method"] == m).count();
+    count("blockchain.headers.subscribe") > 0 && count("blockchain.scripthash.subscribe") >= scripts
+}
+
+/// Compares the header and script notifications two sessions received, as sets.
+pub fn compare_notes(diffs: &mut Diffs, ne: &mut Conn, ns: &mut Conn, after: &str) {
+    for m in [
+        "blockchain.headers.subscribe",
+        "blockchain.scripthash.subscribe",
+    ] {
+        let (a, b) = (sorted(notes_of(ne, m)), sorted(notes_of(ns, m)));
+        diffs.check(&format!("notifications {m} after {after}"), &a, &b);
+    }
 }
 
 pub fn sorted(mut v: Vec<Value>) -> Value {
