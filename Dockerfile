@@ -23,8 +23,9 @@ RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates
 COPY --from=build /src/target/release/sextant /usr/local/bin/sextant
 USER sextant
 VOLUME /db
+# SERVICES is left to Sextant's default: tcp://:50001, plus ssl://:50002 once SSL_CERTFILE is
+# set, so a certificate is all it takes to serve TLS.
 ENV DB_DIRECTORY=/db \
-    SERVICES=tcp://:50001 \
     LOG_LEVEL=info
 EXPOSE 50001 50002
 # SIGTERM (docker stop) flushes the index; give it time: docker stop -t 600.

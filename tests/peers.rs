@@ -8,7 +8,8 @@
 //! Loopback addresses are private, so the Sextants run with `PEER_ALLOW_PRIVATE=1`, and with
 //! `PEER_TIME_SCALE=0.01` so the backoff takes seconds instead of an hour. ElectrumX has no
 //! such switch: it never takes a private address as a peer, so it lists none of them; it is
-//! only checked as a peer the Sextants verify and list.
+//! only checked as a peer the Sextants verify and list. A second test reaches an `.onion` peer
+//! through a SOCKS5 proxy (a stand-in for Tor that maps the name to a local Sextant).
 
 mod common;
 
@@ -335,4 +336,137 @@ fn servers_find_verify_and_list_each_other() {
         },
     );
     wait_for_log(&mut restarted, "from the store");
+}
+
+/// A SOCKS5 proxy (no authentication, CONNECT by name) that sends every connection to
+/// `target` and records the host names asked for, like Tor mapping an onion name to a service.
+fn socks_proxy(target: (&'static str, u16)) -> (u16, Arc<Mutex<Vec<String>>>) {
+    use std::io::Read;
+    let listener = TcpListener::bind(("127.0.0.1", 0)).unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let names = Arc::new(Mutex::new(Vec::new()));
+    let seen = names.clone();
+    std::thread::spawn(move || {
+        for client in listener.incoming().flatten() {
+            let seen = seen.clone();
+            std::thread::spawn(move || -> std::io::Result<()> {
+                let mut c = client;
+                let mut head = [0u8; 2];
+                c.read_exact(&mut head)?;
+                let mut methods = vec![0u8; usize::from(head[1])];
+                c.read_exact(&mut methods)?;
+                c.write_all(&[5, 0])?;
+                let mut req = [0u8; 5];
+                c.read_exact(&mut req)?;
+                assert_eq!(&req[..4], &[5, 1, 0, 3], "CONNECT by host name");
+                let mut name = vec![0u8; usize::from(req[4]) + 2];
+                c.read_exact(&mut name)?;
+                name.truncate(name.len() - 2);
+                seen.lock().unwrap().push(String::from_utf8(name).unwrap());
+                let upstream = TcpStream::connect(target)?;
+                c.write_all(&[5, 0, 0, 1, 0, 0, 0, 0, 0, 0])?;
+                let (mut c2, mut u2) = (c.try_clone()?, upstream.try_clone()?);
+                std::thread::spawn(move || std::io::copy(&mut u2, &mut c2));
+                let mut u = upstream;
+                std::io::copy(&mut c, &mut u)?;
+                Ok(())
+            });
+        }
+    });
+    (port, names)
+}
+
+/// An onion peer is reached through TOR_PROXY_HOST/PORT and listed; a server without a proxy
+/// keeps it in its table but never contacts it (it outlives a dead peer's three tries).
+#[test]
+fn onion_peers_go_through_the_proxy_or_wait_for_one() {
+    const ONION: &str = "sextantpeerxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx.onion";
+    let d = Litecoind::start();
+    d.mine(12);
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    let (a, b, c) = (
+        Addr::new("127.0.0.2"),
+        Addr::new("127.0.0.3"),
+        Addr::new("127.0.0.4"),
+    );
+    let dead = Addr::new("127.0.0.7");
+    let onion_seed = format!("{ONION} t{}", b.port);
+
+    // The onion service: a Sextant whose features list the onion name too.
+    let mut onion_server = {
+        let mut cmd = base_command(Path::new(env!("CARGO_BIN_EXE_sextant")));
+        cmd.envs(server_env(&d, &dir.join("onion"), &b))
+            .env(
+                "REPORT_SERVICES",
+                format!("tcp://{}:{},tcp://{ONION}:{}", b.ip, b.port, b.port),
+            )
+            .env("PEER_ALLOW_PRIVATE", "1");
+        Proc::spawn("onion", cmd, dir.join("onion.log"))
+    };
+    let (proxy_port, asked) = socks_proxy((b.ip, b.port));
+
+    let mut with_proxy = {
+        let mut cmd = base_command(Path::new(env!("CARGO_BIN_EXE_sextant")));
+        cmd.envs(server_env(&d, &dir.join("with-proxy"), &a))
+            .env(
+                "COINS_DIR",
+                coins_dir(&dir.join("with-proxy-coins"), &[onion_seed.clone()]),
+            )
+            .env("TOR_PROXY_HOST", "127.0.0.1")
+            .env("TOR_PROXY_PORT", proxy_port.to_string())
+            .env("PEER_ALLOW_PRIVATE", "1")
+            .env("PEER_TIME_SCALE", "0.01");
+        Proc::spawn("with-proxy", cmd, dir.join("with-proxy.log"))
+    };
+    let metrics_port = free_port();
+    let mut without = {
+        let mut cmd = base_command(Path::new(env!("CARGO_BIN_EXE_sextant")));
+        cmd.envs(server_env(&d, &dir.join("without"), &c))
+            .env(
+                "COINS_DIR",
+                coins_dir(
+                    &dir.join("without-coins"),
+                    &[onion_seed.clone(), dead.real_name()],
+                ),
+            )
+            .env("METRICS_LISTEN", format!("127.0.0.1:{metrics_port}"))
+            .env("PEER_ALLOW_PRIVATE", "1")
+            .env("PEER_TIME_SCALE", "0.001");
+        Proc::spawn("without-proxy", cmd, dir.join("without.log"))
+    };
+
+    wait_until(DEADLINE, "the onion peer listed through the proxy", || {
+        onion_server.assert_running();
+        with_proxy.assert_running();
+        let list = ask(&a, "server.peers.subscribe", json!([]))?;
+        let listed = list
+            .as_array()?
+            .iter()
+            .any(|p| *p == json!([ONION, ONION, ["v1.4.2", format!("t{}", b.port)]]));
+        listed.then_some(())
+    });
+    assert!(asked.lock().unwrap().iter().any(|n| n == ONION));
+
+    // Without a proxy: the dead address is tried three times and forgotten meanwhile, the
+    // onion peer is still there, never tried.
+    wait_for_log(&mut without, "forgetting unreachable peer 127.0.0.7");
+    let log = std::fs::read_to_string(&without.log).unwrap();
+    assert!(log.contains(&format!("accepted new peer {ONION}")));
+    assert!(
+        !log.contains(&format!("[{ONION}:")),
+        "contacted without a proxy"
+    );
+    let metrics = {
+        let mut s = TcpStream::connect(("127.0.0.1", metrics_port)).unwrap();
+        write!(s, "GET /metrics HTTP/1.0\r\n\r\n").unwrap();
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut s, &mut text).unwrap();
+        text
+    };
+    assert!(
+        metrics.contains("sextant_peers{status=\"never\"} 1"),
+        "{metrics}"
+    );
+    assert!(!listed_hosts(&c).unwrap().contains(&ONION.to_string()));
 }

@@ -127,7 +127,7 @@ impl PeerManager {
         }
     }
 
-    fn on(&self) -> bool {
+    pub fn on(&self) -> bool {
         self.config.discovery == PeerDiscovery::On
     }
 
@@ -721,6 +721,55 @@ impl PeerManager {
         c
     }
 
+    /// The admin RPC's `peers`: ElectrumX's fields, bad peers last, most recently good first.
+    pub fn admin_view(&self) -> Vec<Value> {
+        let cutoff = now_ms().saturating_sub(ms(self.config.timings.stale));
+        let mut peers = self.peers();
+        peers.sort_by_key(|p| (p.bad, std::cmp::Reverse(p.last_good)));
+        let secs = |t: u64| t as f64 / 1000.0;
+        peers
+            .iter()
+            .map(|p| {
+                let status = match p {
+                    p if p.bad => "bad",
+                    p if p.last_good > cutoff => "good",
+                    p if p.last_good > 0 => "stale",
+                    _ => "never",
+                };
+                json!({
+                    "host": p.host,
+                    "features": {
+                        "hosts": {p.host.clone(): {"tcp_port": p.tcp_port, "ssl_port": p.ssl_port}},
+                        "pruning": p.pruning,
+                        "server_version": p.server_version,
+                        "protocol_max": p.protocol_max,
+                        "tcp_port": p.tcp_port,
+                        "ssl_port": p.ssl_port,
+                    },
+                    "source": p.source.name(),
+                    "ip_addr": p.ip_addr.map(|ip| ip.to_string()),
+                    "last_good": secs(p.last_good),
+                    "last_try": secs(p.last_try),
+                    "try_count": p.try_count,
+                    "status": status,
+                })
+            })
+            .collect()
+    }
+
+    /// The admin RPC's `add_peer REAL_NAME` (e.g. `host s50002 t50001`): checked like any
+    /// other candidate, and re-checked with new ports when the host is known.
+    pub fn admin_add(&self, real_name: &str) -> bool {
+        let Some(peer) = Peer::from_real_name(real_name, self.default_ports, Source::Admin) else {
+            return false;
+        };
+        let mut state = self.state.lock();
+        self.note(&mut state, vec![peer], None, true, "RPC");
+        drop(state);
+        self.save();
+        true
+    }
+
     /// A copy of the table, for tests and diagnostics.
     pub fn peers(&self) -> Vec<Peer> {
         self.state.lock().peers.clone()
@@ -830,6 +879,28 @@ mod tests {
         let (off, _dir) = manager(&[("PEER_DISCOVERY", "self")]);
         off.state.lock().peers = vec![peer("5.6.7.8", now, false)];
         assert!(off.on_peers_subscribe(localhost()).is_empty());
+    }
+
+    #[test]
+    fn admin_view_and_add() {
+        let (m, _dir) = manager(&[]);
+        assert!(m.admin_add("electrum.example.com s t50009"));
+        assert!(!m.admin_add(" "));
+        let view = m.admin_view();
+        assert_eq!(view.len(), 1);
+        assert_eq!(view[0]["host"], "electrum.example.com");
+        assert_eq!(view[0]["source"], "RPC");
+        assert_eq!(view[0]["status"], "never");
+        assert_eq!(view[0]["features"]["ssl_port"], 51002, "the coin's default");
+        assert_eq!(view[0]["features"]["tcp_port"], 50009);
+        assert!(
+            m.admin_add("electrum.example.com t50010"),
+            "known: ports remembered"
+        );
+        assert_eq!(m.peers().len(), 1);
+        assert!(m.peers()[0]
+            .other_ports
+            .contains(&(super::super::peer::Transport::Tcp, 50010)));
     }
 
     #[test]

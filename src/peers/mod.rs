@@ -158,6 +158,25 @@ pub fn peers_subscribe(client: IpAddr) -> Vec<Value> {
     installed().map_or_else(Vec::new, |m| m.on_peers_subscribe(client))
 }
 
+/// The admin RPC's `peers` list (`[]` without discovery, as ElectrumX).
+pub fn admin_peers() -> Value {
+    Value::Array(installed().map_or_else(Vec::new, |m| m.admin_view()))
+}
+
+/// The admin `getinfo`'s `peers` counts.
+pub fn admin_counts() -> Value {
+    let c = installed().map(|m| m.counts()).unwrap_or_default();
+    serde_json::json!({
+        "bad": c.bad, "good": c.good, "never": c.never, "stale": c.stale,
+        "total": c.bad + c.good + c.never + c.stale,
+    })
+}
+
+/// The admin RPC's `add_peer REAL_NAME`; false without discovery or for an empty name.
+pub fn admin_add_peer(real_name: &str) -> bool {
+    installed().is_some_and(|m| m.on() && m.admin_add(real_name))
+}
+
 /// `server.add_peer(features)` from a client at `source`.
 pub async fn add_peer(features: &Value, source: SocketAddr) -> bool {
     match installed() {

@@ -20,8 +20,24 @@ pub enum Source {
     PeerList,
     /// An accepted `server.add_peer` request.
     AddPeer,
+    /// The admin RPC's `add_peer`.
+    Admin,
     /// Verified at least once: where it came from no longer matters.
     Verified,
+}
+
+impl Source {
+    /// ElectrumX's words in the admin `peers` list.
+    pub fn name(self) -> &'static str {
+        match self {
+            Source::Myself => "env",
+            Source::Coin => "coins.py",
+            Source::PeerList => "peer",
+            Source::AddPeer => "add_peer",
+            Source::Admin => "RPC",
+            Source::Verified => "peer",
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
