@@ -215,7 +215,8 @@ async fn run(
     let result = tokio::select! {
         r = &mut indexed => r?.context("indexer stopped"),
         r = &mut server_task => {
-            // The service failed (a port in use, say): stop the indexer at a batch boundary.
+            // The service ended: it failed (a port in use, say) or the admin RPC's `stop`
+            // asked for a clean shutdown. Stop the indexer at a batch boundary, then flush.
             let _ = stop_tx_for_exit.send(true);
             let served = r?.context("Electrum service failed");
             indexed.await??;

@@ -220,7 +220,7 @@ fn max_sessions_refuses_new_clients_and_keeps_serving_the_rest() {
 }
 
 #[test]
-fn idle_sessions_time_out_and_fast_reconnectors_are_refused() {
+fn idle_sessions_time_out_fast_reconnectors_are_refused_and_subscriptions_are_capped() {
     let d = Litecoind::start();
     d.mine(3);
     let dir = tempfile::tempdir().unwrap();
@@ -229,6 +229,7 @@ fn idle_sessions_time_out_and_fast_reconnectors_are_refused() {
         services(port, rpc_port),
         ("SESSION_TIMEOUT", "2".to_string()),
         ("CONNECTION_RATE_LIMIT", "1".to_string()),
+        ("MAX_SUBS_PER_SESSION", "2".to_string()),
     ];
     let sx = start(&d, dir.path(), &env, port);
 
@@ -258,7 +259,33 @@ fn idle_sessions_time_out_and_fast_reconnectors_are_refused() {
         let mut c = negotiated(Ipv4Addr::LOCALHOST, port);
         assert_eq!(c.result("server.ping", json!([])), Value::Null);
     }
+    // Two subscriptions per session; renewing one is fine, a third is refused.
+    let mut c = negotiated(Ipv4Addr::LOCALHOST, port);
+    let sh = |n: u8| format!("{n:02x}").repeat(32);
+    assert_eq!(
+        c.result("blockchain.scripthash.subscribe", json!([sh(1)])),
+        Value::Null
+    );
+    assert_eq!(
+        c.result("blockchain.scripthash.subscribe", json!([sh(2)])),
+        Value::Null
+    );
+    assert_eq!(
+        c.result("blockchain.scripthash.subscribe", json!([sh(1)])),
+        Value::Null
+    );
+    assert_eq!(
+        c.error("blockchain.scripthash.subscribe", json!([sh(3)])),
+        (
+            1,
+            "too many subscriptions: at most 2 per session".to_string()
+        )
+    );
+    assert_eq!(c.result("server.ping", json!([])), Value::Null);
+
     let info = rpc_json(rpc_port, &["getinfo"]);
+    assert_eq!(info["limits"]["subscriptions refused"], 1);
+    assert_eq!(info["sessions"]["subs_sh"], 2);
     assert!(info["limits"]["rate limited connections"].as_u64().unwrap() >= 3);
     assert!(info["limits"]["idle disconnects"].as_u64().unwrap() >= 1);
 }

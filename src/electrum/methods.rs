@@ -549,7 +549,11 @@ async fn subscribe(server: &Arc<Server>, session: &Arc<SessionHandle>, a: &Args)
     // Notifications name the script hash exactly as the client wrote it.
     let alias = arg.as_str().unwrap_or_default().to_string();
     let cap = server.settings.limits.max_subs_per_session;
-    if cap > 0 && session.subs.lock().len() >= cap && !session.subs.lock().contains_key(&hashx) {
+    let over_cap = {
+        let subs = session.subs.lock();
+        cap > 0 && subs.len() >= cap && !subs.contains_key(&hashx)
+    };
+    if over_cap {
         super::stats::LimitCounters::bump(&server.stats.limits.subs_refused);
         return Err(RpcError::bad_request(format!(
             "too many subscriptions: at most {} per session",
