@@ -35,6 +35,7 @@ struct Metrics {
     daemon_height: IntGauge,
     index_lag: IntGauge,
     db_size: IntGauge,
+    notarized_height: IntGauge,
     sessions: IntGauge,
     peers: IntGaugeVec,
     requests: IntCounterVec,
@@ -84,6 +85,10 @@ fn metrics() -> &'static Metrics {
             daemon_height: gauge("daemon_height", "Height of the daemon's chain tip"),
             index_lag: gauge("index_lag_blocks", "Blocks the index is behind the daemon"),
             db_size: gauge("db_size_bytes", "Size of the database's table files"),
+            notarized_height: gauge(
+                "notarized_height",
+                "Komodo chains: the daemon's last notarized height (-1 when none or not Komodo)",
+            ),
             sessions: gauge("sessions", "Open client sessions"),
             peers,
             requests: counter(
@@ -186,6 +191,8 @@ pub fn render(store: Option<&Store>) -> String {
         m.index_lag.set((m.daemon_height.get() - height).max(0));
         m.db_size.set(store.disk_size() as i64);
     }
+    m.notarized_height
+        .set(crate::index::notarized::notarized().map_or(-1, |(h, _)| i64::from(h.0)));
     if let Some(peers) = crate::peers::installed() {
         let c = peers.counts();
         for (status, n) in [

@@ -271,6 +271,31 @@ fn metrics_are_served_and_match_the_chain() {
         );
     }
 
+    assert_eq!(
+        value(&samples, "sextant_notarized_height", &[]),
+        Some(-1.0),
+        "Litecoin has no notarizations"
+    );
+
+    // A wallet's requests are counted by method, its session while it is open.
+    let mut wallet = Client::connect(port);
+    assert!(wallet.negotiates());
+    wallet.result("blockchain.headers.subscribe", serde_json::json!([]));
+    wallet.result("server.ping", serde_json::json!([]));
+    wait_until(Duration::from_secs(30), "the wallet's requests", || {
+        let samples = parse(&get(metrics_port, "/metrics")?.1).unwrap();
+        let count = |m: &str| value(&samples, "sextant_requests_total", &[("method", m)]);
+        (count("blockchain.headers.subscribe") == Some(1.0)
+            && count("server.ping") == Some(1.0)
+            && value(&samples, "sextant_sessions", &[]) == Some(1.0))
+        .then_some(())
+    });
+    drop(wallet);
+    wait_until(Duration::from_secs(30), "the session to close", || {
+        let samples = parse(&get(metrics_port, "/metrics")?.1).unwrap();
+        (value(&samples, "sextant_sessions", &[]) == Some(0.0)).then_some(())
+    });
+
     // A new block shows up in both heights.
     d.mine(1);
     wait_until(Duration::from_secs(60), "the new height", || {

@@ -132,6 +132,17 @@ fn an_abuser_is_throttled_then_cut_off_while_others_are_served_and_admin_rpc_wor
     assert_eq!(info["sessions"]["count"], 1);
     assert_eq!(info["limits"]["cost disconnects"], 1);
     assert!(info["limits"]["throttled requests"].as_u64().unwrap() > 0);
+    // Peers: none known yet; one added by name shows in the table and the counts.
+    assert_eq!(info["peers"]["total"], 0);
+    assert_eq!(info["notarized"], Value::Null);
+    assert_eq!(rpc_json(rpc_port, &["peers"]), json!([]));
+    assert_eq!(
+        rpc_json(rpc_port, &["add_peer", "peer.example.org t50001"]),
+        json!(true)
+    );
+    let peers = rpc_json(rpc_port, &["peers"]);
+    assert_eq!(peers.as_array().map(Vec::len), Some(1), "{peers}");
+    assert_eq!(rpc_json(rpc_port, &["getinfo"])["peers"]["total"], 1);
     assert!(
         info["request counts"]["blockchain.scripthash.get_history"]
             .as_u64()
@@ -163,7 +174,6 @@ fn an_abuser_is_throttled_then_cut_off_while_others_are_served_and_admin_rpc_wor
         ])
     );
     assert!(good.line_or_closed().is_none(), "disconnected by the admin");
-    assert_eq!(rpc_json(rpc_port, &["peers"]), json!([]));
 
     // Unknown commands and unreachable ports are reported, not panicked on.
     let (out, ok) = sextant_rpc(rpc_port, &["inspect_session", "424242"]);

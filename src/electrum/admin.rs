@@ -12,7 +12,9 @@ use tokio::io::{AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 use tracing::{debug, info, warn};
 
-use super::jsonrpc::{Call, Dialect, Incoming, Member, Params, RpcError, METHOD_NOT_FOUND};
+use super::jsonrpc::{
+    Call, Dialect, Incoming, Member, Params, RpcError, INVALID_ARGS, METHOD_NOT_FOUND,
+};
 use super::server::Server;
 use super::session::{SessionHandle, LOG_NEW};
 
@@ -100,6 +102,7 @@ const COMMANDS: &[&str] = &[
     "sessions",
     "groups",
     "peers",
+    "add_peer",
     "disconnect",
     "log",
     "inspect_session",
@@ -123,8 +126,14 @@ fn command(server: &Arc<Server>, call: &Call) -> Result<Value, RpcError> {
         "getinfo" => Ok(getinfo(server)),
         "sessions" => Ok(sessions(server)),
         "groups" => Ok(groups(server)),
-        // Peer discovery lives elsewhere; with none, ElectrumX answers an empty list too.
-        "peers" => Ok(json!([])),
+        "peers" => Ok(crate::peers::admin_peers()),
+        "add_peer" => match arg(call, 0, "real_name").and_then(Value::as_str) {
+            Some(name) => Ok(json!(crate::peers::admin_add_peer(name))),
+            None => Err(RpcError::new(
+                INVALID_ARGS,
+                "add_peer needs a real name (\"host t50001 s50002\")",
+            )),
+        },
         "disconnect" => disconnect(server, session_ids(call)?),
         "log" => log(server, session_ids(call)?),
         "inspect_session" => inspect_session(server, arg(call, 0, "session_id")),
@@ -194,7 +203,10 @@ fn getinfo(server: &Arc<Server>) -> Value {
         "db height": height,
         "groups": server.costs.groups().len(),
         "pid": std::process::id(),
-        "peers": {"bad": 0, "good": 0, "never": 0, "stale": 0, "total": 0},
+        "peers": crate::peers::admin_counts(),
+        // Komodo chains: the last notarized height and block, as komodod's getinfo gives them.
+        "notarized": crate::index::notarized::notarized()
+            .map(|(h, hash)| json!({"height": h.0, "hash": hash.to_string()})),
         "request counts": counts,
         "request total": server.stats.request_total(),
         "sessions": {

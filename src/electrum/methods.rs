@@ -554,7 +554,7 @@ async fn subscribe(server: &Arc<Server>, session: &Arc<SessionHandle>, a: &Args)
         cap > 0 && subs.len() >= cap && !subs.contains_key(&hashx)
     };
     if over_cap {
-        super::stats::LimitCounters::bump(&server.stats.limits.subs_refused);
+        server.stats.limits.bump(super::stats::Limit::SubsRefused);
         return Err(RpcError::bad_request(format!(
             "too many subscriptions: at most {} per session",
             thousands(cap as i128)

@@ -14,7 +14,7 @@ use super::daemon_calls::DaemonCache;
 use super::jsonrpc::RpcError;
 use super::merkle::{HeaderMerkle, TxTreeCache};
 use super::settings::ServerSettings;
-use super::stats::{LimitCounters, Stats};
+use super::stats::{Limit, Stats};
 use super::status::history_limit;
 use super::subs::Registry;
 use crate::coin::Coin;
@@ -121,6 +121,7 @@ impl Server {
     pub fn sessions_changed(&self) {
         let limits = &self.settings.limits;
         let count = self.registry.session_count();
+        crate::metrics::sessions(count);
         let accepting = *self.accepting.borrow();
         if accepting && limits.max_sessions > 0 && count >= limits.max_sessions {
             info!(
@@ -128,7 +129,7 @@ impl Server {
                 limits.max_sessions,
                 limits.low_watermark()
             );
-            LimitCounters::bump(&self.stats.limits.max_sessions_pauses);
+            self.stats.limits.bump(Limit::MaxSessionsPause);
             self.accepting.send_replace(false);
         } else if !accepting && count <= limits.low_watermark() {
             info!("resuming listening for incoming connections");

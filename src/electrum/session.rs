@@ -21,7 +21,7 @@ use super::cost::{charge, Concurrency, CostModel, ERROR_COST, PARSE_ERROR_COST};
 use super::jsonrpc::{self, Call, Dialect, Incoming, Member, RpcError, PARSE_ERROR};
 use super::methods::{self, Reply};
 use super::server::Server;
-use super::stats::{LimitCounters, INVALID_METHOD};
+use super::stats::{Limit, INVALID_METHOD};
 use super::version::Protocol;
 use crate::types::HashX;
 
@@ -419,7 +419,7 @@ async fn serve<R: Source>(
                         session.id,
                         idle.as_secs()
                     );
-                    LimitCounters::bump(&server.stats.limits.idle_disconnects);
+                    server.stats.limits.bump(Limit::IdleDisconnect);
                     break;
                 }
             }
@@ -540,7 +540,7 @@ fn disconnect_excessive(server: &Server, session: &SessionHandle) {
         server.settings.limits.cost.hard_limit,
         session.peer.ip()
     );
-    LimitCounters::bump(&server.stats.limits.cost_disconnects);
+    server.stats.limits.bump(Limit::CostDisconnect);
     session.close();
 }
 
@@ -564,7 +564,7 @@ async fn run_request(server: &Arc<Server>, session: &Arc<SessionHandle>, call: &
     session.counters.pending.fetch_add(1, Ordering::Relaxed);
     let work = async {
         if !throttle.sleep.is_zero() {
-            LimitCounters::bump(&server.stats.limits.throttled);
+            server.stats.limits.bump(Limit::Throttled);
             tokio::time::sleep(throttle.sleep).await;
         }
         let t = Instant::now();
@@ -585,7 +585,7 @@ async fn run_request(server: &Arc<Server>, session: &Arc<SessionHandle>, call: &
                 call.method,
                 timeout.as_secs()
             );
-            LimitCounters::bump(&server.stats.limits.timeouts);
+            server.stats.limits.bump(Limit::Timeout);
             (Err(timed_out()), timeout)
         }
     };

@@ -37,9 +37,47 @@ pub struct LimitCounters {
     pub subs_refused: AtomicU64,
 }
 
+/// One kind of action a limit takes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Limit {
+    Throttled,
+    CostDisconnect,
+    Timeout,
+    IdleDisconnect,
+    RateLimited,
+    MaxSessionsPause,
+    SubsRefused,
+}
+
+impl Limit {
+    /// The action's label in metrics (`sextant_cost_limit_actions_total{action=…}`).
+    pub fn label(self) -> &'static str {
+        match self {
+            Limit::Throttled => "throttle",
+            Limit::CostDisconnect => "disconnect",
+            Limit::Timeout => "timeout",
+            Limit::IdleDisconnect => "idle_disconnect",
+            Limit::RateLimited => "rate_limit",
+            Limit::MaxSessionsPause => "max_sessions_pause",
+            Limit::SubsRefused => "subs_refused",
+        }
+    }
+}
+
 impl LimitCounters {
-    pub fn bump(counter: &AtomicU64) {
+    /// Counts one action, here and in the metrics.
+    pub fn bump(&self, what: Limit) {
+        let counter = match what {
+            Limit::Throttled => &self.throttled,
+            Limit::CostDisconnect => &self.cost_disconnects,
+            Limit::Timeout => &self.timeouts,
+            Limit::IdleDisconnect => &self.idle_disconnects,
+            Limit::RateLimited => &self.rate_limited,
+            Limit::MaxSessionsPause => &self.max_sessions_pauses,
+            Limit::SubsRefused => &self.subs_refused,
+        };
         counter.fetch_add(1, Ordering::Relaxed);
+        crate::metrics::cost_action(what.label());
     }
 }
 
@@ -57,6 +95,7 @@ pub struct Stats {
 impl Stats {
     /// Records one answered request; `method` must be a known method or [`INVALID_METHOD`].
     pub fn record(&self, method: &str, elapsed: Duration, error: bool) {
+        crate::metrics::request_done(method, elapsed);
         let mut m = self.methods.lock();
         let s = match m.get_mut(method) {
             Some(s) => s,

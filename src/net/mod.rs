@@ -216,7 +216,10 @@ async fn accept_loop(
         };
         if !limiter.allow(peer.ip()) {
             tracing::debug!("{peer}: connecting too often; refused");
-            crate::electrum::stats::LimitCounters::bump(&server.stats.limits.rate_limited);
+            server
+                .stats
+                .limits
+                .bump(crate::electrum::stats::Limit::RateLimited);
             continue;
         }
         let _ = stream.set_nodelay(true);
