@@ -220,7 +220,8 @@ async fn apply(server: &Arc<Server>, round: Round) {
             chunk
                 .iter()
                 .map(|h| {
-                    FullHistory::read(&s.store, &s.mempool, h, s.history_limit).map(|f| f.status())
+                    FullHistory::read(&s.store, &s.mempool, h, s.history_limit)
+                        .map(|f| (f.confirmed.len() + f.mempool.len(), f.status()))
                 })
                 .collect::<Vec<_>>()
         }));
@@ -236,15 +237,17 @@ async fn apply(server: &Arc<Server>, round: Round) {
         }
     }
     for ((hashx, sessions), status) in targets.into_iter().zip(statuses) {
-        let status = match status {
-            Ok(s) => Some(s),
-            Err(HistoryError::TooLarge) => None,
+        let (items, status) = match status {
+            Ok((n, s)) => (n, Some(s)),
+            Err(HistoryError::TooLarge) => (server.history_limit, None),
             Err(HistoryError::Store(e)) => {
                 error!("notifications: {e}");
                 continue;
             }
         };
         for session in sessions {
+            // As in ElectrumX, every subscriber pays for the status recomputed for it.
+            session.charge(super::cost::charge::status(items));
             let alias = {
                 let mut subs = session.subs.lock();
                 let Some(sub) = subs.get_mut(&hashx) else {
