@@ -15,6 +15,7 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use base64::Engine as _;
 use bitcoin::hashes::{sha256d, Hash};
@@ -136,6 +137,8 @@ struct State {
     notarized: Option<usize>,
     /// Every (method, params) received, in order.
     calls: Vec<(String, Value)>,
+    /// Replies to these methods are held back this long (a busy daemon), to widen races.
+    delays: HashMap<String, Duration>,
 }
 
 type RpcResult = Result<Value, (i64, String)>;
@@ -370,6 +373,7 @@ impl Standin {
             verbose: HashMap::new(),
             notarized: None,
             calls: Vec::new(),
+            delays: HashMap::new(),
         };
         state.reindex();
         let state = Arc::new(Mutex::new(state));
@@ -475,6 +479,15 @@ impl Standin {
         self.state.lock().unwrap().cfg.fee_rate = rate;
     }
 
+    /// Holds back every reply to `method` by `delay` (zero: none), as a busy daemon would.
+    pub fn set_delay(&self, method: &str, delay: Duration) {
+        self.state
+            .lock()
+            .unwrap()
+            .delays
+            .insert(method.to_string(), delay);
+    }
+
     /// Every (method, params) received so far.
     pub fn calls(&self) -> Vec<(String, Value)> {
         self.state.lock().unwrap().calls.clone()
@@ -528,11 +541,12 @@ async fn serve_connection(mut sock: TcpStream, state: Arc<Mutex<State>>, auth: S
             }
         }
         let body: Vec<u8> = buf.drain(..head_end + len).skip(head_end).collect();
-        let (status, text) = if header("authorization").as_deref() != Some(auth.as_str()) {
-            (401, String::new())
+        let (status, text, delay) = if header("authorization").as_deref() != Some(auth.as_str()) {
+            (401, String::new(), Duration::ZERO)
         } else {
             respond(&state, &body)
         };
+        tokio::time::sleep(delay).await;
         let reason = match status {
             200 => "OK",
             401 => "Unauthorized",
@@ -551,13 +565,14 @@ async fn serve_connection(mut sock: TcpStream, state: Arc<Mutex<State>>, auth: S
     }
 }
 
-/// The HTTP status and body for one request body (a call or a batch).
-fn respond(state: &Mutex<State>, body: &[u8]) -> (u16, String) {
+/// The HTTP status, body and hold-back delay for one request body (a call or a batch).
+fn respond(state: &Mutex<State>, body: &[u8]) -> (u16, String, Duration) {
     let Ok(req) = serde_json::from_slice::<Value>(body) else {
         let v = reply(Value::Null, Err((-32700, "Parse error".into())));
-        return (500, v.to_string());
+        return (500, v.to_string(), Duration::ZERO);
     };
     let mut s = state.lock().unwrap();
+    let mut delay = Duration::ZERO;
     let mut one = |call: &Value| -> (Value, u16) {
         let id = call.get("id").cloned().unwrap_or(Value::Null);
         let Some(method) = call.get("method").and_then(Value::as_str) else {
@@ -570,6 +585,7 @@ fn respond(state: &Mutex<State>, body: &[u8]) -> (u16, String) {
         };
         s.calls
             .push((method.to_string(), Value::Array(params.clone())));
+        delay = delay.max(s.delays.get(method).copied().unwrap_or_default());
         let r = s.handle(method, &params);
         let status = match &r {
             Ok(_) => 200,
@@ -578,7 +594,7 @@ fn respond(state: &Mutex<State>, body: &[u8]) -> (u16, String) {
         };
         (reply(id, r), status)
     };
-    match &req {
+    let (status, text) = match &req {
         Value::Array(calls) => {
             let replies: Vec<Value> = calls.iter().map(|c| one(c).0).collect();
             (200, Value::Array(replies).to_string())
@@ -587,5 +603,6 @@ fn respond(state: &Mutex<State>, body: &[u8]) -> (u16, String) {
             let (v, status) = one(call);
             (status, v.to_string())
         }
-    }
+    };
+    (status, text, delay)
 }
