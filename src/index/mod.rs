@@ -288,17 +288,6 @@ impl Indexer {
                 self.log_progress(start_height, start_txs, started, daemon_height);
             }
         };
-        // A batch refused half-way (the daemon's chain changed) leaves the blocks before the
-        // refused one staged: they are a valid prefix of the chain, keep them.
-        let writer = self.writer.clone();
-        let applied = tokio::task::spawn_blocking(move || {
-            let mut w = writer.lock().unwrap();
-            w.has_staged().then(|| w.commit()).transpose()
-        })
-        .await??;
-        if let Some(applied) = applied {
-            self.notify(applied);
-        }
         if stop.is_some() {
             return Ok(stop);
         }

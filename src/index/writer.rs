@@ -192,9 +192,15 @@ impl Writer {
         self.tip
     }
 
-    /// Applies blocks in order and commits them. Returns what changed.
+    /// Applies blocks in order and commits them. Returns what changed. On an error nothing of
+    /// the call stays staged (only what the budget already committed), so the caller can keep
+    /// other state, such as the mempool, in step with what the store holds.
     pub fn apply(&mut self, blocks: &[ParsedBlock]) -> Result<Applied, WriteError> {
-        self.stage(blocks)?;
+        if let Err(e) = self.stage(blocks) {
+            self.pending = None;
+            self.tip = self.store.tip();
+            return Err(e);
+        }
         self.commit()
     }
 
@@ -238,7 +244,8 @@ impl Writer {
     }
 
     /// Whether blocks are staged but not committed.
-    pub fn has_staged(&self) -> bool {
+    #[cfg(test)]
+    fn has_staged(&self) -> bool {
         self.pending.as_ref().is_some_and(|p| !p.is_empty())
     }
 
@@ -695,6 +702,24 @@ mod tests {
         assert_eq!(w.tip(), store.tip());
         assert_eq!(w.tip().unwrap().height, Height(0));
         // The writer carries on from the committed tip.
+        w.apply(&blocks[1..]).unwrap();
+        assert_eq!(store.tx_count(), 5);
+    }
+
+    #[test]
+    fn apply_keeps_nothing_of_a_refused_call() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path());
+        let mut w = Writer::new(store.clone(), 10, 1 << 20);
+        let blocks = chain();
+        w.apply(&blocks[..1]).unwrap();
+        // Block 1 is fine, the block after it does not build on it: neither is kept.
+        let stray = block(BlockHash([9; 32]), 7, vec![tx(7, vec![], &[(1, 1)])]);
+        let err = w.apply(&[blocks[1].clone(), stray]).unwrap_err();
+        assert!(matches!(err, WriteError::NotOnTip { .. }));
+        assert!(!w.has_staged());
+        assert_eq!(w.tip(), store.tip());
+        assert_eq!(store.tip().unwrap().height, Height(0));
         w.apply(&blocks[1..]).unwrap();
         assert_eq!(store.tx_count(), 5);
     }
