@@ -12,8 +12,8 @@ COPY src src
 COPY migrations migrations
 COPY coins coins
 COPY bench bench
-RUN cargo build --release --locked --bin sextant \
-    && strip target/release/sextant
+RUN cargo build --release --locked --bin sextant --bin sextant-rpc \
+    && strip target/release/sextant target/release/sextant-rpc
 
 FROM debian:bookworm-slim
 RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates \
@@ -21,6 +21,8 @@ RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates
     && useradd --system --uid 10001 --home /db --shell /usr/sbin/nologin sextant \
     && mkdir /db && chown sextant:sextant /db
 COPY --from=build /src/target/release/sextant /usr/local/bin/sextant
+# The admin RPC's client: docker exec CONTAINER sextant-rpc getinfo (with rpc:// in SERVICES).
+COPY --from=build /src/target/release/sextant-rpc /usr/local/bin/sextant-rpc
 USER sextant
 VOLUME /db
 # SERVICES is left to Sextant's default: tcp://:50001, plus ssl://:50002 once SSL_CERTFILE is

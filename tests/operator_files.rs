@@ -99,10 +99,14 @@ fn the_image_runs_the_binary_cargo_builds_as_a_user_with_a_db_volume() {
             .map(|(_, r)| r)
             .collect()
     };
-    assert!(get("COPY")
-        .iter()
-        .any(|c| c.starts_with("--from=")
-            && c.contains("target/release/sextant /usr/local/bin/sextant")));
+    for bin in ["sextant", "sextant-rpc"] {
+        assert!(
+            get("COPY").iter().any(|c| c.starts_with("--from=")
+                && c.contains(&format!("target/release/{bin} /usr/local/bin/{bin}"))),
+            "the image carries {bin}"
+        );
+        assert!(build.1.contains(&format!("--bin {bin}")), "{build:?}");
+    }
     assert_eq!(get("ENTRYPOINT"), vec!["[\"/usr/local/bin/sextant\"]"]);
     let user = get("USER");
     assert!(!user.is_empty() && user.iter().all(|u| *u != "root" && *u != "0"));
