@@ -102,6 +102,8 @@ pub struct Config {
     pub daemon_cookie: Option<PathBuf>,
     pub cache_mb: usize,
     pub reorg_limit: u32,
+    /// How often the initial sync makes its progress durable (it writes without a WAL).
+    pub sync_flush: Duration,
     pub log_level: String,
     pub poll_blocks: Duration,
     pub poll_mempool: Duration,
@@ -211,6 +213,7 @@ impl Config {
 
         let cache_mb = integer(env, "CACHE_MB", 1200usize)?;
         let reorg_limit = integer(env, "REORG_LIMIT", coin.reorg_limit)?;
+        let sync_flush = integer(env, "SYNC_FLUSH_INTERVAL", 30u64)?;
         let poll_blocks = integer(env, "DAEMON_POLL_INTERVAL_BLOCKS", 5000u64)?;
         let poll_mempool = integer(env, "DAEMON_POLL_INTERVAL_MEMPOOL", 5000u64)?;
         let log_level = env
@@ -231,6 +234,7 @@ impl Config {
             daemon_cookie,
             cache_mb,
             reorg_limit,
+            sync_flush: Duration::from_secs(sync_flush),
             log_level,
             poll_blocks: Duration::from_millis(poll_blocks.max(10)),
             poll_mempool: Duration::from_millis(poll_mempool.max(10)),
@@ -285,6 +289,7 @@ mod tests {
         assert_eq!(c.coin.name, "Litecoin");
         assert_eq!(c.reorg_limit, 4000);
         assert_eq!(c.cache_mb, 1200);
+        assert_eq!(c.sync_flush, Duration::from_secs(30));
         assert_eq!(c.daemon_urls[0].url, "http://127.0.0.1:19443/");
         assert_eq!(c.daemon_urls[0].auth.as_deref(), Some("u:p"));
         let c = Config::from_env(&env_with(&[("REORG_LIMIT", "10")], db)).unwrap();

@@ -79,6 +79,7 @@ async fn run(
         let (dir, coin, cache) = (config.db_dir.clone(), config.coin.clone(), config.cache_mb);
         tokio::task::spawn_blocking(move || Store::open(&dir, &coin, cache, Mode::Bulk)).await??
     };
+    store.set_sync_flush_interval(config.sync_flush);
     let store = Arc::new(store);
     match store.tip() {
         Some(t) => info!("index tip: height {} ({})", t.height, t.hash),
