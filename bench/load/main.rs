@@ -1,18 +1,36 @@
-//! `bench-load`: many wallet sessions starting up at once against one Electrum server.
+//! `bench-load`: many wallet sessions against one Electrum server, in three phases.
 //!
 //!     cargo run --release --example bench-load -- --server 127.0.0.1:50001 \
 //!         --daemon-port 19443 --sessions 500 --label Sextant --pid $(pidof sextant)
 //!
-//! The scripthashes come from the outputs of the daemon's last `--blocks` blocks (so they have
-//! histories on the chain both servers index). Each session then does what a wallet does at
-//! start-up, every phase pipelined as wallets do: `server.version`, `headers.subscribe`,
-//! `scripthash.subscribe` for its `--subs` scripthashes, `get_history` and `listunspent` of those
-//! with a history, then `transaction.get` and `get_merkle` for up to `--txs` of their
-//! transactions. It prints one JSON line: requests, errors, requests/s, p50/p99 latency, and
-//! the server's peak RSS when `--pid` is given.
+//! 1. **Start-up storm.** Every session connects at once and does what a wallet does on
+//!    start-up, each step pipelined as wallets do: `server.version`, `headers.subscribe`,
+//!    `scripthash.subscribe` for its `--subs` scripthashes (two of them fresh receive scripts
+//!    with no history, the rest drawn from the outputs of the daemon's last `--blocks` blocks, so
+//!    they have histories on the chain both servers index), `get_history` and `listunspent` of
+//!    those with a history, then `transaction.get` and `get_merkle` for up to `--txs` of their
+//!    transactions. A reply's latency counts from the start of its pipelined step.
+//! 2. **Steady load.** The connected sessions then send single requests (history, UTXOs,
+//!    balance, transaction, merkle proof, header: a wallet's mix) with random think times so
+//!    that all together they ask `--rate` requests/s for `--steady` seconds. Each request waits
+//!    for its answer before the session thinks again; its latency is its own round trip.
+//! 3. **Notifications.** One transaction pays the `2 × sessions` fresh scripts (1,000 for 500
+//!    sessions), so every session has two subscriptions touched; then a block confirms it. For
+//!    the mempool round and the block round: the time from the daemon accepting the
+//!    transaction/block until the last session got its last notification, and the spread from
+//!    the first to the last notification (the server's fan-out, without its daemon polling).
 //!
-//! For ElectrumX over TCP, mind its 1 s write hold (see bench/README.md): compare over a venv
-//! where `WAIT_FOR_BUFFER_GROWTH_SECONDS` is 0, and say so.
+//! `--pool-tip H` draws the scripthashes from the blocks up to H instead of the daemon's tip, so a
+//! second run after a notification round (which mines a block) uses the same pool.
+//!
+//! It prints one JSON object per run. `--pid` adds the server's peak RSS (`VmHWM`). A session
+//! that gets no answer within `--timeout` seconds in a phase is counted as stuck and dropped.
+//! Errors are counted apart from refusals of histories and replies over `MAX_SEND` ("history
+//! too large", "response too large"): the protocol's answers for the hottest scripts, from both
+//! servers alike.
+//!
+//! For ElectrumX over TCP, mind its 1 s write hold (see bench/README.md): bench/load.sh runs it
+//! with `WAIT_FOR_BUFFER_GROWTH_SECONDS` at 0.
 
 #[path = "../chain/rpc.rs"]
 #[allow(dead_code)]
@@ -20,10 +38,15 @@ mod rpc;
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
+use std::str::FromStr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
-use bitcoin::hashes::{sha256, Hash};
+use bitcoin::hashes::{hash160, sha256, Hash};
+use bitcoin::{
+    absolute::LockTime, transaction::Version, Amount, OutPoint, ScriptBuf, Sequence, Transaction,
+    TxIn, TxOut, Txid, Witness,
+};
 use parking_lot::Mutex;
 use serde_json::{json, Value};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
@@ -38,6 +61,11 @@ struct Options {
     subs: usize,
     txs: usize,
     blocks: u64,
+    pool_tip: Option<u64>,
+    rate: f64,
+    steady: f64,
+    notify: bool,
+    timeout: Duration,
     label: String,
     pid: Option<u32>,
 }
@@ -52,13 +80,18 @@ fn options() -> Result<Options, String> {
         subs: 20,
         txs: 10,
         blocks: 100,
+        pool_tip: None,
+        rate: 500.0,
+        steady: 20.0,
+        notify: true,
+        timeout: Duration::from_secs(120),
         label: "server".into(),
         pid: None,
     };
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
         let mut value = || args.next().ok_or(format!("{flag} needs a value"));
-        let num = |v: String| v.parse::<u64>().map_err(|_| format!("not a number: {v}"));
+        let num = |v: String| v.parse::<f64>().map_err(|_| format!("not a number: {v}"));
         match flag.as_str() {
             "--server" => {
                 let v = value()?;
@@ -70,22 +103,47 @@ fn options() -> Result<Options, String> {
             "--sessions" => o.sessions = num(value()?)? as usize,
             "--subs" => o.subs = num(value()?)? as usize,
             "--txs" => o.txs = num(value()?)? as usize,
-            "--blocks" => o.blocks = num(value()?)?,
+            "--blocks" => o.blocks = num(value()?)? as u64,
+            "--pool-tip" => o.pool_tip = Some(num(value()?)? as u64),
+            "--rate" => o.rate = num(value()?)?,
+            "--steady" => o.steady = num(value()?)?,
+            "--no-notify" => o.notify = false,
+            "--timeout" => o.timeout = Duration::from_secs_f64(num(value()?)?),
             "--label" => o.label = value()?,
             "--pid" => o.pid = Some(num(value()?)? as u32),
             other => return Err(format!("unknown option {other}")),
         }
     }
+    if o.subs < 3 {
+        return Err("--subs must be at least 3 (two fresh scripts per session)".into());
+    }
     Ok(o)
 }
 
-/// Scripthashes of the outputs in the daemon's last `blocks` blocks.
-fn scripthashes(o: &Options) -> Result<Vec<String>, String> {
+fn daemon(o: &Options) -> rpc::Client {
     let addr = SocketAddr::from(([127, 0, 0, 1], o.daemon_port));
-    let mut d = rpc::Client::new(addr, "/", &o.daemon_user, &o.daemon_pass);
+    rpc::Client::new(addr, "/", &o.daemon_user, &o.daemon_pass)
+}
+
+/// The Electrum scripthash of a script, as hex.
+fn scripthash(script: &[u8]) -> String {
+    let mut sh = sha256::Hash::hash(script).to_byte_array();
+    sh.reverse();
+    hex::encode(sh)
+}
+
+/// Scripthashes of the outputs in the `blocks` blocks up to `pool_tip` (the daemon's tip by
+/// default; runs after a notification round pass the height before it, to draw the same pool).
+fn pool(o: &Options) -> Result<Vec<String>, String> {
+    let mut d = daemon(o);
     let err = |e: String| format!("daemon: {e}");
-    let tip = d.call("getblockcount", json!([])).map_err(err)?;
-    let tip = tip.as_u64().ok_or("getblockcount")?;
+    let tip = match o.pool_tip {
+        Some(t) => t,
+        None => {
+            let tip = d.call("getblockcount", json!([])).map_err(err)?;
+            tip.as_u64().ok_or("getblockcount")?
+        }
+    };
     let mut seen = HashSet::new();
     let mut out = Vec::new();
     for h in tip.saturating_sub(o.blocks)..=tip {
@@ -102,9 +160,7 @@ fn scripthashes(o: &Options) -> Result<Vec<String>, String> {
                 if bytes.first() == Some(&0x6a) {
                     continue; // OP_RETURN
                 }
-                let mut sh = sha256::Hash::hash(&bytes).to_byte_array();
-                sh.reverse();
-                let sh = hex::encode(sh);
+                let sh = scripthash(&bytes);
                 if seen.insert(sh.clone()) {
                     out.push(sh);
                 }
@@ -114,33 +170,174 @@ fn scripthashes(o: &Options) -> Result<Vec<String>, String> {
     Ok(out)
 }
 
+/// Fresh P2PKH scripts nobody has paid yet: a wallet's unused receive addresses.
+fn fresh_scripts(n: usize, label: &str) -> Vec<ScriptBuf> {
+    let nonce = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    (0..n)
+        .map(|i| {
+            let seed = format!("bench-load {label} {nonce} {i}");
+            let h = hash160::Hash::hash(seed.as_bytes());
+            let mut s = vec![0x76, 0xa9, 0x14];
+            s.extend_from_slice(h.as_byte_array());
+            s.extend_from_slice(&[0x88, 0xac]);
+            ScriptBuf::from_bytes(s)
+        })
+        .collect()
+}
+
+/// xorshift64*: enough randomness for think times and request picks, reproducible per session.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+    fn unit(&mut self) -> f64 {
+        (self.next() >> 11) as f64 / (1u64 << 53) as f64
+    }
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n.max(1) as u64) as usize
+    }
+}
+
 #[derive(Default)]
 struct Tally {
     latencies: Vec<Duration>,
     errors: u64,
+    refused: u64,
+    stuck: u64,
     first_errors: Vec<String>,
+}
+
+impl Tally {
+    fn error(&mut self, e: String) {
+        if refusal(&e) {
+            self.refused += 1;
+            return;
+        }
+        self.errors += 1;
+        if self.first_errors.len() < 5 {
+            self.first_errors.push(e);
+        }
+    }
+
+    fn report(&mut self, seconds: f64) -> Value {
+        self.latencies.sort_unstable();
+        let n = self.latencies.len();
+        json!({
+            "requests": n,
+            "errors": self.errors,
+            "refused (over MAX_SEND)": self.refused,
+            "stuck sessions": self.stuck,
+            "first errors": self.first_errors,
+            "seconds": round(seconds, 2),
+            "requests/s": round(n as f64 / seconds, 0),
+            "p50 ms": round(percentile(&self.latencies, 0.5), 2),
+            "p99 ms": round(percentile(&self.latencies, 0.99), 2),
+            "max ms": round(percentile(&self.latencies, 1.0), 2),
+        })
+    }
+}
+
+/// The protocol's answers for histories and replies over `MAX_SEND`: "history too large" and
+/// "response too large" (the same texts from ElectrumX/aiorpcx and Sextant).
+fn refusal(e: &str) -> bool {
+    e.contains("history too large") || e.contains("response too large")
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i].as_secs_f64() * 1000.0
+}
+
+fn round(x: f64, digits: i32) -> f64 {
+    let m = 10f64.powi(digits);
+    (x * m).round() / m
+}
+
+/// A `blockchain.scripthash.subscribe` or `blockchain.headers.subscribe` notification.
+enum Note {
+    Script(String),
+    Header,
 }
 
 struct Conn {
     r: BufReader<tokio::net::tcp::OwnedReadHalf>,
     w: tokio::net::tcp::OwnedWriteHalf,
     next_id: u64,
+    line: String,
 }
 
 impl Conn {
+    async fn open(addr: SocketAddr) -> Result<Conn, String> {
+        let stream = TcpStream::connect(addr)
+            .await
+            .map_err(|e| format!("connect: {e}"))?;
+        let _ = stream.set_nodelay(true);
+        let (r, w) = stream.into_split();
+        Ok(Conn {
+            r: BufReader::new(r),
+            w,
+            next_id: 0,
+            line: String::new(),
+        })
+    }
+
+    /// The next message: `Ok((id, result-or-error))` for a reply, `Err(note)` for a notification.
+    async fn read(&mut self) -> Result<Result<(u64, Result<Value, String>), Note>, String> {
+        loop {
+            self.line.clear();
+            match self.r.read_line(&mut self.line).await {
+                Ok(0) => return Err("connection closed".into()),
+                Err(e) => return Err(format!("read: {e}")),
+                Ok(_) => {}
+            }
+            let Ok(mut v) = serde_json::from_str::<Value>(&self.line) else {
+                continue;
+            };
+            if let Some(id) = v["id"].as_u64() {
+                let reply = match v.get("error") {
+                    Some(e) if !e.is_null() => Err(e.to_string()),
+                    _ => Ok(v["result"].take()),
+                };
+                return Ok(Ok((id, reply)));
+            }
+            match v["method"].as_str() {
+                Some("blockchain.scripthash.subscribe") => {
+                    let sh = v["params"][0].as_str().unwrap_or_default().to_string();
+                    return Ok(Err(Note::Script(sh)));
+                }
+                Some("blockchain.headers.subscribe") => return Ok(Err(Note::Header)),
+                _ => {}
+            }
+        }
+    }
+
     /// Sends `calls` at once and waits for every reply; their results by position (`None`
     /// for an error, which is tallied).
-    async fn phase(&mut self, calls: &[(&str, Value)], tally: &Mutex<Tally>) -> Vec<Option<Value>> {
+    async fn pipeline(
+        &mut self,
+        calls: &[(&str, Value)],
+        tally: &Mutex<Tally>,
+    ) -> Vec<Option<Value>> {
         let start = Instant::now();
         let mut text = String::new();
         let mut ids = HashMap::new();
         for (i, (method, params)) in calls.iter().enumerate() {
             self.next_id += 1;
             ids.insert(self.next_id, i);
-            text.push_str(
-                &json!({"jsonrpc": "2.0", "id": self.next_id, "method": method, "params": params})
-                    .to_string(),
-            );
+            let call =
+                json!({"jsonrpc": "2.0", "id": self.next_id, "method": method, "params": params});
+            text.push_str(&call.to_string());
             text.push('\n');
         }
         let mut out = vec![None; calls.len()];
@@ -151,80 +348,105 @@ impl Conn {
             return out;
         }
         let mut pending = calls.len();
-        let mut line = String::new();
         while pending > 0 {
-            line.clear();
-            match self.r.read_line(&mut line).await {
-                Ok(0) | Err(_) => {
+            let (id, reply) = match self.read().await {
+                Ok(Ok(r)) => r,
+                Ok(Err(_note)) => continue,
+                Err(e) => {
                     let mut t = tally.lock();
                     t.errors += pending as u64;
-                    t.first_errors.push("connection closed".into());
+                    t.first_errors.push(e);
                     break;
                 }
-                Ok(_) => {}
-            }
-            let Ok(v) = serde_json::from_str::<Value>(&line) else {
-                continue;
             };
-            let Some(i) = v["id"].as_u64().and_then(|id| ids.get(&id)) else {
-                continue; // a notification
-            };
+            let Some(&i) = ids.get(&id) else { continue };
             pending -= 1;
             let mut t = tally.lock();
             t.latencies.push(start.elapsed());
-            if v.get("error").is_some_and(|e| !e.is_null()) {
-                t.errors += 1;
-                if t.first_errors.len() < 5 {
-                    t.first_errors.push(v["error"].to_string());
-                }
-            } else {
-                out[*i] = Some(v["result"].clone());
+            match reply {
+                Ok(v) => out[i] = Some(v),
+                Err(e) => t.error(e),
             }
         }
         out
     }
+
+    /// One request, alone on the connection; its answer and round trip.
+    async fn call(&mut self, method: &str, params: Value) -> Result<(Value, Duration), String> {
+        self.next_id += 1;
+        let id = self.next_id;
+        let mut text =
+            json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params}).to_string();
+        text.push('\n');
+        let start = Instant::now();
+        self.w
+            .write_all(text.as_bytes())
+            .await
+            .map_err(|e| format!("write: {e}"))?;
+        loop {
+            if let Ok((got, reply)) = self.read().await? {
+                if got == id {
+                    return reply.map(|v| (v, start.elapsed()));
+                }
+            }
+        }
+    }
 }
 
-async fn wallet(o: Arc<Options>, shs: Vec<String>, tally: Arc<Mutex<Tally>>) {
-    let stream = match TcpStream::connect(o.server).await {
-        Ok(s) => s,
-        Err(e) => {
-            let mut t = tally.lock();
-            t.errors += 1;
-            t.first_errors.push(format!("connect: {e}"));
-            return;
-        }
-    };
-    let _ = stream.set_nodelay(true);
-    let (r, w) = stream.into_split();
-    let mut c = Conn {
-        r: BufReader::new(r),
-        w,
-        next_id: 0,
-    };
-    let version = [("server.version", json!(["bench-load", "1.4"]))];
-    c.phase(&version, &tally).await;
-    c.phase(&[("blockchain.headers.subscribe", json!([]))], &tally)
+/// One wallet after its start-up: its connection and what it learnt.
+struct Wallet {
+    conn: Conn,
+    rng: Rng,
+    /// Scripthashes with a history the server answered.
+    used: Vec<String>,
+    /// (txid, height) of confirmed transactions from those histories.
+    txs: Vec<(String, u64)>,
+    tip: u64,
+    /// The two fresh scripthashes the notification round pays.
+    fresh: [String; 2],
+}
+
+async fn start_up(
+    o: Arc<Options>,
+    index: usize,
+    shs: Vec<String>,
+    fresh: [String; 2],
+    tally: Arc<Mutex<Tally>>,
+) -> Result<Wallet, String> {
+    let mut c = Conn::open(o.server).await?;
+    c.pipeline(&[("server.version", json!(["bench-load", "1.4"]))], &tally)
         .await;
-    let subs: Vec<(&str, Value)> = shs
+    let tip = c
+        .pipeline(&[("blockchain.headers.subscribe", json!([]))], &tally)
+        .await;
+    let tip = tip[0]
+        .as_ref()
+        .and_then(|t| t["height"].as_u64())
+        .unwrap_or(0);
+    let subs: Vec<(&str, Value)> = fresh
         .iter()
+        .chain(&shs)
         .map(|sh| ("blockchain.scripthash.subscribe", json!([sh])))
         .collect();
-    let statuses = c.phase(&subs, &tally).await;
-    let used: Vec<&String> = shs
+    let statuses = c.pipeline(&subs, &tally).await;
+    let with_history: Vec<&String> = fresh
         .iter()
+        .chain(&shs)
         .zip(&statuses)
         .filter(|(_, s)| matches!(s, Some(v) if !v.is_null()))
         .map(|(sh, _)| sh)
         .collect();
     let mut calls: Vec<(&str, Value)> = Vec::new();
-    for sh in &used {
+    for sh in &with_history {
         calls.push(("blockchain.scripthash.get_history", json!([sh])));
         calls.push(("blockchain.scripthash.listunspent", json!([sh])));
     }
-    let replies = c.phase(&calls, &tally).await;
+    let replies = c.pipeline(&calls, &tally).await;
+    let mut used = Vec::new();
     let mut txs: Vec<(String, u64)> = Vec::new();
-    for history in replies.iter().step_by(2).flatten() {
+    for (sh, history) in with_history.iter().zip(replies.iter().step_by(2)) {
+        let Some(history) = history else { continue };
+        used.push(sh.to_string());
         for item in history.as_array().into_iter().flatten() {
             if let (Some(tx), Some(h)) = (item["tx_hash"].as_str(), item["height"].as_i64()) {
                 if h > 0 && txs.len() < o.txs {
@@ -239,27 +461,352 @@ async fn wallet(o: Arc<Options>, shs: Vec<String>, tally: Arc<Mutex<Tally>>) {
         calls.push(("blockchain.transaction.get_merkle", json!([tx, h])));
     }
     if !calls.is_empty() {
-        c.phase(&calls, &tally).await;
+        c.pipeline(&calls, &tally).await;
+    }
+    Ok(Wallet {
+        conn: c,
+        rng: Rng(0x9E37_79B9_7F4A_7C15 ^ (index as u64 + 1).wrapping_mul(0xD1B5_4A32_D192_ED03)),
+        used,
+        txs,
+        tip,
+        fresh,
+    })
+}
+
+/// Single requests with exponential think times (mean `think`) until `until`.
+async fn steady(
+    mut w: Wallet,
+    think: f64,
+    until: Instant,
+    tally: Arc<Mutex<Tally>>,
+) -> Option<Wallet> {
+    // Sessions start out of step, as real ones are.
+    let first = Duration::from_secs_f64(w.rng.unit() * think);
+    tokio::time::sleep(first).await;
+    while Instant::now() < until {
+        let (method, params) = match w.rng.below(6) {
+            0 | 1 | 2 if !w.used.is_empty() => {
+                let sh = &w.used[w.rng.below(w.used.len())];
+                let m = [
+                    "blockchain.scripthash.get_history",
+                    "blockchain.scripthash.listunspent",
+                    "blockchain.scripthash.get_balance",
+                ];
+                (m[w.rng.below(3)], json!([sh]))
+            }
+            3 | 4 if !w.txs.is_empty() => {
+                let (tx, h) = &w.txs[w.rng.below(w.txs.len())];
+                if w.rng.below(2) == 0 {
+                    ("blockchain.transaction.get", json!([tx]))
+                } else {
+                    ("blockchain.transaction.get_merkle", json!([tx, h]))
+                }
+            }
+            _ => {
+                let h = w.rng.below(w.tip as usize + 1);
+                ("blockchain.block.header", json!([h]))
+            }
+        };
+        match w.conn.call(method, params).await {
+            Ok((_, latency)) => tally.lock().latencies.push(latency),
+            Err(e) if refusal(&e) => tally.lock().refused += 1,
+            Err(e) if e.starts_with("read:") || e.starts_with("write:") || e.contains("closed") => {
+                tally.lock().error(e);
+                return None;
+            }
+            Err(e) => tally.lock().error(e),
+        }
+        // -ln(U) * mean: exponential think time, so arrivals are Poisson-like overall.
+        let pause = Duration::from_secs_f64(-(1.0 - w.rng.unit()).ln() * think);
+        if Instant::now() + pause >= until {
+            break;
+        }
+        tokio::time::sleep(pause).await;
+    }
+    Some(w)
+}
+
+/// Reads until both fresh scripthashes (and the header, when `header`) were notified; the
+/// arrival times of the first and the last of them.
+async fn await_notes(mut w: Wallet, header: bool) -> (Wallet, Result<(Instant, Instant), String>) {
+    let mut want: HashSet<String> = w.fresh.iter().cloned().collect();
+    let mut header_left = header;
+    let mut first = None;
+    let result = loop {
+        match w.conn.read().await {
+            Err(e) => break Err(e),
+            Ok(Ok(_reply)) => continue,
+            Ok(Err(note)) => {
+                let hit = match note {
+                    Note::Script(sh) => want.remove(&sh),
+                    Note::Header => std::mem::take(&mut header_left),
+                };
+                if hit {
+                    let now = Instant::now();
+                    first.get_or_insert(now);
+                    if want.is_empty() && !header_left {
+                        break Ok((first.unwrap_or(now), now));
+                    }
+                }
+            }
+        }
+    };
+    (w, result)
+}
+
+/// One notification round: every wallet waits for its notes while `trigger` runs on the
+/// daemon; times from the trigger's return to the first and the last note.
+async fn notify_round<F>(
+    wallets: Vec<Wallet>,
+    header: bool,
+    timeout: Duration,
+    trigger: F,
+) -> (Vec<Wallet>, Value)
+where
+    F: FnOnce() -> Result<(), String> + Send + 'static,
+{
+    let tasks: Vec<_> = wallets
+        .into_iter()
+        .map(|w| tokio::spawn(tokio::time::timeout(timeout, await_notes(w, header))))
+        .collect();
+    let triggered = tokio::task::spawn_blocking(trigger).await.expect("trigger");
+    let t0 = Instant::now();
+    if let Err(e) = triggered {
+        for t in &tasks {
+            t.abort();
+        }
+        return (Vec::new(), json!({ "error": e }));
+    }
+    let mut kept = Vec::new();
+    let (mut first, mut last) = (None::<Instant>, None::<Instant>);
+    let (mut missing, mut failed) = (0u64, Vec::new());
+    let sessions = tasks.len();
+    for t in tasks {
+        match t.await {
+            Ok(Ok((w, Ok((a, b))))) => {
+                first = Some(first.map_or(a, |f| f.min(a)));
+                last = Some(last.map_or(b, |l| l.max(b)));
+                kept.push(w);
+            }
+            Ok(Ok((_, Err(e)))) => {
+                missing += 1;
+                if failed.len() < 3 {
+                    failed.push(e);
+                }
+            }
+            _ => missing += 1,
+        }
+    }
+    let ms = |t: Option<Instant>| {
+        t.map(|t| round(t.saturating_duration_since(t0).as_secs_f64() * 1000.0, 1))
+    };
+    let spread = match (first, last) {
+        (Some(f), Some(l)) => Some(round((l - f).as_secs_f64() * 1000.0, 1)),
+        _ => None,
+    };
+    let report = json!({
+        "sessions": sessions,
+        "sessions missing notifications": missing,
+        "first errors": failed,
+        "first note ms": ms(first),
+        "last note ms": ms(last),
+        "first to last ms": spread,
+    });
+    (kept, report)
+}
+
+/// The largest confirmed P2WSH(OP_TRUE) output (the bench chain's change and coinbases).
+fn op_true_coin(d: &mut rpc::Client, op_true: &ScriptBuf) -> Result<(OutPoint, u64), String> {
+    let desc = format!("raw({})", hex::encode(op_true.as_bytes()));
+    let scan = d.call("scantxoutset", json!(["start", [desc]]))?;
+    let best = scan["unspents"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|u| {
+            let txid = Txid::from_str(u["txid"].as_str()?).ok()?;
+            let vout = u["vout"].as_u64()? as u32;
+            let value = (u["amount"].as_f64()? * 1e8).round() as u64;
+            Some((OutPoint { txid, vout }, value))
+        })
+        .max_by_key(|(_, v)| *v);
+    best.ok_or_else(|| "no P2WSH(OP_TRUE) output to spend: is this a bench-chain chain?".into())
+}
+
+/// A transaction paying every script in `to`, sent to the daemon.
+fn pay_all(o: &Options, to: &[ScriptBuf]) -> Result<(), String> {
+    let mut d = daemon(o);
+    let witness_script = [0x51u8];
+    let mut op_true = vec![0x00, 0x20];
+    op_true.extend_from_slice(&sha256::Hash::hash(&witness_script).to_byte_array());
+    let op_true = ScriptBuf::from_bytes(op_true);
+    let (coin, value) = op_true_coin(&mut d, &op_true)?;
+    let each = 100_000u64;
+    // 34 bytes per P2PKH output plus an input; 4 sat/vB clears any relay minimum here.
+    let fee = (to.len() as u64 * 34 + 200) * 4;
+    let change = value
+        .checked_sub(each * to.len() as u64 + fee)
+        .ok_or(format!(
+            "largest OP_TRUE coin holds {value} sat: too little"
+        ))?;
+    let mut output: Vec<TxOut> = to
+        .iter()
+        .map(|s| TxOut {
+            value: Amount::from_sat(each),
+            script_pubkey: s.clone(),
+        })
+        .collect();
+    output.push(TxOut {
+        value: Amount::from_sat(change),
+        script_pubkey: op_true,
+    });
+    let tx = Transaction {
+        version: Version::TWO,
+        lock_time: LockTime::ZERO,
+        input: vec![TxIn {
+            previous_output: coin,
+            script_sig: ScriptBuf::new(),
+            sequence: Sequence::MAX,
+            witness: Witness::from_slice(&[witness_script.to_vec()]),
+        }],
+        output,
+    };
+    let raw = bitcoin::consensus::encode::serialize_hex(&tx);
+    d.call("sendrawtransaction", json!([raw]))?;
+    Ok(())
+}
+
+/// Mines one block (to P2WSH(OP_TRUE)) on the regtest daemon.
+fn mine(o: &Options) -> Result<(), String> {
+    let mut d = daemon(o);
+    let mut op_true = vec![0x00, 0x20];
+    op_true.extend_from_slice(&sha256::Hash::hash(&[0x51]).to_byte_array());
+    let raw = format!("raw({})", hex::encode(op_true));
+    let info = d.call("getdescriptorinfo", json!([raw]))?;
+    let desc = format!("{raw}#{}", info["checksum"].as_str().unwrap_or_default());
+    d.call("generatetodescriptor", json!([1, desc]))?;
+    Ok(())
+}
+
+/// Waits until the server's tip is the daemon's (the other server may just have been resumed).
+async fn wait_synced(o: &Options) -> Result<(), String> {
+    let want = daemon(o)
+        .call("getblockcount", json!([]))?
+        .as_u64()
+        .ok_or("getblockcount")?;
+    let deadline = Instant::now() + o.timeout;
+    loop {
+        let mut c = Conn::open(o.server).await?;
+        c.call("server.version", json!(["bench-load", "1.4"]))
+            .await?;
+        let (tip, _) = c.call("blockchain.headers.subscribe", json!([])).await?;
+        if tip["height"].as_u64() == Some(want) {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err(format!(
+                "server tip {} is not the daemon's {want}",
+                tip["height"]
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
 
-fn peak_rss_kib(pid: u32) -> Option<u64> {
+fn peak_rss_mib(pid: u32) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status
+    let kib: u64 = status
         .lines()
         .find(|l| l.starts_with("VmHWM:"))?
         .split_whitespace()
         .nth(1)?
         .parse()
-        .ok()
+        .ok()?;
+    Some(kib / 1024)
 }
 
-fn percentile(sorted: &[Duration], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
+async fn run(o: Arc<Options>, pool: Vec<String>) -> Result<Value, String> {
+    wait_synced(&o).await?;
+    let fresh_scripts = fresh_scripts(2 * o.sessions, &o.label);
+    let fresh: Vec<String> = fresh_scripts
+        .iter()
+        .map(|s| scripthash(s.as_bytes()))
+        .collect();
+
+    let tally = Arc::new(Mutex::new(Tally::default()));
+    let start = Instant::now();
+    let tasks: Vec<_> = (0..o.sessions)
+        .map(|i| {
+            let shs: Vec<String> = (0..o.subs - 2)
+                .map(|k| pool[(i * (o.subs - 2) + k) % pool.len()].clone())
+                .collect();
+            let f = [fresh[2 * i].clone(), fresh[2 * i + 1].clone()];
+            let fut = start_up(o.clone(), i, shs, f, tally.clone());
+            tokio::spawn(tokio::time::timeout(o.timeout, fut))
+        })
+        .collect();
+    let mut wallets = Vec::new();
+    for t in tasks {
+        match t.await {
+            Ok(Ok(Ok(w))) => wallets.push(w),
+            Ok(Ok(Err(e))) => tally.lock().error(e),
+            _ => tally.lock().stuck += 1,
+        }
     }
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i].as_secs_f64() * 1000.0
+    let storm = tally.lock().report(start.elapsed().as_secs_f64());
+
+    let tally = Arc::new(Mutex::new(Tally::default()));
+    let think = wallets.len() as f64 / o.rate;
+    let start = Instant::now();
+    let until = start + Duration::from_secs_f64(o.steady);
+    let tasks: Vec<_> = wallets
+        .drain(..)
+        .map(|w| {
+            let fut = steady(w, think, until, tally.clone());
+            tokio::spawn(tokio::time::timeout(
+                o.timeout + Duration::from_secs_f64(o.steady),
+                fut,
+            ))
+        })
+        .collect();
+    for t in tasks {
+        match t.await {
+            Ok(Ok(Some(w))) => wallets.push(w),
+            Ok(Ok(None)) => {}
+            _ => tally.lock().stuck += 1,
+        }
+    }
+    let mut steady = tally.lock().report(start.elapsed().as_secs_f64());
+    steady["target requests/s"] = json!(o.rate);
+
+    let mut out = json!({
+        "label": o.label,
+        "sessions": o.sessions,
+        "subscriptions per session": o.subs,
+        "scripthash pool": pool.len(),
+        "start-up storm": storm,
+        "steady load": steady,
+    });
+    if o.notify {
+        let touched = 2 * wallets.len();
+        let scripts: Vec<ScriptBuf> = wallets
+            .iter()
+            .flat_map(|w| w.fresh.iter())
+            .map(|sh| fresh_scripts[fresh.iter().position(|f| f == sh).expect("fresh")].clone())
+            .collect();
+        let o2 = o.clone();
+        let (wallets, mempool) =
+            notify_round(wallets, false, o.timeout, move || pay_all(&o2, &scripts)).await;
+        let o2 = o.clone();
+        let (_, block) = notify_round(wallets, true, o.timeout, move || mine(&o2)).await;
+        out["notifications"] = json!({
+            "scripthashes touched": touched,
+            "mempool transaction": mempool,
+            "block": block,
+        });
+    }
+    out["peak RSS MiB"] = json!(o.pid.and_then(peak_rss_mib));
+    Ok(out)
 }
 
 fn main() {
@@ -270,7 +817,7 @@ fn main() {
             std::process::exit(2);
         }
     };
-    let pool = match scripthashes(&o) {
+    let pool = match pool(&o) {
         Ok(p) if !p.is_empty() => p,
         Ok(_) => {
             eprintln!(
@@ -288,37 +835,11 @@ fn main() {
         .enable_all()
         .build()
         .expect("runtime");
-    let tally = Arc::new(Mutex::new(Tally::default()));
-    let start = Instant::now();
-    rt.block_on(async {
-        let tasks: Vec<_> = (0..o.sessions)
-            .map(|i| {
-                let shs: Vec<String> = (0..o.subs)
-                    .map(|k| pool[(i * o.subs + k) % pool.len()].clone())
-                    .collect();
-                tokio::spawn(wallet(o.clone(), shs, tally.clone()))
-            })
-            .collect();
-        for t in tasks {
-            let _ = t.await;
+    match rt.block_on(run(o, pool)) {
+        Ok(v) => println!("{v}"),
+        Err(e) => {
+            eprintln!("bench-load: {e}");
+            std::process::exit(1);
         }
-    });
-    let elapsed = start.elapsed().as_secs_f64();
-    let mut t = tally.lock();
-    t.latencies.sort_unstable();
-    let requests = t.latencies.len();
-    let out = json!({
-        "label": o.label,
-        "sessions": o.sessions,
-        "scripthash pool": pool.len(),
-        "requests": requests,
-        "errors": t.errors,
-        "first errors": t.first_errors,
-        "seconds": elapsed,
-        "requests/s": requests as f64 / elapsed,
-        "p50 ms": percentile(&t.latencies, 0.5),
-        "p99 ms": percentile(&t.latencies, 0.99),
-        "peak RSS MiB": o.pid.and_then(peak_rss_kib).map(|k| k / 1024),
-    });
-    println!("{out}");
+    }
 }
