@@ -29,6 +29,8 @@ pub struct Unspent {
 pub struct Balance {
     pub confirmed: u64,
     pub unconfirmed: i64,
+    /// Confirmed outputs summed: what the answer cost to compute.
+    pub utxos: usize,
 }
 
 #[derive(Clone)]
@@ -100,15 +102,11 @@ impl Query {
     pub fn balance(&self, sh: &ScriptHash) -> Result<Balance, StoreError> {
         let hashx = sh.hashx();
         let mempool = self.mempool.read();
-        let confirmed = self
-            .store
-            .script_utxos(&hashx)?
-            .iter()
-            .map(|u| u.value)
-            .sum();
+        let utxos = self.store.script_utxos(&hashx)?;
         Ok(Balance {
-            confirmed,
+            confirmed: utxos.iter().map(|u| u.value).sum(),
             unconfirmed: mempool.balance_delta(&hashx),
+            utxos: utxos.len(),
         })
     }
 }

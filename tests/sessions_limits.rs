@@ -175,6 +175,33 @@ fn an_abuser_is_throttled_then_cut_off_while_others_are_served_and_admin_rpc_wor
     );
     assert!(good.line_or_closed().is_none(), "disconnected by the admin");
 
+    // A balance costs by the UTXOs it sums, as in ElectrumX (1 + n/50): the hoard's 300 make
+    // it cost 7, an unused script's 1.
+    let mut payer = negotiated(THIRD, port);
+    let cost = || {
+        let sessions = rpc_json(rpc_port, &["sessions"]);
+        let rows = sessions.as_array().unwrap();
+        let row = rows
+            .iter()
+            .find(|r| r[2].as_str().unwrap().starts_with("127.0.0.3:"));
+        row.unwrap_or_else(|| panic!("{sessions}"))[5]
+            .as_f64()
+            .unwrap()
+    };
+    let c0 = cost();
+    payer.result(
+        "blockchain.scripthash.get_balance",
+        json!([scripthash_bytes(b"never paid")]),
+    );
+    let c1 = cost();
+    payer.result("blockchain.scripthash.get_balance", json!([long_sh]));
+    let c2 = cost();
+    assert!(
+        (0.9..2.0).contains(&(c1 - c0)),
+        "unused script: {c0} -> {c1}"
+    );
+    assert!((6.9..8.0).contains(&(c2 - c1)), "300 UTXOs: {c1} -> {c2}");
+
     // Unknown commands and unreachable ports are reported, not panicked on.
     let (out, ok) = sextant_rpc(rpc_port, &["inspect_session", "424242"]);
     assert!(!ok && out.contains("no session with id=424242"), "{out}");

@@ -198,10 +198,7 @@ pub async fn dispatch(server: &Arc<Server>, session: &Arc<SessionHandle>, call: 
             let info = server.daemon_cache.networkinfo(&server.daemon).await?;
             py_number(info.get("relayfee").unwrap_or(&Value::Null))
         }
-        "blockchain.scripthash.get_balance" => {
-            session.charge(charge::utxos(0));
-            get_balance(server, a).await
-        }
+        "blockchain.scripthash.get_balance" => get_balance(server, session, a).await,
         "blockchain.scripthash.get_history" => get_history(server, session, a).await,
         "blockchain.scripthash.get_mempool" => get_mempool(server, session, a),
         "blockchain.scripthash.listunspent" => listunspent(server, session, a).await,
@@ -453,11 +450,14 @@ struct HistoryItem {
     fee: Option<u64>,
 }
 
-async fn get_balance(server: &Arc<Server>, a: &Args) -> Reply {
+async fn get_balance(server: &Arc<Server>, session: &Arc<SessionHandle>, a: &Args) -> Reply {
     let sh = scripthash(a.req(0))?;
+    let session = session.clone();
     server
         .blocking(move |s| {
             let b = s.query.balance(&sh).map_err(store_error)?;
+            // As ElectrumX: a balance costs like listing the UTXOs it sums.
+            session.charge(charge::utxos(b.utxos));
             #[derive(Serialize)]
             struct Balance {
                 confirmed: u64,
