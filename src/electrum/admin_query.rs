@@ -1,0 +1,134 @@
+//! The admin RPC's `query ITEMS [LIMIT]`: confirmed history, UTXOs and balance of scripts or
+//! addresses, in ElectrumX's lines (`rpc_query`), read from the index alone so it works during
+//! the initial sync too.
+//!
+//! As in ElectrumX an item is a script if it is hex (so a script hash is read as a script), else
+//! a Base58 P2PKH or P2SH address of the coin; anything else is skipped without a line.
+
+use crate::coin::{Coin, TxFamily};
+use crate::store::{Store, StoreError};
+use crate::types::{HashX, ScriptHash, TxNum};
+
+use super::pyfmt::thousands;
+
+/// What `query` accepts per request when no limit is given (`electrumx_rpc`'s default).
+pub const DEFAULT_LIMIT: usize = 1000;
+
+/// The lines ElectrumX's `query` prints for `items`, `limit` entries at most of each list.
+pub fn lines(
+    coin: &Coin,
+    store: &Store,
+    items: &[String],
+    limit: usize,
+) -> Result<Vec<String>, StoreError> {
+    let mut out = Vec::new();
+    for item in items {
+        let Some(hashx) = item_hashx(coin, item, &mut out) else {
+            continue;
+        };
+        let txnums: Vec<TxNum> = store.history(&hashx)?.into_iter().take(limit).collect();
+        if txnums.is_empty() {
+            out.push("No history found".into());
+        }
+        let txids = store.txids(&txnums)?;
+        let heights = store.txnum_heights(&txnums);
+        for (n, (txid, height)) in txids.iter().zip(&heights).enumerate() {
+            out.push(format!(
+                "History #{}: height {} txid {txid}",
+                thousands(n as i128),
+                thousands(height.0.into())
+            ));
+        }
+        // ElectrumX reads its UTXO rows in key order: output index, then tx number.
+        let mut utxos = store.script_utxos(&hashx)?;
+        utxos.sort_by_key(|u| (u.vout, u.txnum));
+        if utxos.is_empty() {
+            out.push("No UTXOs found".into());
+        }
+        let shown: Vec<TxNum> = utxos.iter().take(limit.max(1)).map(|u| u.txnum).collect();
+        let txids = store.txids(&shown)?;
+        let heights = store.txnum_heights(&shown);
+        for (n, ((u, txid), height)) in utxos.iter().zip(&txids).zip(&heights).enumerate() {
+            out.push(format!(
+                "UTXO #{}: txid {txid} tx_pos {} height {} value {}",
+                thousands(n as i128 + 1),
+                thousands(u.vout.into()),
+                thousands(height.0.into()),
+                thousands(u.value.into())
+            ));
+        }
+        let balance: u64 = utxos.iter().map(|u| u.value).sum();
+        out.push(format!("Balance: {} {}", coins(balance), coin.shortname));
+    }
+    Ok(out)
+}
+
+/// The item's script key, with its `Script:` or `Address:` line.
+fn item_hashx(coin: &Coin, item: &str, out: &mut Vec<String>) -> Option<HashX> {
+    if let Ok(script) = hex::decode(item) {
+        out.push(format!("Script: {item}"));
+        return Some(script_hashx(coin, &script));
+    }
+    let script = address_script(coin, item)?;
+    out.push(format!("Address: {item}"));
+    Some(script_hashx(coin, &script))
+}
+
+/// Kevacoin indexes an output under its script without the keva prefix, as its ElectrumX does.
+fn script_hashx(coin: &Coin, script: &[u8]) -> HashX {
+    let owner = match crate::keva::script::split(script) {
+        Some((_, prefix_len)) if coin.chain.tx == TxFamily::Kevacoin => &script[prefix_len..],
+        _ => script,
+    };
+    ScriptHash::of_script(owner).hashx()
+}
+
+/// The output script of a Base58Check P2PKH or P2SH address of this coin and net.
+fn address_script(coin: &Coin, address: &str) -> Option<Vec<u8>> {
+    let raw = bitcoin::base58::decode_check(address).ok()?;
+    let (version, hash) = raw.split_at(raw.len().checked_sub(20).filter(|&n| n > 0)?);
+    let version = match version {
+        [v] => *v,
+        _ => return None,
+    };
+    if version == coin.p2pkh_verbyte {
+        let mut s = vec![0x76, 0xa9, 0x14];
+        s.extend_from_slice(hash);
+        s.extend_from_slice(&[0x88, 0xac]);
+        Some(s)
+    } else if coin.p2sh_verbytes.contains(&version) {
+        let mut s = vec![0xa9, 0x14];
+        s.extend_from_slice(hash);
+        s.push(0x87);
+        Some(s)
+    } else {
+        None
+    }
+}
+
+/// Python's `f"{Decimal(sats) / 100_000_000:,f}"`: grouped whole coins, the fraction without
+/// trailing zeros.
+fn coins(sats: u64) -> String {
+    let whole = thousands((sats / 100_000_000).into());
+    let frac = format!("{:08}", sats % 100_000_000);
+    let frac = frac.trim_end_matches('0');
+    if frac.is_empty() {
+        whole
+    } else {
+        format!("{whole}.{frac}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn balances_print_as_python_decimals() {
+        assert_eq!(coins(0), "0");
+        assert_eq!(coins(1), "0.00000001");
+        assert_eq!(coins(150_000_000), "1.5");
+        assert_eq!(coins(5_000_000_000), "50");
+        assert_eq!(coins(123_456_789_012_345), "1,234,567.89012345");
+    }
+}
