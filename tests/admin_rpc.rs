@@ -1,10 +1,13 @@
 //! The admin RPC (`rpc://`) of the `sextant` binary against a real `litecoind -regtest`, through
 //! `sextant-rpc`: it answers from start-up, during the initial sync (held at a [`DaemonGate`]
 //! so the sync is in progress for as long as the test looks), `stop` ends a sync cleanly and a
-//! restart goes on from the stored height; `daemon_url` switches daemons at run time.
+//! restart goes on from the stored height; `daemon_url` switches daemons at run time; `query`
+//! prints ElectrumX's lines (compared with ElectrumX 2.0's own on the same chain); `reorg` undoes
+//! blocks and syncs them again to the same index.
 
 mod common;
 
+use std::path::Path;
 use std::time::Duration;
 
 use common::*;
@@ -125,4 +128,159 @@ fn admin_rpc_answers_during_the_initial_sync_and_stop_ends_it_cleanly() {
     d.mine(1);
     wait_db_height(rpc_port, 53);
     assert!(gate.passed() > through_gate);
+}
+
+/// The `query` lines of `sextant-rpc` (or of ElectrumX, which speaks the same admin protocol),
+/// with the coin's ticker dropped from the balance: ElectrumX calls regtest coins XLT, the coin
+/// file LTC.
+fn query(rpc_port: u16, args: &[&str]) -> Vec<String> {
+    let args = [&["query"], args].concat();
+    let lines = rpc_json(rpc_port, &args);
+    lines
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| {
+            let l = l.as_str().unwrap();
+            match l.strip_prefix("Balance: ") {
+                Some(b) => format!("Balance: {}", b.rsplit_once(' ').unwrap().0),
+                None => l.to_string(),
+            }
+        })
+        .collect()
+}
+
+fn dump(db: &Path) -> Vec<sextant::store::DumpRow> {
+    let coin = sextant::coin::CoinRegistry::embedded()
+        .unwrap()
+        .lookup("Litecoin", "regtest")
+        .unwrap();
+    let store = sextant::store::Store::open(db, &coin, 16, sextant::store::Mode::Follow).unwrap();
+    store.dump().unwrap()
+}
+
+#[test]
+fn query_answers_like_electrumx_and_reorg_gives_back_the_same_index() {
+    let venv = electrumx_venv();
+    let d = Litecoind::start();
+    d.ensure_funds(20 * COIN);
+    let legacy = d.new_address(AddrType::Legacy);
+    let wrapped = d.new_address(AddrType::P2shSegwit);
+    let native = d.new_address(AddrType::Bech32);
+    d.mine_to(&legacy, 2);
+    for (i, a) in [&legacy, &wrapped, &native, &legacy]
+        .into_iter()
+        .enumerate()
+    {
+        d.send(a, (i as u64 + 1) * COIN / 4);
+        d.send(a, COIN / 8);
+        d.mine(1);
+    }
+    let tip = d.height();
+
+    let dir = tempfile::tempdir().unwrap();
+    let (ex_port, ex_rpc, sx_port, sx_rpc) = (free_port(), free_port(), free_port(), free_port());
+    let env = |port: u16, rpc_port: u16| {
+        vec![
+            ("COIN", "Litecoin".to_string()),
+            ("NET", "regtest".into()),
+            ("DAEMON_URL", format!("{}/", d.rpc_url())),
+            services(port, rpc_port),
+            ("DAEMON_POLL_INTERVAL_BLOCKS", "100".into()),
+            ("DAEMON_POLL_INTERVAL_MEMPOOL", "100".into()),
+            ("PEER_DISCOVERY", "off".into()),
+            ("LOG_LEVEL", "info".into()),
+        ]
+    };
+    let mut ex = start_electrumx(&venv, &env(ex_port, ex_rpc), dir.path());
+    let mut sx = Sextant::start(&d, dir.path(), &env(sx_port, sx_rpc));
+    let probe = scripthash(&d.script_of(&legacy));
+    wait_listening(&mut ex, ex_port);
+    sx.wait_listening(sx_port);
+    wait_caught_up(ex_port, tip, &probe, &json!([]), "ElectrumX");
+    wait_caught_up(sx_port, tip, &probe, &json!([]), "Sextant");
+
+    // query: addresses (Base58 only, as in ElectrumX), hex scripts (a script hash is read as a
+    // script too), junk; with and without a limit.
+    let items = [
+        legacy.clone(),
+        wrapped.clone(),
+        native.clone(),
+        d.script_of(&native),
+        d.script_of(&wrapped),
+        probe.clone(),
+        "not an address".into(),
+    ];
+    let items: Vec<&str> = items.iter().map(String::as_str).collect();
+    let before = query(sx_rpc, &items);
+    assert_eq!(before, query(ex_rpc, &items));
+    assert!(
+        before.iter().any(|l| l.starts_with("UTXO #3: txid")),
+        "{before:#?}"
+    );
+    assert!(
+        before.contains(&format!("Address: {legacy}")),
+        "{before:#?}"
+    );
+    assert!(!before
+        .iter()
+        .any(|l| l.contains(&native) || l.contains("not an")));
+    let limited = ["-l", "2", &legacy, &wrapped];
+    assert_eq!(query(sx_rpc, &limited), query(ex_rpc, &limited));
+    // Other replies that are plain text agree too.
+    for cmd in [
+        &["daemon_url"][..],
+        &["log", "new"],
+        &["log", "new"],
+        &["add_peer", ""],
+    ] {
+        assert_eq!(rpc_json(sx_rpc, cmd), rpc_json(ex_rpc, cmd), "{cmd:?}");
+    }
+    let (exi, sxi) = (
+        rpc_json(ex_rpc, &["getinfo"]),
+        rpc_json(sx_rpc, &["getinfo"]),
+    );
+    for key in exi.as_object().unwrap().keys().filter(|k| *k != "caches") {
+        assert!(sxi.get(key).is_some(), "getinfo lacks {key:?}: {sxi}");
+    }
+    drop(ex);
+
+    // reorg: the index before, a reorg of 3 blocks, the index after.
+    let db = dir.path().join("db");
+    let stop = |mut sx: Sextant| {
+        assert_eq!(rpc_json(sx_rpc, &["stop"]), json!("stopping"));
+        assert!(sx.wait_exit(Duration::from_secs(60)).success());
+    };
+    stop(sx);
+    let index = dump(&db);
+    let mut sx = Sextant::start(&d, dir.path(), &env(sx_port, sx_rpc));
+    sx.wait_listening(sx_port);
+    let mut c = Client::connect(sx_port);
+    c.result("server.version", json!(["test", "1.4"]));
+    assert_eq!(
+        c.result("blockchain.headers.subscribe", json!([]))["height"],
+        tip
+    );
+    let (out, ok) = sextant_rpc(sx_rpc, &["reorg", "100000"]);
+    assert!(!ok && out.contains("REORG_LIMIT"), "{out}");
+    assert_eq!(
+        rpc_json(sx_rpc, &["reorg", "3"]),
+        json!("scheduled a reorg of 3 blocks")
+    );
+    // Subscribers hear of the tip again: at the fork first, or only once back at the top.
+    loop {
+        let note = c.notification("blockchain.headers.subscribe");
+        if note[0]["height"] == tip {
+            break;
+        }
+        assert_eq!(note[0]["height"], tip - 3, "{note}");
+    }
+    wait_until(Duration::from_secs(60), "the blocks synced again", || {
+        sx.log()
+            .contains(&format!("indexed 3 blocks to height {tip}"))
+            .then_some(())
+    });
+    assert_eq!(query(sx_rpc, &items), before);
+    stop(sx);
+    assert!(dump(&db) == index, "the index differs after the reorg");
 }

@@ -120,7 +120,7 @@ fn an_abuser_is_throttled_then_cut_off_while_others_are_served_and_admin_rpc_wor
     assert_eq!(rpc_json(rpc_port, &["peers"]), json!([]));
     assert_eq!(
         rpc_json(rpc_port, &["add_peer", "peer.example.org t50001"]),
-        json!(true)
+        json!("peer 'peer.example.org t50001' added")
     );
     let peers = rpc_json(rpc_port, &["peers"]);
     assert_eq!(peers.as_array().map(Vec::len), Some(1), "{peers}");

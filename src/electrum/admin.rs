@@ -245,7 +245,11 @@ async fn command(state: &Arc<AdminState>, call: &Call) -> Result<Value, RpcError
         "groups" => Ok(groups(&view)),
         "peers" => Ok(crate::peers::admin_peers()),
         "add_peer" => match arg(call, 0, "real_name").and_then(Value::as_str) {
-            Some(name) => Ok(json!(crate::peers::admin_add_peer(name))),
+            // ElectrumX's reply whatever became of the name; `peers` shows the table.
+            Some(name) => {
+                crate::peers::admin_add_peer(name);
+                Ok(json!(format!("peer '{name}' added")))
+            }
             None => Err(RpcError::new(
                 INVALID_ARGS,
                 "add_peer needs a real name (\"host t50001 s50002\")",
