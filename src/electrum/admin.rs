@@ -260,7 +260,7 @@ async fn command(state: &Arc<AdminState>, call: &Call) -> Result<Value, RpcError
         "inspect_session" => inspect_session(&view, arg(call, 0, "session_id")),
         "daemon_url" => daemon_url(state, arg(call, 0, "daemon_url")),
         "query" => query(state, call).await,
-        "reorg" => reorg(state, arg(call, 0, "count")),
+        "reorg" => reorg(state, arg(call, 0, "count")).await,
         "stop" => {
             info!("admin RPC: stop");
             match (&state.stop, &view.server) {
@@ -340,7 +340,7 @@ async fn query(state: &AdminState, call: &Call) -> Result<Value, RpcError> {
 }
 
 /// `reorg COUNT`: undo COUNT blocks, then sync them again (for testing clients).
-fn reorg(state: &AdminState, count: Option<&Value>) -> Result<Value, RpcError> {
+async fn reorg(state: &AdminState, count: Option<&Value>) -> Result<Value, RpcError> {
     let count = match count {
         None => 3,
         Some(v) => v
@@ -354,9 +354,21 @@ fn reorg(state: &AdminState, count: Option<&Value>) -> Result<Value, RpcError> {
         .forced_reorg
         .as_ref()
         .ok_or_else(|| RpcError::bad_request("no indexer runs in this process"))?;
-    forced
-        .request(count)
-        .map_err(|e| RpcError::bad_request(e.to_string()))?;
+    // Refused before anything is undone: blocks whose undo records are gone (below the reorg
+    // limit, or below a Komodo notarization) cannot be taken back.
+    let store = state.store.clone();
+    let missing = tokio::task::spawn_blocking(move || crate::index::missing_undo(&store, count))
+        .await
+        .map_err(|_| RpcError::internal())?
+        .map_err(super::server::store_error)?;
+    let refused = |e: crate::index::ForcedReorgError| RpcError::bad_request(e.to_string());
+    forced.check(count).map_err(refused)?;
+    if let Some(height) = missing {
+        return Err(RpcError::bad_request(format!(
+            "cannot reorg {count} blocks: no undo information for height {height}"
+        )));
+    }
+    forced.request(count).map_err(refused)?;
     info!("admin RPC: forced reorg of {count} blocks");
     Ok(json!(format!(
         "scheduled a reorg of {} blocks",

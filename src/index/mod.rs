@@ -16,7 +16,7 @@ use tracing::{info, warn};
 use crate::coin::Coin;
 use crate::daemon::Daemon;
 use crate::mempool::Mempool;
-use crate::store::{Mode, Store, Tip};
+use crate::store::{Mode, Store, StoreError, Tip};
 use crate::types::{HashX, Height};
 use writer::{WriteError, Writer};
 
@@ -64,8 +64,9 @@ impl ForcedReorg {
         }
     }
 
-    /// Schedules a reorg of `count` blocks; refused before the first catch-up, as ElectrumX does.
-    pub fn request(&self, count: u32) -> Result<(), ForcedReorgError> {
+    /// Whether a reorg of `count` blocks would be accepted now: not before the first catch-up
+    /// (as in ElectrumX), nor deeper than the reorg limit.
+    pub fn check(&self, count: u32) -> Result<(), ForcedReorgError> {
         use std::sync::atomic::Ordering;
         if !self.inner.caught_up.load(Ordering::Acquire) {
             return Err(ForcedReorgError::CatchingUp);
@@ -74,6 +75,12 @@ impl ForcedReorg {
         if count > limit {
             return Err(ForcedReorgError::TooDeep { count, limit });
         }
+        Ok(())
+    }
+
+    /// Schedules a reorg of `count` blocks, if [`check`](Self::check) allows it.
+    pub fn request(&self, count: u32) -> Result<(), ForcedReorgError> {
+        self.check(count)?;
         *self.inner.pending.lock() = Some(count);
         self.inner.wake.notify_one();
         Ok(())
@@ -82,6 +89,21 @@ impl ForcedReorg {
     fn take(&self) -> Option<u32> {
         self.inner.pending.lock().take()
     }
+}
+
+/// The highest of the top `count` blocks (the genesis block excepted) that has no undo record,
+/// so that a forced reorg of `count` could not take it back.
+pub fn missing_undo(store: &Store, count: u32) -> Result<Option<Height>, StoreError> {
+    let Some(tip) = store.tip() else {
+        return Ok(None);
+    };
+    let depth = count.min(tip.height.0);
+    for h in (tip.height.0 + 1 - depth..=tip.height.0).rev() {
+        if store.undo(Height(h))?.is_none() {
+            return Ok(Some(Height(h)));
+        }
+    }
+    Ok(None)
 }
 
 /// Why a sync pass stopped early.
@@ -452,6 +474,12 @@ impl Indexer {
             return Ok(());
         };
         let depth = count.min(tip.height.0);
+        let store = self.store.clone();
+        let missing = tokio::task::spawn_blocking(move || missing_undo(&store, depth)).await??;
+        if let Some(h) = missing {
+            warn!("forced reorg of {depth} block(s) skipped: no undo information for height {h}");
+            return Ok(());
+        }
         warn!(
             "forced reorg: undoing {depth} block(s) from height {}",
             tip.height
