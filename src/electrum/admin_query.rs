@@ -123,6 +123,57 @@ fn coins(sats: u64) -> String {
 mod tests {
     use super::*;
 
+    fn regtest() -> Coin {
+        crate::coin::CoinRegistry::embedded()
+            .unwrap()
+            .lookup("Litecoin", "regtest")
+            .unwrap()
+    }
+
+    fn base58(version: u8, hash: [u8; 20]) -> String {
+        bitcoin::base58::encode_check(&[&[version][..], &hash].concat())
+    }
+
+    #[test]
+    fn items_are_hex_scripts_or_base58_addresses_as_in_electrumx() {
+        let coin = regtest();
+        let mut lines = Vec::new();
+        let p2pkh = base58(coin.p2pkh_verbyte, [7; 20]);
+        let script = [&[0x76, 0xa9, 0x14][..], &[7; 20], &[0x88, 0xac]].concat();
+        assert_eq!(
+            item_hashx(&coin, &p2pkh, &mut lines),
+            Some(ScriptHash::of_script(&script).hashx())
+        );
+        let p2sh = base58(coin.p2sh_verbytes[1], [8; 20]);
+        let script = [&[0xa9, 0x14][..], &[8; 20], &[0x87]].concat();
+        assert_eq!(
+            item_hashx(&coin, &p2sh, &mut lines),
+            Some(ScriptHash::of_script(&script).hashx())
+        );
+        // Anything hex is a script, as in ElectrumX.
+        assert_eq!(
+            item_hashx(&coin, "00", &mut lines),
+            Some(ScriptHash::of_script(&[0]).hashx())
+        );
+        // Another net's address, bech32 and junk give no line at all.
+        let mainnet = base58(0x30, [7; 20]);
+        for item in [
+            mainnet.as_str(),
+            "rltc1qw508d6qejxtdg4y5r3zarvary0c5xw7kygt080",
+            "x y",
+        ] {
+            assert_eq!(item_hashx(&coin, item, &mut lines), None, "{item}");
+        }
+        assert_eq!(
+            lines,
+            [
+                format!("Address: {p2pkh}"),
+                format!("Address: {p2sh}"),
+                "Script: 00".to_string()
+            ]
+        );
+    }
+
     #[test]
     fn balances_print_as_python_decimals() {
         assert_eq!(coins(0), "0");
