@@ -225,8 +225,14 @@ fn query_answers_like_electrumx_and_reorg_gives_back_the_same_index() {
     assert!(!before
         .iter()
         .any(|l| l.contains(&native) || l.contains("not an")));
-    let limited = ["-l", "2", &legacy, &wrapped];
-    assert_eq!(query(sx_rpc, &limited), query(ex_rpc, &limited));
+    for limit in ["2", "1", "0", "-1"] {
+        let limited = ["-l", limit, &legacy, &wrapped];
+        assert_eq!(
+            query(sx_rpc, &limited),
+            query(ex_rpc, &limited),
+            "-l {limit}"
+        );
+    }
     // Other replies that are plain text agree too.
     for cmd in [
         &["daemon_url"][..],

@@ -119,7 +119,11 @@ fn parse(mut argv: impl Iterator<Item = String>) -> Result<Args, String> {
             let mut it = rest.into_iter();
             while let Some(a) = it.next() {
                 if a == "-l" || a == "--limit" {
-                    limit = int(&it.next().ok_or("-l needs a number")?)?;
+                    // Negative: no limit, as in ElectrumX.
+                    let v = it.next().ok_or("-l needs a number")?;
+                    limit = json!(v
+                        .parse::<i64>()
+                        .map_err(|_| format!("expected a number: {v}"))?);
                 } else {
                     items.push(a);
                 }

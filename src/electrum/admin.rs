@@ -321,13 +321,12 @@ async fn query(state: &AdminState, call: &Call) -> Result<Value, RpcError> {
     }
     .ok_or_else(|| RpcError::bad_request("items must be a list of strings"))?;
     let limit = match arg(call, 1, "limit") {
-        None | Some(Value::Null) => super::admin_query::DEFAULT_LIMIT,
-        Some(v) => v
-            .as_u64()
-            .and_then(|n| usize::try_from(n).ok())
-            .ok_or_else(|| {
-                RpcError::bad_request(format!("{v} should be a non-negative integer"))
-            })?,
+        None | Some(Value::Null) => Some(super::admin_query::DEFAULT_LIMIT),
+        Some(v) => match v.as_i64() {
+            Some(n) if n < 0 => None,
+            Some(n) => Some(usize::try_from(n).unwrap_or(usize::MAX)),
+            None => return Err(RpcError::bad_request(format!("{v} should be an integer"))),
+        },
     };
     let (coin, store) = (state.coin.clone(), state.store.clone());
     let lines = tokio::task::spawn_blocking(move || {

@@ -14,19 +14,26 @@ use super::pyfmt::thousands;
 /// What `query` accepts per request when no limit is given (`electrumx_rpc`'s default).
 pub const DEFAULT_LIMIT: usize = 1000;
 
-/// The lines ElectrumX's `query` prints for `items`, `limit` entries at most of each list.
+/// The lines ElectrumX's `query` prints for `items`. `limit` bounds each list as ElectrumX's
+/// does: `None` (a negative limit) prints everything, and 0 no history but every UTXO.
 pub fn lines(
     coin: &Coin,
     store: &Store,
     items: &[String],
-    limit: usize,
+    limit: Option<usize>,
 ) -> Result<Vec<String>, StoreError> {
+    let history_limit = limit.unwrap_or(usize::MAX);
+    let utxo_limit = limit.filter(|&n| n > 0).unwrap_or(usize::MAX);
     let mut out = Vec::new();
     for item in items {
         let Some(hashx) = item_hashx(coin, item, &mut out) else {
             continue;
         };
-        let txnums: Vec<TxNum> = store.history(&hashx)?.into_iter().take(limit).collect();
+        let txnums: Vec<TxNum> = store
+            .history(&hashx)?
+            .into_iter()
+            .take(history_limit)
+            .collect();
         if txnums.is_empty() {
             out.push("No history found".into());
         }
@@ -45,7 +52,7 @@ pub fn lines(
         if utxos.is_empty() {
             out.push("No UTXOs found".into());
         }
-        let shown: Vec<TxNum> = utxos.iter().take(limit.max(1)).map(|u| u.txnum).collect();
+        let shown: Vec<TxNum> = utxos.iter().take(utxo_limit).map(|u| u.txnum).collect();
         let txids = store.txids(&shown)?;
         let heights = store.txnum_heights(&shown);
         for (n, ((u, txid), height)) in utxos.iter().zip(&txids).zip(&heights).enumerate() {
