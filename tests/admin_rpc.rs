@@ -113,9 +113,12 @@ fn admin_rpc_answers_during_the_initial_sync_and_stop_ends_it_cleanly() {
         json!(format!("now using daemon at {direct}"))
     );
     assert_eq!(rpc_json(rpc_port, &["getinfo"])["daemon"], direct);
-    let through_gate = gate.passed();
     d.mine(2);
     wait_db_height(rpc_port, 52);
+    // Counted once calls begun before the switch are long over.
+    let through_gate = gate.passed();
+    d.mine(1);
+    wait_db_height(rpc_port, 53);
     assert_eq!(gate.passed(), through_gate, "the gate is no longer asked");
     // A bad URL is refused and the daemon in use stays; no URL goes back to DAEMON_URL.
     let (out, ok) = sextant_rpc(rpc_port, &["daemon_url", "ftp://x"]);
@@ -126,7 +129,7 @@ fn admin_rpc_answers_during_the_initial_sync_and_stop_ends_it_cleanly() {
         json!(format!("now using daemon at 127.0.0.1:{}/", gate.port()))
     );
     d.mine(1);
-    wait_db_height(rpc_port, 53);
+    wait_db_height(rpc_port, 54);
     assert!(gate.passed() > through_gate);
 }
 
@@ -276,10 +279,11 @@ fn query_answers_like_electrumx_and_reorg_gives_back_the_same_index() {
     // Subscribers hear of the tip again: at the fork first, or only once back at the top.
     loop {
         let note = c.notification("blockchain.headers.subscribe");
-        if note[0]["height"] == tip {
+        let height = note[0]["height"].as_u64().unwrap();
+        if height == tip {
             break;
         }
-        assert_eq!(note[0]["height"], tip - 3, "{note}");
+        assert!((tip - 3..tip).contains(&height), "{note}");
     }
     wait_until(Duration::from_secs(60), "the blocks synced again", || {
         sx.log()
