@@ -8,6 +8,7 @@
 //! backoff forever, failing over between `DAEMON_URL` entries, and logged once per state change.
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -195,8 +196,12 @@ enum Trouble {
 }
 
 struct Current {
+    /// Replaced at run time by the admin RPC's `daemon_url`.
+    urls: Vec<DaemonUrl>,
     index: usize,
     client: Arc<Client>,
+    /// Bumped at every switch, so a failure seen on an older client does not move us on twice.
+    generation: u64,
 }
 
 /// A handle on the daemon; cheap to clone and share between tasks.
@@ -206,11 +211,12 @@ pub struct Daemon {
 }
 
 struct Inner {
-    urls: Vec<DaemonUrl>,
     cookie: Option<PathBuf>,
     current: Mutex<Current>,
     health: Mutex<Health>,
     max_backoff: Duration,
+    /// The daemon's block count at its last `getblockchaininfo` answer; -1 before the first.
+    cached_height: AtomicI64,
 }
 
 impl Daemon {
@@ -219,11 +225,16 @@ impl Daemon {
         let client = Arc::new(build_client(&urls[0], cookie.as_ref())?);
         Ok(Daemon {
             inner: Arc::new(Inner {
-                urls,
                 cookie,
-                current: Mutex::new(Current { index: 0, client }),
+                current: Mutex::new(Current {
+                    urls,
+                    index: 0,
+                    client,
+                    generation: 0,
+                }),
                 health: Mutex::new(Health::Unknown),
                 max_backoff: Duration::from_secs(4),
+                cached_height: AtomicI64::new(-1),
             }),
         })
     }
@@ -231,32 +242,67 @@ impl Daemon {
     /// The URL in use, without credentials.
     pub fn url(&self) -> String {
         let cur = self.inner.current.lock();
-        self.inner.urls[cur.index].url.clone()
+        cur.urls[cur.index].url.clone()
     }
 
-    fn client(&self) -> (usize, Arc<Client>) {
+    /// The URL list in use.
+    pub fn urls(&self) -> Vec<DaemonUrl> {
+        self.inner.current.lock().urls.clone()
+    }
+
+    /// Whether credentials come from `DAEMON_COOKIE` (URLs then need none).
+    pub fn has_cookie(&self) -> bool {
+        self.inner.cookie.is_some()
+    }
+
+    /// The daemon's block count when it last answered `getblockchaininfo` (ElectrumX's
+    /// `cached_height`); `None` before that.
+    pub fn cached_height(&self) -> Option<u32> {
+        u32::try_from(self.inner.cached_height.load(Ordering::Relaxed)).ok()
+    }
+
+    /// Replaces the URL list and switches to its first entry, as ElectrumX's `daemon_url`
+    /// admin command does. Calls under way finish on the client they started with.
+    pub fn set_urls(&self, urls: Vec<DaemonUrl>) -> anyhow::Result<()> {
+        anyhow::ensure!(!urls.is_empty(), "no daemon URL");
+        let client = Arc::new(build_client(&urls[0], self.inner.cookie.as_ref())?);
+        for (n, u) in urls.iter().enumerate() {
+            let current = if n == 0 { " (current)" } else { "" };
+            info!("daemon #{} at {}{current}", n + 1, u.url);
+        }
+        let mut cur = self.inner.current.lock();
+        let generation = cur.generation + 1;
+        *cur = Current {
+            urls,
+            index: 0,
+            client,
+            generation,
+        };
+        Ok(())
+    }
+
+    fn client(&self) -> (u64, Arc<Client>) {
         let cur = self.inner.current.lock();
-        (cur.index, cur.client.clone())
+        (cur.generation, cur.client.clone())
     }
 
     /// Moves to the next URL (or rebuilds the client for the same one, re-reading the cookie).
-    fn fail_over(&self, failed_index: usize) {
+    fn fail_over(&self, failed_generation: u64) {
         let mut cur = self.inner.current.lock();
-        if cur.index != failed_index {
+        if cur.generation != failed_generation {
             return; // another task already moved on
         }
-        let next = (cur.index + 1) % self.inner.urls.len();
-        match build_client(&self.inner.urls[next], self.inner.cookie.as_ref()) {
+        let next = (cur.index + 1) % cur.urls.len();
+        match build_client(&cur.urls[next], self.inner.cookie.as_ref()) {
             Ok(client) => {
                 if next != cur.index {
-                    info!("daemon: failing over to {}", self.inner.urls[next].url);
+                    info!("daemon: failing over to {}", cur.urls[next].url);
                 }
-                *cur = Current {
-                    index: next,
-                    client: Arc::new(client),
-                };
+                cur.index = next;
+                cur.client = Arc::new(client);
+                cur.generation += 1;
             }
-            Err(e) => warn!("daemon: cannot use {}: {e:#}", self.inner.urls[next].url),
+            Err(e) => warn!("daemon: cannot use {}: {e:#}", cur.urls[next].url),
         }
     }
 
@@ -283,7 +329,7 @@ impl Daemon {
         let mut backoff = Duration::from_millis(250);
         let mut failures = 0u32;
         loop {
-            let (index, client) = self.client();
+            let (generation, client) = self.client();
             let started = std::time::Instant::now();
             let attempt = op(client).await;
             let outcome = match &attempt {
@@ -306,7 +352,7 @@ impl Daemon {
                     failures += 1;
                     // Persistent trouble on this URL: try the next one (and re-read the cookie).
                     if failures.is_multiple_of(4) {
-                        self.fail_over(index);
+                        self.fail_over(generation);
                     }
                     tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(self.inner.max_backoff);
@@ -385,7 +431,11 @@ impl Daemon {
     // Typed calls.
 
     pub async fn blockchain_info(&self) -> Result<BlockchainInfo, DaemonError> {
-        self.call("getblockchaininfo", vec![]).await
+        let info: BlockchainInfo = self.call("getblockchaininfo", vec![]).await?;
+        self.inner
+            .cached_height
+            .store(i64::from(info.blocks), Ordering::Relaxed);
+        Ok(info)
     }
 
     pub async fn best_block_hash(&self) -> Result<BlockHash, DaemonError> {

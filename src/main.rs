@@ -11,11 +11,13 @@ use tracing::{error, info, warn};
 
 use sextant::config::{Config, ProcessEnv};
 use sextant::daemon::Daemon;
+use sextant::electrum::admin::AdminState;
 use sextant::electrum::methods::server_features;
-use sextant::electrum::{self, ServerSettings};
+use sextant::electrum::{self, Server, ServerSettings};
 use sextant::index::{notarized, Indexer};
 use sextant::mempool::{self, Mempool};
 use sextant::metrics;
+use sextant::net::service::Kind;
 use sextant::peers::{self, PeerConfig, PeerManager};
 use sextant::store::{Mode, Store};
 
@@ -64,7 +66,7 @@ fn config_error(e: impl std::fmt::Display) -> ExitCode {
 
 async fn run(
     config: Config,
-    settings: ServerSettings,
+    mut settings: ServerSettings,
     peer_config: PeerConfig,
     metrics_addr: Option<std::net::SocketAddr>,
 ) -> anyhow::Result<()> {
@@ -104,6 +106,20 @@ async fn run(
         config.reorg_limit,
         config.cache_mb,
     );
+    // The admin RPC listens from now on, through the initial sync, as in ElectrumX; the
+    // Electrum service attaches to it once it runs.
+    let admin = Arc::new(
+        AdminState::new(config.coin.clone(), store.clone(), daemon.clone())
+            .with_stop(stop_tx_for_exit.clone())
+            .with_forced_reorg(indexer.forced_reorg()),
+    );
+    let (rpc, client_services) = settings
+        .services
+        .iter()
+        .cloned()
+        .partition(|s| s.kind == Kind::Rpc);
+    settings.services = client_services;
+    admin.listen(&rpc).await?;
     tokio::select! {
         r = indexer.check_daemon() => r?,
         _ = wait_stop(stop_rx.clone()) => return shutdown(&store),
@@ -146,18 +162,9 @@ async fn run(
             ));
             peers::install(peers.clone());
             tokio::spawn(peers.run(stop.clone()));
-            electrum::serve_with_mempool_kick(
-                settings,
-                coin,
-                store,
-                mempool,
-                daemon,
-                index_events,
-                mempool_events,
-                stop,
-                kick,
-            )
-            .await
+            let server = Arc::new(Server::new(settings, coin, store, mempool, daemon, kick));
+            admin.attach(server.clone());
+            electrum::run(server, index_events, mempool_events, stop).await
         }
     });
     let mempool_task = tokio::spawn({

@@ -6,6 +6,7 @@
 //! sextant-rpc getinfo
 //! sextant-rpc -p 8000 sessions
 //! sextant-rpc disconnect 12 203.0.113.0/24
+//! sextant-rpc query -l 10 mr8e8bRvcCCfpjPbcL5ihL928M6N2aVgVs
 //! ```
 
 use std::io::{BufRead, BufReader, Write};
@@ -27,10 +28,13 @@ commands:
   disconnect IDS...       disconnect sessions (ids, group names, or all)
   log IDS...              toggle request logging (ids, group names, all, none, new)
   inspect_session ID      one session's details
-  daemon_url [URL]        replace the daemon URL
+  daemon_url [URLS]       switch daemons (comma-separated; none: back to DAEMON_URL)
   add_peer REAL_NAME      add a peer
-  query [-l N] ITEMS...   history and UTXOs of scripts or addresses
-  reorg [COUNT]           simulate a reorg";
+  query [-l N] ITEMS...   history, UTXOs and balance of addresses or hex scripts
+                          (at most N lines of each, default 1000)
+  reorg [COUNT]           undo COUNT blocks (default 3) and sync them again
+
+The admin RPC answers from start-up: during the initial sync too.";
 
 struct Args {
     host: String,
@@ -115,7 +119,11 @@ fn parse(mut argv: impl Iterator<Item = String>) -> Result<Args, String> {
             let mut it = rest.into_iter();
             while let Some(a) = it.next() {
                 if a == "-l" || a == "--limit" {
-                    limit = int(&it.next().ok_or("-l needs a number")?)?;
+                    // Negative: no limit, as in ElectrumX.
+                    let v = it.next().ok_or("-l needs a number")?;
+                    limit = json!(v
+                        .parse::<i64>()
+                        .map_err(|_| format!("expected a number: {v}"))?);
                 } else {
                     items.push(a);
                 }

@@ -1,30 +1,118 @@
 //! The admin RPC on the `rpc://` service: newline-framed JSON-RPC answering `electrumx_rpc`'s
-//! commands in ElectrumX's shapes (`getinfo`, `sessions`, `groups`, `peers`, `disconnect`, `log`,
-//! `inspect_session`, `stop`). No `server.version`, no cost limits, no response cap: it is for
-//! the operator, on loopback by default.
+//! commands in ElectrumX's shapes (`getinfo`, `sessions`, `groups`, `peers`, `add_peer`,
+//! `disconnect`, `log`, `inspect_session`, `daemon_url`, `query`, `reorg`, `stop`). No
+//! `server.version`, no cost limits, no response cap: it is for the operator, on loopback by
+//! default.
+//!
+//! As in ElectrumX the listener opens at start-up, before the initial sync, so an operator can
+//! follow or stop a long sync: until the Electrum service is attached ([`AdminState::attach`])
+//! the answers say what is known (heights, no sessions).
 
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::time::Instant;
 
+use parking_lot::RwLock;
 use serde_json::{json, Map, Value};
 use tokio::io::{AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
+use super::cost::GroupInfo;
 use super::jsonrpc::{
     Call, Dialect, Incoming, Member, Params, RpcError, INVALID_ARGS, METHOD_NOT_FOUND,
 };
 use super::server::Server;
 use super::session::{SessionHandle, LOG_NEW};
+use super::stats::Stats;
+use crate::coin::Coin;
+use crate::config::DaemonUrl;
+use crate::daemon::Daemon;
+use crate::index::ForcedReorg;
+use crate::net::service::Service;
+use crate::store::Store;
+
+/// What the admin RPC answers from: the index and daemon from start-up, the Electrum service
+/// once it runs.
+pub struct AdminState {
+    coin: Coin,
+    store: Arc<Store>,
+    daemon: Daemon,
+    /// `DAEMON_URL` as configured: where `daemon_url` without a URL goes back to.
+    configured_urls: Vec<DaemonUrl>,
+    /// The process-wide stop signal; without it `stop` stops the attached service only.
+    stop: Option<Arc<watch::Sender<bool>>>,
+    forced_reorg: Option<ForcedReorg>,
+    started: Instant,
+    server: RwLock<Option<Arc<Server>>>,
+}
+
+impl AdminState {
+    pub fn new(coin: Coin, store: Arc<Store>, daemon: Daemon) -> AdminState {
+        AdminState {
+            coin,
+            store,
+            configured_urls: daemon.urls(),
+            daemon,
+            stop: None,
+            forced_reorg: None,
+            started: Instant::now(),
+            server: RwLock::new(None),
+        }
+    }
+
+    /// `stop` sends `true` here: the indexer stops at a batch boundary, the index is flushed.
+    pub fn with_stop(mut self, stop: Arc<watch::Sender<bool>>) -> AdminState {
+        self.stop = Some(stop);
+        self
+    }
+
+    /// Enables `reorg`.
+    pub fn with_forced_reorg(mut self, forced: ForcedReorg) -> AdminState {
+        self.forced_reorg = Some(forced);
+        self
+    }
+
+    /// For a service started on its own (no early listener): answers from `server` at once.
+    pub fn for_server(server: Arc<Server>) -> AdminState {
+        let state = AdminState::new(
+            server.coin.clone(),
+            server.store.clone(),
+            server.daemon.clone(),
+        );
+        state.attach(server);
+        state
+    }
+
+    /// From now on, sessions, groups and counters come from the running service.
+    pub fn attach(&self, server: Arc<Server>) {
+        *self.server.write() = Some(server);
+    }
+
+    fn server(&self) -> Option<Arc<Server>> {
+        self.server.read().clone()
+    }
+
+    /// Binds the `rpc://` services and serves them until the process ends.
+    pub async fn listen(self: &Arc<Self>, services: &[Service]) -> anyhow::Result<()> {
+        for service in services {
+            for listener in crate::net::bind(service).await? {
+                tokio::spawn(accept_loop(self.clone(), listener));
+            }
+        }
+        Ok(())
+    }
+}
 
 /// Accepts admin connections until the task is aborted.
-pub async fn accept_loop(server: Arc<Server>, listener: TcpListener) {
+pub async fn accept_loop(state: Arc<AdminState>, listener: TcpListener) {
     loop {
         match listener.accept().await {
             Ok((stream, peer)) => {
                 debug!("admin RPC connection from {peer}");
-                tokio::spawn(serve(server.clone(), stream));
+                tokio::spawn(serve(state.clone(), stream));
             }
             Err(e) => {
                 warn!("admin RPC accept failed: {e}");
@@ -34,7 +122,7 @@ pub async fn accept_loop(server: Arc<Server>, listener: TcpListener) {
     }
 }
 
-async fn serve(server: Arc<Server>, stream: TcpStream) {
+async fn serve(state: Arc<AdminState>, stream: TcpStream) {
     let (rd, mut wr) = stream.into_split();
     let mut rd = BufReader::new(rd);
     let mut dialect = Dialect::Detect;
@@ -51,18 +139,18 @@ async fn serve(server: Arc<Server>, stream: TcpStream) {
         let reply = match dialect.parse(&line) {
             Incoming::Ignore => continue,
             Incoming::Reply(msg) => msg,
-            Incoming::Call(call) => match answer(&server, &dialect, &call) {
+            Incoming::Call(call) => match answer(&state, &dialect, &call).await {
                 Some(msg) => msg,
                 None => continue,
             },
             Incoming::Batch(members) => {
-                let parts: Vec<String> = members
-                    .iter()
-                    .filter_map(|m| match m {
-                        Member::Error(e) => Some(e.clone()),
-                        Member::Call(c) => answer(&server, &dialect, c),
-                    })
-                    .collect();
+                let mut parts = Vec::new();
+                for m in &members {
+                    match m {
+                        Member::Error(e) => parts.push(e.clone()),
+                        Member::Call(c) => parts.extend(answer(&state, &dialect, c).await),
+                    }
+                }
                 if parts.is_empty() {
                     continue;
                 }
@@ -76,18 +164,20 @@ async fn serve(server: Arc<Server>, stream: TcpStream) {
 }
 
 /// The encoded answer to a call; `None` for a notification.
-fn answer(server: &Arc<Server>, dialect: &Dialect, call: &Call) -> Option<String> {
-    let result = command(server, call);
+async fn answer(state: &Arc<AdminState>, dialect: &Dialect, call: &Call) -> Option<String> {
+    let result = command(state, call).await;
     let id = call.id.as_ref()?;
-    server.stats.record(
-        if known(&call.method) {
-            &call.method
-        } else {
-            super::stats::INVALID_METHOD
-        },
-        std::time::Duration::ZERO,
-        result.is_err(),
-    );
+    if let Some(server) = state.server() {
+        server.stats.record(
+            if known(&call.method) {
+                &call.method
+            } else {
+                super::stats::INVALID_METHOD
+            },
+            std::time::Duration::ZERO,
+            result.is_err(),
+        );
+    }
     Some(match result {
         Ok(v) => {
             let raw = serde_json::value::to_raw_value(&v).expect("JSON values serialize");
@@ -106,6 +196,9 @@ const COMMANDS: &[&str] = &[
     "disconnect",
     "log",
     "inspect_session",
+    "daemon_url",
+    "query",
+    "reorg",
     "stop",
 ];
 
@@ -121,25 +214,62 @@ fn arg<'a>(call: &'a Call, index: usize, name: &str) -> Option<&'a Value> {
     }
 }
 
-fn command(server: &Arc<Server>, call: &Call) -> Result<Value, RpcError> {
+/// The sessions and groups of the attached service; none before it starts.
+struct View {
+    server: Option<Arc<Server>>,
+    sessions: Vec<Arc<SessionHandle>>,
+    groups: Vec<GroupInfo>,
+}
+
+impl View {
+    fn of(state: &AdminState) -> View {
+        let server = state.server();
+        let (mut sessions, groups) = match &server {
+            Some(s) => (s.registry.sessions(), s.costs.groups()),
+            None => (Vec::new(), Vec::new()),
+        };
+        sessions.sort_by_key(|s| (s.started, s.id));
+        View {
+            server,
+            sessions,
+            groups,
+        }
+    }
+}
+
+async fn command(state: &Arc<AdminState>, call: &Call) -> Result<Value, RpcError> {
+    let view = View::of(state);
     match call.method.as_str() {
-        "getinfo" => Ok(getinfo(server)),
-        "sessions" => Ok(sessions(server)),
-        "groups" => Ok(groups(server)),
+        "getinfo" => Ok(getinfo(state, &view)),
+        "sessions" => Ok(sessions(&view)),
+        "groups" => Ok(groups(&view)),
         "peers" => Ok(crate::peers::admin_peers()),
         "add_peer" => match arg(call, 0, "real_name").and_then(Value::as_str) {
-            Some(name) => Ok(json!(crate::peers::admin_add_peer(name))),
+            // ElectrumX's reply whatever became of the name; `peers` shows the table.
+            Some(name) => {
+                crate::peers::admin_add_peer(name);
+                Ok(json!(format!("peer '{name}' added")))
+            }
             None => Err(RpcError::new(
                 INVALID_ARGS,
                 "add_peer needs a real name (\"host t50001 s50002\")",
             )),
         },
-        "disconnect" => disconnect(server, session_ids(call)?),
-        "log" => log(server, session_ids(call)?),
-        "inspect_session" => inspect_session(server, arg(call, 0, "session_id")),
+        "disconnect" => disconnect(&view, session_ids(call)?),
+        "log" => log(&view, session_ids(call)?),
+        "inspect_session" => inspect_session(&view, arg(call, 0, "session_id")),
+        "daemon_url" => daemon_url(state, arg(call, 0, "daemon_url")),
+        "query" => query(state, call).await,
+        "reorg" => reorg(state, arg(call, 0, "count")).await,
         "stop" => {
             info!("admin RPC: stop");
-            server.stop_requested.notify_one();
+            match (&state.stop, &view.server) {
+                (Some(stop), _) => {
+                    let _ = stop.send(true);
+                }
+                (None, Some(server)) => server.stop_requested.notify_one(),
+                (None, None) => {}
+            }
             Ok(json!("stopping"))
         }
         other => Err(RpcError::new(
@@ -147,6 +277,102 @@ fn command(server: &Arc<Server>, call: &Call) -> Result<Value, RpcError> {
             format!("unknown method \"{other}\""),
         )),
     }
+}
+
+/// ElectrumX's `logged_url`: the host and port part.
+fn logged_url(url: &str) -> &str {
+    url.split_once("://").map_or(url, |(_, rest)| rest)
+}
+
+/// `daemon_url [URLS]`: a comma-separated list as in `DAEMON_URL`, or nothing for the
+/// configured one; switches to its first entry.
+fn daemon_url(state: &AdminState, text: Option<&Value>) -> Result<Value, RpcError> {
+    let text = match text {
+        None | Some(Value::Null) => "",
+        Some(Value::String(s)) => s.as_str(),
+        Some(_) => return Err(RpcError::bad_request("daemon_url must be a string")),
+    };
+    let urls = if text.trim().is_empty() {
+        state.configured_urls.clone()
+    } else {
+        text.split(',')
+            .map(|u| DaemonUrl::parse(u, state.coin.rpc_port, state.daemon.has_cookie()))
+            .collect::<Result<Vec<_>, String>>()
+            .map_err(|e| RpcError::bad_request(format!("an error occurred: {e}")))?
+    };
+    state
+        .daemon
+        .set_urls(urls)
+        .map_err(|e| RpcError::bad_request(format!("an error occurred: {e:#}")))?;
+    Ok(json!(format!(
+        "now using daemon at {}",
+        logged_url(&state.daemon.url())
+    )))
+}
+
+/// `query ITEMS [LIMIT]`, read off the reactor.
+async fn query(state: &AdminState, call: &Call) -> Result<Value, RpcError> {
+    let items: Vec<String> = match arg(call, 0, "items") {
+        Some(Value::Array(v)) => v
+            .iter()
+            .map(|i| i.as_str().map(str::to_string))
+            .collect::<Option<_>>(),
+        _ => None,
+    }
+    .ok_or_else(|| RpcError::bad_request("items must be a list of strings"))?;
+    let limit = match arg(call, 1, "limit") {
+        None | Some(Value::Null) => Some(super::admin_query::DEFAULT_LIMIT),
+        Some(v) => match v.as_i64() {
+            Some(n) if n < 0 => None,
+            Some(n) => Some(usize::try_from(n).unwrap_or(usize::MAX)),
+            None => return Err(RpcError::bad_request(format!("{v} should be an integer"))),
+        },
+    };
+    let (coin, store) = (state.coin.clone(), state.store.clone());
+    let lines = tokio::task::spawn_blocking(move || {
+        super::admin_query::lines(&coin, &store, &items, limit)
+    })
+    .await
+    .map_err(|_| RpcError::internal())?
+    .map_err(super::server::store_error)?;
+    Ok(json!(lines))
+}
+
+/// `reorg COUNT`: undo COUNT blocks, then sync them again (for testing clients).
+async fn reorg(state: &AdminState, count: Option<&Value>) -> Result<Value, RpcError> {
+    let count = match count {
+        None => 3,
+        Some(v) => v
+            .as_u64()
+            .and_then(|n| u32::try_from(n).ok())
+            .ok_or_else(|| {
+                RpcError::bad_request(format!("{v} should be a non-negative integer"))
+            })?,
+    };
+    let forced = state
+        .forced_reorg
+        .as_ref()
+        .ok_or_else(|| RpcError::bad_request("no indexer runs in this process"))?;
+    // Refused before anything is undone: blocks whose undo records are gone (below the reorg
+    // limit, or below a Komodo notarization) cannot be taken back.
+    let store = state.store.clone();
+    let missing = tokio::task::spawn_blocking(move || crate::index::missing_undo(&store, count))
+        .await
+        .map_err(|_| RpcError::internal())?
+        .map_err(super::server::store_error)?;
+    let refused = |e: crate::index::ForcedReorgError| RpcError::bad_request(e.to_string());
+    forced.check(count).map_err(refused)?;
+    if let Some(height) = missing {
+        return Err(RpcError::bad_request(format!(
+            "cannot reorg {count} blocks: no undo information for height {height}"
+        )));
+    }
+    forced.request(count).map_err(refused)?;
+    info!("admin RPC: forced reorg of {count} blocks");
+    Ok(json!(format!(
+        "scheduled a reorg of {} blocks",
+        super::pyfmt::thousands(count.into())
+    )))
 }
 
 /// ElectrumX's `formatted_time`: "1d 02h 03m", "05m 07s", "09s".
@@ -171,8 +397,8 @@ pub fn formatted_time(secs: u64, sep: &str) -> String {
 }
 
 /// ElectrumX names the coin by its class: `Litecoin`, `LitecoinTestnet`, `LitecoinRegtest`.
-fn coin_class(server: &Server) -> String {
-    let net = match server.coin.net.to_lowercase().as_str() {
+fn coin_class(coin: &Coin) -> String {
+    let net = match coin.net.to_lowercase().as_str() {
         "mainnet" => String::new(),
         other => {
             let mut c = other.chars();
@@ -181,34 +407,37 @@ fn coin_class(server: &Server) -> String {
                 .unwrap_or_default()
         }
     };
-    format!("{}{net}", server.coin.name)
+    format!("{}{net}", coin.name)
 }
 
-fn getinfo(server: &Arc<Server>) -> Value {
-    let sessions = server.registry.sessions();
+fn getinfo(state: &AdminState, view: &View) -> Value {
+    let sessions = &view.sessions;
     let subs = |s: &SessionHandle| s.subs.lock().len();
     let sum = |f: &dyn Fn(&SessionHandle) -> u64| sessions.iter().map(|s| f(s)).sum::<u64>();
-    let height = server.db_height().map(|h| h.0);
-    let counts: BTreeMap<String, u64> = server
-        .stats
+    // ElectrumX's -1 for an empty index.
+    let db_height = state.store.tip().map_or(-1, |t| i64::from(t.height.0));
+    // Before the service starts nothing has been counted yet.
+    let idle = Stats::default();
+    let stats = view.server.as_ref().map_or(&idle, |s| &s.stats);
+    let counts: BTreeMap<String, u64> = stats
         .methods()
         .into_iter()
         .map(|(k, v)| (k, v.count))
         .collect();
-    let limits = &server.stats.limits;
+    let limits = &stats.limits;
     json!({
-        "coin": coin_class(server),
-        "daemon": server.daemon.url(),
-        "daemon height": height,
-        "db height": height,
-        "groups": server.costs.groups().len(),
+        "coin": coin_class(&state.coin),
+        "daemon": logged_url(&state.daemon.url()),
+        "daemon height": state.daemon.cached_height(),
+        "db height": db_height,
+        "groups": view.groups.len(),
         "pid": std::process::id(),
         "peers": crate::peers::admin_counts(),
         // Komodo chains: the last notarized height and block, as komodod's getinfo gives them.
         "notarized": crate::index::notarized::notarized()
             .map(|(h, hash)| json!({"height": h.0, "hash": hash.to_string()})),
         "request counts": counts,
-        "request total": server.stats.request_total(),
+        "request total": stats.request_total(),
         "sessions": {
             "count": sessions.len(),
             "count with subs_sh": sessions.iter().filter(|s| subs(s) > 0).count(),
@@ -230,20 +459,18 @@ fn getinfo(server: &Arc<Server>) -> Value {
             "max sessions pauses": limits.max_sessions_pauses.load(Ordering::Relaxed),
             "subscriptions refused": limits.subs_refused.load(Ordering::Relaxed),
         },
-        "txs sent": server.stats.txs_sent.load(Ordering::Relaxed),
-        "uptime": formatted_time(server.started.elapsed().as_secs(), " "),
+        "txs sent": stats.txs_sent.load(Ordering::Relaxed),
+        "uptime": formatted_time(state.started.elapsed().as_secs(), " "),
         "version": super::server::server_version(),
     })
 }
 
-fn sorted_sessions(server: &Server) -> Vec<Arc<SessionHandle>> {
-    let mut sessions = server.registry.sessions();
-    sessions.sort_by_key(|s| (s.started, s.id));
-    sessions
-}
-
-fn sessions(server: &Arc<Server>) -> Value {
-    let rows: Vec<Value> = sorted_sessions(server)
+fn sessions(view: &View) -> Value {
+    let Some(server) = &view.server else {
+        return json!([]);
+    };
+    let rows: Vec<Value> = view
+        .sessions
         .iter()
         .map(|s| {
             let c = &s.counters;
@@ -271,20 +498,18 @@ fn sessions(server: &Arc<Server>) -> Value {
     Value::Array(rows)
 }
 
-fn groups(server: &Arc<Server>) -> Value {
-    let by_id: BTreeMap<u64, Arc<SessionHandle>> = server
-        .registry
-        .sessions()
-        .into_iter()
-        .map(|s| (s.id, s))
-        .collect();
-    let rows: Vec<Value> = server
-        .costs
-        .groups()
-        .into_iter()
+fn groups(view: &View) -> Value {
+    let by_id: BTreeMap<u64, &Arc<SessionHandle>> =
+        view.sessions.iter().map(|s| (s.id, s)).collect();
+    let rows: Vec<Value> = view
+        .groups
+        .iter()
         .map(|g| {
-            let members: Vec<&Arc<SessionHandle>> =
-                g.members.iter().filter_map(|id| by_id.get(id)).collect();
+            let members: Vec<&Arc<SessionHandle>> = g
+                .members
+                .iter()
+                .filter_map(|id| by_id.get(id).copied())
+                .collect();
             let sum = |f: &dyn Fn(&SessionHandle) -> u64| members.iter().map(|s| f(s)).sum::<u64>();
             json!([
                 g.name,
@@ -328,9 +553,7 @@ struct References {
     unknown: Vec<String>,
 }
 
-fn references(server: &Server, items: &[String], specials: &[&str]) -> References {
-    let all = sorted_sessions(server);
-    let group_names: Vec<String> = server.costs.groups().into_iter().map(|g| g.name).collect();
+fn references(view: &View, items: &[String], specials: &[&str]) -> References {
     let mut r = References {
         sessions: Vec::new(),
         groups: Vec::new(),
@@ -342,7 +565,7 @@ fn references(server: &Server, items: &[String], specials: &[&str]) -> Reference
             match item
                 .parse::<u64>()
                 .ok()
-                .and_then(|id| all.iter().find(|s| s.id == id))
+                .and_then(|id| view.sessions.iter().find(|s| s.id == id))
             {
                 Some(s) if !r.sessions.iter().any(|x| x.id == s.id) => r.sessions.push(s.clone()),
                 Some(_) => {}
@@ -353,7 +576,7 @@ fn references(server: &Server, items: &[String], specials: &[&str]) -> Reference
         let lc = item.to_lowercase();
         if specials.contains(&lc.as_str()) {
             r.specials.push(lc);
-        } else if group_names.contains(&lc) {
+        } else if view.groups.iter().any(|g| g.name == lc) {
             r.groups.push(lc);
         } else {
             r.unknown.push(item.clone());
@@ -362,19 +585,20 @@ fn references(server: &Server, items: &[String], specials: &[&str]) -> Reference
     r
 }
 
-fn group_members(server: &Server, name: &str) -> Vec<Arc<SessionHandle>> {
-    sorted_sessions(server)
-        .into_iter()
+fn group_members(view: &View, name: &str) -> Vec<Arc<SessionHandle>> {
+    view.sessions
+        .iter()
         .filter(|s| s.group.as_deref() == Some(name))
+        .cloned()
         .collect()
 }
 
-fn disconnect(server: &Arc<Server>, items: Vec<String>) -> Result<Value, RpcError> {
-    let refs = references(server, &items, &["all"]);
+fn disconnect(view: &View, items: Vec<String>) -> Result<Value, RpcError> {
+    let refs = references(view, &items, &["all"]);
     let mut lines = Vec::new();
     let mut targets: Vec<Arc<SessionHandle>> = Vec::new();
     if refs.specials.iter().any(|s| s == "all") {
-        targets = sorted_sessions(server);
+        targets = view.sessions.clone();
         lines.push("disconnecting all sessions".to_string());
     } else {
         for s in &refs.sessions {
@@ -383,7 +607,7 @@ fn disconnect(server: &Arc<Server>, items: Vec<String>) -> Result<Value, RpcErro
         }
         for g in &refs.groups {
             lines.push(format!("disconnecting group {g}"));
-            targets.extend(group_members(server, g));
+            targets.extend(group_members(view, g));
         }
     }
     lines.extend(refs.unknown.iter().map(|u| format!("unknown: {u}")));
@@ -400,8 +624,8 @@ fn disconnect(server: &Arc<Server>, items: Vec<String>) -> Result<Value, RpcErro
     Ok(json!(lines))
 }
 
-fn log(server: &Arc<Server>, items: Vec<String>) -> Result<Value, RpcError> {
-    let refs = references(server, &items, &["all", "none", "new"]);
+fn log(view: &View, items: Vec<String>) -> Result<Value, RpcError> {
+    let refs = references(view, &items, &["all", "none", "new"]);
     let mut lines = Vec::new();
     let say = |lines: &mut Vec<String>, what: String, on: bool| {
         lines.push(if on {
@@ -411,14 +635,14 @@ fn log(server: &Arc<Server>, items: Vec<String>) -> Result<Value, RpcError> {
         })
     };
     if refs.specials.iter().any(|s| s == "all") {
-        for s in server.registry.sessions() {
+        for s in &view.sessions {
             s.log_me.store(true, Ordering::Relaxed);
         }
         LOG_NEW.store(true, Ordering::Relaxed);
         lines.push("logging all sessions".into());
     }
     if refs.specials.iter().any(|s| s == "none") {
-        for s in server.registry.sessions() {
+        for s in &view.sessions {
             s.log_me.store(false, Ordering::Relaxed);
         }
         LOG_NEW.store(false, Ordering::Relaxed);
@@ -441,7 +665,7 @@ fn log(server: &Arc<Server>, items: Vec<String>) -> Result<Value, RpcError> {
         toggle(&mut lines, s);
     }
     for g in &refs.groups {
-        for s in group_members(server, g) {
+        for s in group_members(view, g) {
             toggle(&mut lines, &s);
         }
     }
@@ -449,11 +673,11 @@ fn log(server: &Arc<Server>, items: Vec<String>) -> Result<Value, RpcError> {
     Ok(json!(lines))
 }
 
-fn inspect_session(server: &Arc<Server>, id: Option<&Value>) -> Result<Value, RpcError> {
+fn inspect_session(view: &View, id: Option<&Value>) -> Result<Value, RpcError> {
     let id = id
         .and_then(Value::as_u64)
         .ok_or_else(|| RpcError::bad_request("expected a session id"))?;
-    let Some(s) = server.registry.sessions().into_iter().find(|s| s.id == id) else {
+    let Some(s) = view.sessions.iter().find(|s| s.id == id) else {
         return Err(RpcError::bad_request(format!("no session with id={id}")));
     };
     let c = &s.counters;

@@ -15,12 +15,14 @@
 //! | `limits` | session limits from the environment |
 //! | `stats` | request and limit-action counters |
 //! | `admin` | the `rpc://` admin interface |
+//! | `admin_query` | the admin `query` command's lines |
 //! | `subs` | sessions and subscriptions, indexed by script |
 //! | `notify` | fan-out of block and mempool changes |
 //! | `settings` | the protocol's environment variables |
 //! | `pyfmt` | Python-style text in messages |
 
 pub mod admin;
+pub mod admin_query;
 pub mod cost;
 pub mod daemon_calls;
 pub mod histogram;
@@ -108,6 +110,17 @@ pub async fn serve_with_mempool_kick(
         daemon,
         mempool_kick,
     ));
+    run(server, index_events, mempool_events, shutdown).await
+}
+
+/// Serves clients from an already built `server` (whose handle the caller may keep, e.g. for
+/// an admin listener opened earlier) until `shutdown`; see [`serve`].
+pub async fn run(
+    server: Arc<Server>,
+    index_events: broadcast::Receiver<IndexEvent>,
+    mempool_events: broadcast::Receiver<MempoolDelta>,
+    shutdown: watch::Receiver<bool>,
+) -> anyhow::Result<()> {
     {
         let s = server.clone();
         tokio::task::spawn_blocking(move || s.refresh_tip()).await??;

@@ -179,6 +179,11 @@ async fn apply(server: &Arc<Server>, round: Round) {
                 let height = s.store.tip().map_or(0, |t| t.height.0);
                 s.header_merkle
                     .truncate(height.saturating_sub(s.coin.reorg_limit.max(1)));
+                // Blocks undone and the same ones connected again (the admin RPC's `reorg`)
+                // leave the tip as it was: announce it anyway, so clients re-check.
+                if matches!(tip, Ok(None)) {
+                    return Ok(s.tip());
+                }
             }
             tip
         })

@@ -16,7 +16,7 @@ use tracing::{info, warn};
 use crate::coin::Coin;
 use crate::daemon::Daemon;
 use crate::mempool::Mempool;
-use crate::store::{Mode, Store, Tip};
+use crate::store::{Mode, Store, StoreError, Tip};
 use crate::types::{HashX, Height};
 use writer::{WriteError, Writer};
 
@@ -27,6 +27,83 @@ pub struct IndexEvent {
     pub touched: Arc<Vec<HashX>>,
     /// True when blocks were removed by a reorg.
     pub reorg: bool,
+}
+
+/// Forced reorgs asked for by the admin RPC's `reorg` (ElectrumX's `force_chain_reorg`): the
+/// indexer undoes that many blocks at its next pass, then syncs them again from the daemon.
+#[derive(Clone)]
+pub struct ForcedReorg {
+    inner: Arc<ForcedInner>,
+}
+
+struct ForcedInner {
+    pending: parking_lot::Mutex<Option<u32>>,
+    wake: tokio::sync::Notify,
+    caught_up: std::sync::atomic::AtomicBool,
+    reorg_limit: u32,
+}
+
+/// Why a forced reorg was refused.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ForcedReorgError {
+    #[error("still catching up with daemon")]
+    CatchingUp,
+    #[error("cannot reorg {count} blocks: undo information is kept for {limit} (REORG_LIMIT)")]
+    TooDeep { count: u32, limit: u32 },
+}
+
+impl ForcedReorg {
+    fn new(reorg_limit: u32) -> ForcedReorg {
+        ForcedReorg {
+            inner: Arc::new(ForcedInner {
+                pending: parking_lot::Mutex::new(None),
+                wake: tokio::sync::Notify::new(),
+                caught_up: std::sync::atomic::AtomicBool::new(false),
+                reorg_limit,
+            }),
+        }
+    }
+
+    /// Whether a reorg of `count` blocks would be accepted now: not before the first catch-up
+    /// (as in ElectrumX), nor deeper than the reorg limit.
+    pub fn check(&self, count: u32) -> Result<(), ForcedReorgError> {
+        use std::sync::atomic::Ordering;
+        if !self.inner.caught_up.load(Ordering::Acquire) {
+            return Err(ForcedReorgError::CatchingUp);
+        }
+        let limit = self.inner.reorg_limit;
+        if count > limit {
+            return Err(ForcedReorgError::TooDeep { count, limit });
+        }
+        Ok(())
+    }
+
+    /// Schedules a reorg of `count` blocks, if [`check`](Self::check) allows it.
+    pub fn request(&self, count: u32) -> Result<(), ForcedReorgError> {
+        self.check(count)?;
+        *self.inner.pending.lock() = Some(count);
+        self.inner.wake.notify_one();
+        Ok(())
+    }
+
+    fn take(&self) -> Option<u32> {
+        self.inner.pending.lock().take()
+    }
+}
+
+/// The highest of the top `count` blocks (the genesis block excepted) that has no undo record,
+/// so that a forced reorg of `count` could not take it back.
+pub fn missing_undo(store: &Store, count: u32) -> Result<Option<Height>, StoreError> {
+    let Some(tip) = store.tip() else {
+        return Ok(None);
+    };
+    let depth = count.min(tip.height.0);
+    for h in (tip.height.0 + 1 - depth..=tip.height.0).rev() {
+        if store.undo(Height(h))?.is_none() {
+            return Ok(Some(Height(h)));
+        }
+    }
+    Ok(None)
 }
 
 /// Why a sync pass stopped early.
@@ -50,6 +127,7 @@ pub struct Indexer {
     /// The mempool mirror, updated under its write lock with each commit (see
     /// [`Mempool::blocks_connected`]).
     mempool: Option<Arc<RwLock<Mempool>>>,
+    forced: ForcedReorg,
 }
 
 const PROGRESS_EVERY: Duration = Duration::from_secs(10);
@@ -80,6 +158,7 @@ impl Indexer {
             daemon_behind: false,
             initial_txs: 0,
             mempool: None,
+            forced: ForcedReorg::new(reorg_limit),
         }
     }
 
@@ -91,6 +170,11 @@ impl Indexer {
 
     pub fn subscribe(&self) -> broadcast::Receiver<IndexEvent> {
         self.events.subscribe()
+    }
+
+    /// A handle for asking this indexer to undo and redo blocks while it runs.
+    pub fn forced_reorg(&self) -> ForcedReorg {
+        self.forced.clone()
     }
 
     pub fn store(&self) -> &Arc<Store> {
@@ -141,9 +225,18 @@ impl Indexer {
             if *shutdown.borrow() {
                 return Ok(());
             }
+            self.forced
+                .inner
+                .caught_up
+                .store(self.caught_up_once, std::sync::atomic::Ordering::Release);
+            if let Some(count) = self.forced.take() {
+                self.force_reorg(count).await?;
+                continue;
+            }
             tokio::select! {
                 _ = tokio::time::sleep(poll) => {}
                 _ = shutdown.changed() => {}
+                _ = self.forced.inner.wake.notified() => {}
             }
         }
     }
@@ -371,6 +464,31 @@ impl Indexer {
             tip.height,
             fork.map_or("before genesis".to_string(), |f| f.to_string())
         );
+        self.undo_blocks(depth).await
+    }
+
+    /// The admin RPC's `reorg`: undoes `count` blocks (never the genesis block); the next
+    /// pass fetches them again from the daemon.
+    async fn force_reorg(&mut self, count: u32) -> anyhow::Result<()> {
+        let Some(tip) = self.store.tip() else {
+            return Ok(());
+        };
+        let depth = count.min(tip.height.0);
+        let store = self.store.clone();
+        let missing = tokio::task::spawn_blocking(move || missing_undo(&store, depth)).await??;
+        if let Some(h) = missing {
+            warn!("forced reorg of {depth} block(s) skipped: no undo information for height {h}");
+            return Ok(());
+        }
+        warn!(
+            "forced reorg: undoing {depth} block(s) from height {}",
+            tip.height
+        );
+        self.undo_blocks(depth).await
+    }
+
+    /// Rolls the top `depth` blocks back and tells listeners.
+    async fn undo_blocks(&mut self, depth: u32) -> anyhow::Result<()> {
         let (writer, store, mempool) = (
             self.writer.clone(),
             self.store.clone(),

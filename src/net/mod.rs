@@ -16,6 +16,7 @@ use tokio::sync::watch;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tracing::{info, warn};
 
+use crate::electrum::admin::AdminState;
 use crate::electrum::{session, Server};
 use ratelimit::ConnectionLimiter;
 use service::{Kind, Service};
@@ -89,9 +90,12 @@ pub async fn listen(
     }));
     for service in &services {
         if service.kind == Kind::Rpc {
+            // `sextant` opens its admin listener at start-up and leaves it out of the
+            // services; a service started on its own serves one here.
+            let admin = Arc::new(AdminState::for_server(server.clone()));
             for listener in bind(service).await? {
                 tasks.push(tokio::spawn(crate::electrum::admin::accept_loop(
-                    server.clone(),
+                    admin.clone(),
                     listener,
                 )));
             }
@@ -135,7 +139,7 @@ pub async fn listen(
 
 /// Binds a service's addresses. For all interfaces the IPv6 wildcard is tried first; where it
 /// is dual-stack, the IPv4 wildcard is then already taken, which is fine.
-async fn bind(service: &Service) -> anyhow::Result<Vec<TcpListener>> {
+pub(crate) async fn bind(service: &Service) -> anyhow::Result<Vec<TcpListener>> {
     let addrs = service.bind_addrs();
     let mut out = Vec::new();
     let mut last_err = None;

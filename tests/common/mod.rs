@@ -10,6 +10,7 @@ pub mod certs;
 pub mod chain;
 pub mod client;
 pub mod differential;
+pub mod gate;
 pub mod komodo;
 pub mod litecoind;
 pub mod oracle;
@@ -24,6 +25,7 @@ pub use chain::{
 };
 pub use client::Client;
 pub use differential::*;
+pub use gate::DaemonGate;
 pub use litecoind::{
     free_port, wait_until, Litecoind, LitecoindConfig, MAIN_WALLET, MWEB_WALLET, RPC_PASS, RPC_USER,
 };
@@ -31,7 +33,7 @@ pub use oracle::{
     amount_to_sats, decimal_to_sats, sats_to_amount, scripthash, scripthash_bytes, status_of,
     HistoryItem, Mempool, MempoolEntry, MempoolTx, Oracle, TxLocation, Utxo,
 };
-pub use process::Sextant;
+pub use process::{rpc_json, sextant_rpc, Sextant};
 pub use rpc::{RpcClient, RpcError};
 pub use standin::{
     dsha256_hex, Standin, StandinBlock, StandinConfig, StandinTx, STANDIN_PASS, STANDIN_USER,

@@ -84,6 +84,24 @@ impl Sextant {
     }
 }
 
+/// Runs `sextant-rpc -p PORT args…`; its stdout and exit status.
+pub fn sextant_rpc(rpc_port: u16, args: &[&str]) -> (String, bool) {
+    let out = Command::new(env!("CARGO_BIN_EXE_sextant-rpc"))
+        .arg("-p")
+        .arg(rpc_port.to_string())
+        .args(args)
+        .output()
+        .expect("run sextant-rpc");
+    (String::from_utf8(out.stdout).unwrap(), out.status.success())
+}
+
+/// `sextant-rpc`'s answer as JSON; panics on a failed command.
+pub fn rpc_json(rpc_port: u16, args: &[&str]) -> serde_json::Value {
+    let (out, ok) = sextant_rpc(rpc_port, args);
+    assert!(ok, "sextant-rpc {args:?}: {out}");
+    serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"))
+}
+
 impl Drop for Sextant {
     fn drop(&mut self) {
         let _ = self.child.kill();
