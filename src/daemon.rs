@@ -28,6 +28,7 @@ use tracing::{info, warn};
 
 use crate::config::DaemonUrl;
 use crate::metrics::DaemonOutcome;
+use crate::rest::Rest;
 use crate::types::{BlockHash, Height, Txid};
 
 /// Bitcoin Core's "still loading" error code.
@@ -217,6 +218,8 @@ struct Inner {
     max_backoff: Duration,
     /// The daemon's block count at its last `getblockchaininfo` answer; -1 before the first.
     cached_height: AtomicI64,
+    /// REST access for the URL in use (the URL it was made for, the client).
+    rest: Mutex<Option<(String, Arc<Rest>)>>,
 }
 
 impl Daemon {
@@ -235,6 +238,7 @@ impl Daemon {
                 health: Mutex::new(Health::Unknown),
                 max_backoff: Duration::from_secs(4),
                 cached_height: AtomicI64::new(-1),
+                rest: Mutex::new(None),
             }),
         })
     }
@@ -453,8 +457,30 @@ impl Daemon {
             .collect()
     }
 
-    /// Raw blocks (`getblock <hash> 0`), decoded from hex.
+    /// REST access to the URL in use (probed on first use), `None` for https.
+    fn rest(&self) -> Option<Arc<Rest>> {
+        let url = self.url();
+        let mut rest = self.inner.rest.lock();
+        match &*rest {
+            Some((u, r)) if *u == url => Some(r.clone()),
+            _ => {
+                let r = Arc::new(Rest::new(&url)?);
+                *rest = Some((url, r.clone()));
+                Some(r)
+            }
+        }
+    }
+
+    /// Raw blocks: binary over REST when the daemon has it on, else `getblock <hash> 0`
+    /// decoded from hex.
     pub async fn raw_blocks(&self, hashes: &[BlockHash]) -> Result<Vec<Vec<u8>>, DaemonError> {
+        if let Some(rest) = self.rest() {
+            if rest.usable().await {
+                if let Ok(raws) = rest.blocks(hashes).await {
+                    return Ok(raws);
+                }
+            }
+        }
         let params: Vec<Vec<Value>> = hashes
             .iter()
             .map(|h| vec![Value::from(h.to_string()), Value::from(0)])

@@ -13,5 +13,6 @@ pub mod metrics;
 pub mod net;
 pub mod peers;
 pub mod query;
+pub mod rest;
 pub mod store;
 pub mod types;

@@ -1,5 +1,5 @@
 //! A gate in front of litecoind's RPC port: every request passes through to the real daemon,
-//! except block downloads (`getblock`), which wait while the gate is closed. A test can so hold
+//! except block downloads (`getblock`, REST `/rest/block/`), which wait while the gate is closed. A test can so hold
 //! a sync in progress for as long as it needs, with no timing involved.
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -98,7 +98,12 @@ fn relay(conn: TcpStream, target: SocketAddr, state: &(Mutex<State>, Condvar)) {
     if reader.read_exact(&mut body).is_err() {
         return;
     }
-    if String::from_utf8_lossy(&body).contains("\"method\":\"getblock\"") {
+    // Blocks come as JSON-RPC `getblock` or, with the daemon's REST on, `GET /rest/block/`.
+    let block_download = String::from_utf8_lossy(&body).contains("\"method\":\"getblock\"")
+        || head
+            .first()
+            .is_some_and(|l| l.starts_with("GET /rest/block/"));
+    if block_download {
         let (lock, cv) = state;
         let mut st = lock.lock().unwrap();
         st.held += 1;
