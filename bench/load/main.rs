@@ -209,6 +209,8 @@ impl Rng {
 #[derive(Default)]
 struct Tally {
     latencies: Vec<Duration>,
+    /// Steady load only: latencies by method, to tell which one makes the tail.
+    by_method: HashMap<&'static str, Vec<Duration>>,
     errors: u64,
     refused: u64,
     stuck: u64,
@@ -230,7 +232,21 @@ impl Tally {
     fn report(&mut self, seconds: f64) -> Value {
         self.latencies.sort_unstable();
         let n = self.latencies.len();
+        let by_method: serde_json::Map<String, Value> = self
+            .by_method
+            .iter_mut()
+            .map(|(m, l)| {
+                l.sort_unstable();
+                let v = json!({
+                    "requests": l.len(),
+                    "p50 ms": round(percentile(l, 0.5), 2),
+                    "p99 ms": round(percentile(l, 0.99), 2),
+                });
+                (m.to_string(), v)
+            })
+            .collect();
         json!({
+            "by method": by_method,
             "requests": n,
             "errors": self.errors,
             "refused (over MAX_SEND)": self.refused,
@@ -508,7 +524,11 @@ async fn steady(
             }
         };
         match w.conn.call(method, params).await {
-            Ok((_, latency)) => tally.lock().latencies.push(latency),
+            Ok((_, latency)) => {
+                let mut t = tally.lock();
+                t.latencies.push(latency);
+                t.by_method.entry(method).or_default().push(latency);
+            }
             Err(e) if refusal(&e) => tally.lock().refused += 1,
             Err(e) if e.starts_with("read:") || e.starts_with("write:") || e.contains("closed") => {
                 tally.lock().error(e);
