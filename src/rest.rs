@@ -20,7 +20,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use tokio::sync::Semaphore;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use crate::metrics::DaemonOutcome;
 use crate::types::BlockHash;
@@ -28,7 +28,7 @@ use crate::types::BlockHash;
 /// Requests in flight at once, over all batches.
 const IN_FLIGHT: usize = 16;
 const TIMEOUT: Duration = Duration::from_secs(120);
-/// Consecutive failed batches after which REST is given up for this URL.
+/// Consecutive batches answered with an HTTP error after which REST is given up for this URL.
 const MAX_FAILURES: u8 = 3;
 
 const UNKNOWN: u8 = 0;
@@ -112,6 +112,12 @@ impl Rest {
         let result = futures::future::try_join_all(hashes.iter().map(|h| self.block(h))).await;
         match &result {
             Ok(_) => self.failures.store(0, Ordering::Relaxed),
+            // No answer: the daemon is down or overloaded, which JSON-RPC's retries handle and
+            // log; REST is tried again with the next batch.
+            Err(e @ (RestError::Transport { .. } | RestError::Timeout { .. })) => {
+                debug!("daemon REST: {e}; this batch comes through JSON-RPC");
+            }
+            // The daemon answers, but not with blocks: after a few, stop asking it.
             Err(e) => {
                 let n = self.failures.fetch_add(1, Ordering::Relaxed) + 1;
                 if n >= MAX_FAILURES {
@@ -242,7 +248,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn failing_batches_give_rest_up_after_three_in_a_row() {
+    async fn http_errors_give_rest_up_after_three_batches_in_a_row_outages_do_not() {
         // Answers the probe and every block with 200 and nothing: the probe passes; blocks
         // come back empty, which the fetcher's hash check would refuse. A 500 is a failure.
         let ok = Rest::new(&format!("http://127.0.0.1:{}/", answering("200 OK").await)).unwrap();
@@ -252,6 +258,20 @@ mod tests {
             ok.blocks(&[hash, hash]).await.unwrap(),
             vec![Vec::<u8>::new(); 2]
         );
+
+        // A daemon that went away is no reason to give REST up.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let gone = Rest::new(&format!("http://127.0.0.1:{port}/")).unwrap();
+        gone.state.store(ON, Ordering::Relaxed);
+        for _ in 0..=MAX_FAILURES {
+            let e = gone.blocks(&[hash]).await.unwrap_err();
+            assert!(matches!(e, RestError::Transport { .. }), "{e}");
+        }
+        assert!(gone.usable().await);
 
         let bad = Rest::new(&format!(
             "http://127.0.0.1:{}/",
