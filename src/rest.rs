@@ -8,8 +8,8 @@
 //! JSON-RPC as before.
 //!
 //! One block per request: on loopback a reply's last segment often waits ~40 ms for a delayed
-//! ACK, so several requests run at once. Their number stays under the daemon's default work
-//! queue (16), which also serves the JSON-RPC calls; a full queue (HTTP 503) is retried.
+//! ACK, so 16 requests run at once: what Bitcoin Core 0.21's defaults take (4 RPC threads
+//! serving, 16 waiting), JSON-RPC calls included. A full queue (HTTP 503) is retried.
 
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::{Duration, Instant};
