@@ -418,6 +418,8 @@ struct Wallet {
     /// (txid, height) of confirmed transactions from those histories.
     txs: Vec<(String, u64)>,
     tip: u64,
+    /// Its number: its fresh scripts are `2 * index` and `2 * index + 1`.
+    index: usize,
     /// The two fresh scripthashes the notification round pays.
     fresh: [String; 2],
 }
@@ -485,6 +487,7 @@ async fn start_up(
         used,
         txs,
         tip,
+        index,
         fresh,
     })
 }
@@ -811,8 +814,7 @@ async fn run(o: Arc<Options>, pool: Vec<String>) -> Result<Value, String> {
         let touched = 2 * wallets.len();
         let scripts: Vec<ScriptBuf> = wallets
             .iter()
-            .flat_map(|w| w.fresh.iter())
-            .map(|sh| fresh_scripts[fresh.iter().position(|f| f == sh).expect("fresh")].clone())
+            .flat_map(|w| fresh_scripts[2 * w.index..2 * w.index + 2].iter().cloned())
             .collect();
         let o2 = o.clone();
         let (wallets, mempool) =
