@@ -14,10 +14,9 @@ use std::time::{Duration, Instant};
 use parking_lot::RwLock;
 
 use sextant::coin::{CoinRegistry, ParsedBlock, ParsedOutput, ParsedTx};
-use sextant::electrum::merkle::{HeaderMerkle, TxTreeCache};
-use sextant::electrum::status::{self, FullHistory};
 use sextant::index::writer::Writer;
 use sextant::mempool::Mempool;
+use sextant::query::merkle::{HeaderMerkle, TxTreeCache};
 use sextant::query::Query;
 use sextant::store::{Mode, Store};
 use sextant::types::{sha256d, BlockHash, Height, OutPoint, ScriptHash, Txid};
@@ -215,7 +214,7 @@ fn main() {
         t.elapsed().as_secs_f64()
     );
     let mempool = Arc::new(RwLock::new(Mempool::default()));
-    let query = Query::new(store.clone(), mempool.clone());
+    let query = Query::new(store.clone(), mempool);
     let hot = script(0);
     let typical = script(2_000);
     let hot_len = store.history(&hot.hashx()).unwrap().len();
@@ -228,25 +227,21 @@ fn main() {
     let mut b = Bencher { filter };
     let limit = usize::MAX;
     b.run(&format!("history/hot ({hot_len} entries)"), || {
-        status::confirmed_history(&store, &hot.hashx(), limit).unwrap()
+        query.history(&hot.hashx(), limit).unwrap()
     });
     b.run(&format!("history/typical ({typical_len} entries)"), || {
-        status::confirmed_history(&store, &typical.hashx(), limit).unwrap()
+        query.history(&typical.hashx(), limit).unwrap()
     });
     b.run("history/absent script", || {
-        status::confirmed_history(&store, &script(PAYEES + 1).hashx(), limit).unwrap()
+        query.history(&script(PAYEES + 1).hashx(), limit).unwrap()
     });
     b.run("status/hot (read history + hash)", || {
-        FullHistory::read(&store, &mempool, &hot.hashx(), limit)
-            .unwrap()
-            .status()
+        query.history(&hot.hashx(), limit).unwrap().status()
     });
     b.run("status/typical (read history + hash)", || {
-        FullHistory::read(&store, &mempool, &typical.hashx(), limit)
-            .unwrap()
-            .status()
+        query.history(&typical.hashx(), limit).unwrap().status()
     });
-    let hot_history = FullHistory::read(&store, &mempool, &hot.hashx(), limit).unwrap();
+    let hot_history = query.history(&hot.hashx(), limit).unwrap();
     b.run("status/hot (hash only)", || hot_history.status());
     b.run(&format!("listunspent/hot ({hot_utxos} utxos)"), || {
         query.unspent(&hot).unwrap()

@@ -27,7 +27,7 @@ use serde_json::Value;
 use tracing::{info, warn};
 
 use crate::config::DaemonUrl;
-use crate::metrics::DaemonOutcome;
+use crate::metrics::{DaemonOutcome, Metrics};
 use crate::rest::Rest;
 use crate::types::{BlockHash, Height, Txid};
 
@@ -220,10 +220,15 @@ struct Inner {
     cached_height: AtomicI64,
     /// REST access for the URL in use (the URL it was made for, the client).
     rest: Mutex<Option<(String, Arc<Rest>)>>,
+    metrics: Metrics,
 }
 
 impl Daemon {
-    pub fn new(urls: Vec<DaemonUrl>, cookie: Option<PathBuf>) -> anyhow::Result<Daemon> {
+    pub fn new(
+        urls: Vec<DaemonUrl>,
+        cookie: Option<PathBuf>,
+        metrics: Metrics,
+    ) -> anyhow::Result<Daemon> {
         anyhow::ensure!(!urls.is_empty(), "no daemon URL");
         let client = Arc::new(build_client(&urls[0], cookie.as_ref())?);
         Ok(Daemon {
@@ -239,6 +244,7 @@ impl Daemon {
                 max_backoff: Duration::from_secs(4),
                 cached_height: AtomicI64::new(-1),
                 rest: Mutex::new(None),
+                metrics,
             }),
         })
     }
@@ -341,7 +347,9 @@ impl Daemon {
                 Attempt::Fail(_) => DaemonOutcome::RpcError,
                 Attempt::Retry(..) => DaemonOutcome::TransportError,
             };
-            crate::metrics::daemon_call(method, started.elapsed(), outcome);
+            self.inner
+                .metrics
+                .daemon_call(method, started.elapsed(), outcome);
             match attempt {
                 Attempt::Done(v) => {
                     self.set_health(Health::Up, "");
@@ -464,7 +472,7 @@ impl Daemon {
         match &*rest {
             Some((u, r)) if *u == url => Some(r.clone()),
             _ => {
-                let r = Arc::new(Rest::new(&url)?);
+                let r = Arc::new(Rest::new(&url, self.inner.metrics.clone())?);
                 *rest = Some((url, r.clone()));
                 Some(r)
             }

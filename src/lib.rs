@@ -1,18 +1,33 @@
 //! Sextant: an Electrum protocol server that indexes a `txindex=1` full node into RocksDB.
 //!
-//! Data flows one way: daemon → parse (coin) → index → store → query → protocol → network.
+//! Data flows one way, and every module imports only the ones before it in this list:
+//!
+//! ```text
+//! types, coin, config, metrics   shared vocabulary; metrics is a sink that knows no component
+//! store                          RocksDB: column families, keys, atomic batches, migrations
+//! rest, daemon                   the node: REST blocks, JSON-RPC with failover and retries
+//! mempool, index                 the mempool mirror; initial sync, tip following, reorgs
+//! query                          the read side: histories, balances, UTXOs, headers, proofs
+//! protocol                       Electrum methods: one table, requests parsed once, answers
+//! sessions                       connections, costs and limits, subscriptions, notifications
+//! net                            transports: TCP, TLS, WebSocket listeners and framing
+//! peers, admin                   peer discovery; the admin RPC
+//! app                            the composition root that builds and runs all of it
+//! ```
 
+pub mod admin;
+pub mod app;
 pub mod coin;
 pub mod config;
 pub mod daemon;
-pub mod electrum;
 pub mod index;
-pub mod keva;
 pub mod mempool;
 pub mod metrics;
 pub mod net;
 pub mod peers;
+pub mod protocol;
 pub mod query;
 pub mod rest;
+pub mod sessions;
 pub mod store;
 pub mod types;

@@ -1,14 +1,15 @@
-//! Prometheus metrics, served as text on `METRICS_LISTEN` (`host:port`, off when unset) at
-//! `GET /metrics`.
+//! Prometheus metrics, served as text on `METRICS_LISTEN` at `GET /metrics`.
 //!
-//! Counters and histograms are recorded where things happen, through the functions below
-//! (cheap: a label lookup and an atomic add); gauges that describe state (index height, lag,
-//! database size, peers) are read at scrape time from the sources given to [`serve`].
+//! A sink: components record into the [`Metrics`] handle they are given (cheap: a label lookup
+//! and an atomic add), and gauges that describe state (heights, database size, peers, the
+//! notarized height) are read at scrape time by closures the composition root registers with
+//! [`Metrics::on_scrape`]. This module knows no component.
 
 use std::net::SocketAddr;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
+use parking_lot::Mutex;
 use prometheus::{
     Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
     TextEncoder,
@@ -18,9 +19,6 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tracing::{info, warn};
 
-use crate::config::Env;
-use crate::store::Store;
-
 /// Request latencies from 100 µs to 30 s.
 const LATENCY_BUCKETS: [f64; 16] = [
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
@@ -29,7 +27,15 @@ const LATENCY_BUCKETS: [f64; 16] = [
 /// Longest request head read from a scraper.
 const MAX_HEAD: usize = 8192;
 
-struct Metrics {
+type Scraper = Box<dyn Fn(&Scrape) + Send + Sync>;
+
+/// The metrics of one server; cheap to clone and share.
+#[derive(Clone)]
+pub struct Metrics {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
     registry: Registry,
     index_height: IntGauge,
     daemon_height: IntGauge,
@@ -43,33 +49,36 @@ struct Metrics {
     cost_actions: IntCounterVec,
     daemon_seconds: HistogramVec,
     daemon_errors: IntCounterVec,
+    scrapers: Mutex<Vec<Scraper>>,
 }
 
-fn metrics() -> &'static Metrics {
-    static METRICS: OnceLock<Metrics> = OnceLock::new();
-    METRICS.get_or_init(|| {
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
         let registry =
             Registry::new_custom(Some("sextant".into()), None).expect("a valid metric prefix");
+        let register = |c: Box<dyn prometheus::core::Collector>| {
+            registry.register(c).expect("registered once");
+        };
         let gauge = |name: &str, help: &str| {
             let g = IntGauge::new(name, help).expect("a valid gauge");
-            registry
-                .register(Box::new(g.clone()))
-                .expect("registered once");
+            register(Box::new(g.clone()));
             g
         };
         let counter = |name: &str, help: &str, labels: &[&str]| {
             let c = IntCounterVec::new(Opts::new(name, help), labels).expect("a valid counter");
-            registry
-                .register(Box::new(c.clone()))
-                .expect("registered once");
+            register(Box::new(c.clone()));
             c
         };
         let histogram = |name: &str, help: &str, labels: &[&str]| {
             let opts = HistogramOpts::new(name, help).buckets(LATENCY_BUCKETS.to_vec());
             let h = HistogramVec::new(opts, labels).expect("a valid histogram");
-            registry
-                .register(Box::new(h.clone()))
-                .expect("registered once");
+            register(Box::new(h.clone()));
             h
         };
         let peers = IntGaugeVec::new(
@@ -77,10 +86,8 @@ fn metrics() -> &'static Metrics {
             &["status"],
         )
         .expect("a valid gauge");
-        registry
-            .register(Box::new(peers.clone()))
-            .expect("registered once");
-        Metrics {
+        register(Box::new(peers.clone()));
+        let inner = Inner {
             index_height: gauge("index_height", "Height of the indexed chain tip"),
             daemon_height: gauge("daemon_height", "Height of the daemon's chain tip"),
             index_lag: gauge("index_lag_blocks", "Blocks the index is behind the daemon"),
@@ -117,40 +124,104 @@ fn metrics() -> &'static Metrics {
                  an error; transport: no usable answer, retried)",
                 &["method", "kind"],
             ),
+            scrapers: Mutex::new(Vec::new()),
             registry,
+        };
+        Metrics {
+            inner: Arc::new(inner),
         }
-    })
-}
+    }
 
-/// The label for a client's method: a method of the protocol, or `other` (so clients cannot
-/// create series at will).
-fn method_label(method: &str) -> &str {
-    let proto = crate::electrum::version::server_max();
-    match crate::electrum::methods::signature(method, &proto) {
-        Some(_) => method,
-        None if method == "server.version" => method,
-        None => "other",
+    /// A client request answered after `elapsed`. `label` must come from a bounded set (the
+    /// protocol's method names and `other`), so clients cannot create series at will.
+    pub fn request_done(&self, label: &str, elapsed: Duration) {
+        let m = &self.inner;
+        m.requests.with_label_values(&[label]).inc();
+        m.request_seconds
+            .with_label_values(&[label])
+            .observe(elapsed.as_secs_f64());
+    }
+
+    /// The cost limits acted on a session: `throttle`, `disconnect`, `refuse`, …
+    pub fn cost_action(&self, action: &'static str) {
+        self.inner.cost_actions.with_label_values(&[action]).inc();
+    }
+
+    /// The number of open sessions.
+    pub fn sessions(&self, n: usize) {
+        self.inner.sessions.set(n as i64);
+    }
+
+    /// One daemon RPC attempt of `method` took `elapsed`.
+    pub fn daemon_call(&self, method: &str, elapsed: Duration, outcome: DaemonOutcome) {
+        let m = &self.inner;
+        m.daemon_seconds
+            .with_label_values(&[method])
+            .observe(elapsed.as_secs_f64());
+        let kind = match outcome {
+            DaemonOutcome::Ok => return,
+            DaemonOutcome::RpcError => "rpc",
+            DaemonOutcome::TransportError => "transport",
+        };
+        m.daemon_errors.with_label_values(&[method, kind]).inc();
+    }
+
+    /// Registers `f`, called at every scrape to set the state gauges.
+    pub fn on_scrape(&self, f: impl Fn(&Scrape) + Send + Sync + 'static) {
+        self.inner.scrapers.lock().push(Box::new(f));
+    }
+
+    /// Everything in the text exposition format, state gauges read now. Blocking: scrapers may
+    /// read the database.
+    pub fn render(&self) -> String {
+        let m = &self.inner;
+        let scrape = Scrape { m };
+        for f in m.scrapers.lock().iter() {
+            f(&scrape);
+        }
+        m.index_lag
+            .set((m.daemon_height.get() - m.index_height.get()).max(0));
+        let mut out = Vec::new();
+        if let Err(e) = TextEncoder::new().encode(&m.registry.gather(), &mut out) {
+            warn!("encoding metrics: {e}");
+        }
+        String::from_utf8(out).unwrap_or_default()
     }
 }
 
-/// A client request answered after `elapsed`.
-pub fn request_done(method: &str, elapsed: Duration) {
-    let m = metrics();
-    let label = method_label(method);
-    m.requests.with_label_values(&[label]).inc();
-    m.request_seconds
-        .with_label_values(&[label])
-        .observe(elapsed.as_secs_f64());
+/// The state gauges, as a scraper sets them.
+pub struct Scrape<'a> {
+    m: &'a Inner,
 }
 
-/// The cost limits acted on a session: `throttle`, `disconnect`, `refuse`, …
-pub fn cost_action(action: &'static str) {
-    metrics().cost_actions.with_label_values(&[action]).inc();
-}
+impl Scrape<'_> {
+    /// The indexed tip (`None`: empty index) and the daemon's (`None`: not known yet).
+    pub fn heights(&self, index: Option<u32>, daemon: Option<u32>) {
+        self.m.index_height.set(index.map_or(-1, i64::from));
+        if let Some(h) = daemon {
+            self.m.daemon_height.set(i64::from(h));
+        }
+    }
 
-/// The number of open sessions.
-pub fn sessions(n: usize) {
-    metrics().sessions.set(n as i64);
+    pub fn db_size(&self, bytes: u64) {
+        self.m.db_size.set(bytes as i64);
+    }
+
+    /// Komodo chains: the daemon's last notarized height; `None` elsewhere.
+    pub fn notarized_height(&self, height: Option<u32>) {
+        self.m.notarized_height.set(height.map_or(-1, i64::from));
+    }
+
+    pub fn peers(&self, good: usize, stale: usize, never: usize, bad: usize) {
+        for (status, n) in [
+            ("good", good),
+            ("stale", stale),
+            ("never", never),
+            ("bad", bad),
+        ] {
+            self.m.peers.with_label_values(&[status]).set(n as i64);
+        }
+    }
 }
 
 /// Whether a daemon RPC attempt succeeded.
@@ -163,75 +234,6 @@ pub enum DaemonOutcome {
     TransportError,
 }
 
-/// One daemon RPC attempt of `method` took `elapsed`.
-pub fn daemon_call(method: &str, elapsed: Duration, outcome: DaemonOutcome) {
-    let m = metrics();
-    m.daemon_seconds
-        .with_label_values(&[method])
-        .observe(elapsed.as_secs_f64());
-    let kind = match outcome {
-        DaemonOutcome::Ok => return,
-        DaemonOutcome::RpcError => "rpc",
-        DaemonOutcome::TransportError => "transport",
-    };
-    m.daemon_errors.with_label_values(&[method, kind]).inc();
-}
-
-/// The daemon's tip height, as the indexer last saw it.
-pub fn daemon_height(height: u32) {
-    metrics().daemon_height.set(i64::from(height));
-}
-
-/// Everything in the text exposition format, state gauges read from `store` now.
-pub fn render(store: Option<&Store>) -> String {
-    let m = metrics();
-    if let Some(store) = store {
-        let height = store.tip().map_or(-1, |t| i64::from(t.height.0));
-        m.index_height.set(height);
-        m.index_lag.set((m.daemon_height.get() - height).max(0));
-        m.db_size.set(store.disk_size() as i64);
-    }
-    m.notarized_height
-        .set(crate::index::notarized::notarized().map_or(-1, |(h, _)| i64::from(h.0)));
-    if let Some(peers) = crate::peers::installed() {
-        let c = peers.counts();
-        for (status, n) in [
-            ("good", c.good),
-            ("stale", c.stale),
-            ("never", c.never),
-            ("bad", c.bad),
-        ] {
-            m.peers.with_label_values(&[status]).set(n as i64);
-        }
-    }
-    let mut out = Vec::new();
-    if let Err(e) = TextEncoder::new().encode(&m.registry.gather(), &mut out) {
-        warn!("encoding metrics: {e}");
-    }
-    String::from_utf8(out).unwrap_or_default()
-}
-
-#[derive(Debug, thiserror::Error)]
-#[error("METRICS_LISTEN={value:?} is invalid: expected host:port, e.g. 127.0.0.1:9100")]
-pub struct MetricsConfigError {
-    value: String,
-}
-
-/// `METRICS_LISTEN`: where to serve metrics; `None` (off) when unset or empty.
-pub fn listen_addr(env: &dyn Env) -> Result<Option<SocketAddr>, MetricsConfigError> {
-    let Some(value) = env.get("METRICS_LISTEN").filter(|v| !v.trim().is_empty()) else {
-        return Ok(None);
-    };
-    use std::net::ToSocketAddrs;
-    value
-        .trim()
-        .to_socket_addrs()
-        .ok()
-        .and_then(|mut a| a.next())
-        .map(Some)
-        .ok_or(MetricsConfigError { value })
-}
-
 /// Binds the metrics listener, so a taken port stops the start-up with a clear error.
 pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     let listener = TcpListener::bind(addr).await?;
@@ -240,7 +242,7 @@ pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
 }
 
 /// Serves `GET /metrics` until `stop` turns true.
-pub async fn serve(listener: TcpListener, store: Arc<Store>, mut stop: watch::Receiver<bool>) {
+pub async fn serve(listener: TcpListener, metrics: Metrics, mut stop: watch::Receiver<bool>) {
     loop {
         let stream = tokio::select! {
             r = listener.accept() => match r {
@@ -253,15 +255,15 @@ pub async fn serve(listener: TcpListener, store: Arc<Store>, mut stop: watch::Re
             },
             _ = stop.changed() => return,
         };
-        let store = store.clone();
+        let metrics = metrics.clone();
         tokio::spawn(async move {
-            let _ = tokio::time::timeout(Duration::from_secs(10), answer(stream, &store)).await;
+            let _ = tokio::time::timeout(Duration::from_secs(10), answer(stream, metrics)).await;
         });
     }
 }
 
 /// One HTTP/1.x exchange; the connection is closed after the response.
-async fn answer(mut stream: TcpStream, store: &Arc<Store>) -> std::io::Result<()> {
+async fn answer(mut stream: TcpStream, metrics: Metrics) -> std::io::Result<()> {
     let mut head = Vec::new();
     let mut buf = [0u8; 1024];
     while !head.windows(4).any(|w| w == b"\r\n\r\n") {
@@ -276,8 +278,7 @@ async fn answer(mut stream: TcpStream, store: &Arc<Store>) -> std::io::Result<()
     let (method, path) = (words.next().unwrap_or(""), words.next().unwrap_or(""));
     let (status, content_type, body) = match (method, path.split('?').next()) {
         ("GET", Some("/metrics")) => {
-            let store = store.clone();
-            let body = tokio::task::spawn_blocking(move || render(Some(&store)))
+            let body = tokio::task::spawn_blocking(move || metrics.render())
                 .await
                 .unwrap_or_default();
             ("200 OK", "text/plain; version=0.0.4; charset=utf-8", body)
@@ -301,7 +302,6 @@ async fn answer(mut stream: TcpStream, store: &Arc<Store>) -> std::io::Result<()
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::HashMap;
 
     /// The value of the sample line starting with `series` (name and labels), 0 when absent.
     fn sample(text: &str, series: &str) -> f64 {
@@ -312,40 +312,47 @@ mod tests {
 
     #[test]
     fn recorded_values_appear_in_the_text() {
-        // The registry is process-wide and other tests record into it too: compare deltas.
-        let series = [
+        let m = Metrics::new();
+        m.request_done("blockchain.block.header", Duration::from_millis(3));
+        m.request_done("other", Duration::from_millis(1));
+        m.cost_action("throttle");
+        m.daemon_call(
+            "getblockcount",
+            Duration::from_millis(2),
+            DaemonOutcome::TransportError,
+        );
+        m.sessions(7);
+        let text = m.render();
+        for s in [
             "sextant_requests_total{method=\"blockchain.block.header\"}",
             "sextant_requests_total{method=\"other\"}",
             "sextant_cost_limit_actions_total{action=\"throttle\"}",
             "sextant_daemon_rpc_errors_total{kind=\"transport\",method=\"getblockcount\"}",
             "sextant_request_duration_seconds_bucket{method=\"blockchain.block.header\",le=\"0.005\"}",
-        ];
-        let before = render(None);
-        request_done("blockchain.block.header", Duration::from_millis(3));
-        request_done("no.such.method", Duration::from_millis(1));
-        cost_action("throttle");
-        daemon_call(
-            "getblockcount",
-            Duration::from_millis(2),
-            DaemonOutcome::TransportError,
-        );
-        sessions(7);
-        let text = render(None);
-        for s in series {
-            assert_eq!(sample(&text, s) - sample(&before, s), 1.0, "{s}");
+        ] {
+            assert_eq!(sample(&text, s), 1.0, "{s}");
         }
-        assert!(text.contains("sextant_sessions 7"));
+        assert_eq!(sample(&text, "sextant_sessions"), 7.0);
     }
 
     #[test]
-    fn listen_address() {
-        let env = |v: &'static str| HashMap::from([("METRICS_LISTEN", v)]);
-        assert_eq!(listen_addr(&HashMap::new()).unwrap(), None);
-        assert_eq!(listen_addr(&env("")).unwrap(), None);
-        assert_eq!(
-            listen_addr(&env("127.0.0.1:9100")).unwrap(),
-            Some("127.0.0.1:9100".parse().unwrap())
-        );
-        assert!(listen_addr(&env("9100")).is_err());
+    fn state_gauges_come_from_scrapers_at_render_time() {
+        let m = Metrics::new();
+        let height = Arc::new(std::sync::atomic::AtomicU32::new(10));
+        let h = height.clone();
+        m.on_scrape(move |s| {
+            s.heights(Some(h.load(std::sync::atomic::Ordering::Relaxed)), Some(12));
+            s.db_size(4096);
+            s.notarized_height(None);
+            s.peers(1, 2, 3, 4);
+        });
+        let text = m.render();
+        assert_eq!(sample(&text, "sextant_index_height"), 10.0);
+        assert_eq!(sample(&text, "sextant_index_lag_blocks"), 2.0);
+        assert_eq!(sample(&text, "sextant_db_size_bytes"), 4096.0);
+        assert_eq!(sample(&text, "sextant_notarized_height"), -1.0);
+        assert_eq!(sample(&text, "sextant_peers{status=\"never\"}"), 3.0);
+        height.store(12, std::sync::atomic::Ordering::Relaxed);
+        assert_eq!(sample(&m.render(), "sextant_index_lag_blocks"), 0.0);
     }
 }

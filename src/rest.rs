@@ -22,7 +22,7 @@ use hyper_util::rt::TokioExecutor;
 use tokio::sync::Semaphore;
 use tracing::{debug, info, warn};
 
-use crate::metrics::DaemonOutcome;
+use crate::metrics::{DaemonOutcome, Metrics};
 use crate::types::BlockHash;
 
 /// Requests in flight at once, over all batches.
@@ -53,12 +53,13 @@ pub struct Rest {
     state: AtomicU8,
     failures: AtomicU8,
     permits: Semaphore,
+    metrics: Metrics,
 }
 
 impl Rest {
     /// For a JSON-RPC URL as `DaemonUrl` keeps it (`http://host:port/…`); `None` for https,
     /// whose REST use would need a TLS client for a daemon setup nobody runs.
-    pub fn new(rpc_url: &str) -> Option<Rest> {
+    pub fn new(rpc_url: &str, metrics: Metrics) -> Option<Rest> {
         let rest = rpc_url.strip_prefix("http://")?;
         let authority = rest.split('/').next().filter(|a| !a.is_empty())?;
         let mut connector = HttpConnector::new();
@@ -69,6 +70,7 @@ impl Rest {
             state: AtomicU8::new(UNKNOWN),
             failures: AtomicU8::new(0),
             permits: Semaphore::new(IN_FLIGHT),
+            metrics,
         })
     }
 
@@ -157,7 +159,7 @@ impl Rest {
             Err(RestError::Status { .. }) => DaemonOutcome::RpcError,
             Err(_) => DaemonOutcome::TransportError,
         };
-        crate::metrics::daemon_call("rest", started.elapsed(), outcome);
+        self.metrics.daemon_call("rest", started.elapsed(), outcome);
         result
     }
 
@@ -190,14 +192,18 @@ impl Rest {
 mod tests {
     use super::*;
 
+    fn rest(url: &str) -> Option<Rest> {
+        Rest::new(url, Metrics::new())
+    }
+
     #[test]
     fn base_is_the_rpc_urls_authority() {
-        let r = Rest::new("http://127.0.0.1:19443/").unwrap();
+        let r = rest("http://127.0.0.1:19443/").unwrap();
         assert_eq!(r.base(), "http://127.0.0.1:19443");
-        let r = Rest::new("http://node.lan:9332/wallet/x").unwrap();
+        let r = rest("http://node.lan:9332/wallet/x").unwrap();
         assert_eq!(r.base(), "http://node.lan:9332");
-        assert!(Rest::new("https://node.lan:9332/").is_none());
-        assert!(Rest::new("http:///").is_none());
+        assert!(rest("https://node.lan:9332/").is_none());
+        assert!(rest("http:///").is_none());
     }
 
     /// An HTTP server answering every request with `status` and an empty body.
@@ -232,12 +238,12 @@ mod tests {
             .local_addr()
             .unwrap()
             .port();
-        let r = Rest::new(&format!("http://127.0.0.1:{port}/")).unwrap();
+        let r = rest(&format!("http://127.0.0.1:{port}/")).unwrap();
         assert!(!r.usable().await);
         assert_eq!(r.state.load(Ordering::Relaxed), UNKNOWN);
 
         // A daemon started without -rest answers 404: off for good.
-        let r = Rest::new(&format!(
+        let r = rest(&format!(
             "http://127.0.0.1:{}/",
             answering("404 Not Found").await
         ));
@@ -251,7 +257,7 @@ mod tests {
     async fn http_errors_give_rest_up_after_three_batches_in_a_row_outages_do_not() {
         // Answers the probe and every block with 200 and nothing: the probe passes; blocks
         // come back empty, which the fetcher's hash check would refuse. A 500 is a failure.
-        let ok = Rest::new(&format!("http://127.0.0.1:{}/", answering("200 OK").await)).unwrap();
+        let ok = rest(&format!("http://127.0.0.1:{}/", answering("200 OK").await)).unwrap();
         assert!(ok.usable().await);
         let hash = BlockHash::from_hex(&"11".repeat(32)).unwrap();
         assert_eq!(
@@ -265,7 +271,7 @@ mod tests {
             .local_addr()
             .unwrap()
             .port();
-        let gone = Rest::new(&format!("http://127.0.0.1:{port}/")).unwrap();
+        let gone = rest(&format!("http://127.0.0.1:{port}/")).unwrap();
         gone.state.store(ON, Ordering::Relaxed);
         for _ in 0..=MAX_FAILURES {
             let e = gone.blocks(&[hash]).await.unwrap_err();
@@ -273,7 +279,7 @@ mod tests {
         }
         assert!(gone.usable().await);
 
-        let bad = Rest::new(&format!(
+        let bad = rest(&format!(
             "http://127.0.0.1:{}/",
             answering("500 Oops").await
         ));

@@ -1,9 +1,11 @@
-//! Domain types shared by every layer: heights, transaction numbers, hashes.
+//! Domain types shared by every layer: heights, transaction numbers, hashes, and which IP
+//! addresses count as private.
 //!
 //! Hashes are kept in internal (little-endian, as serialized) byte order and displayed reversed,
 //! the way bitcoind and Electrum show them.
 
 use std::fmt;
+use std::net::IpAddr;
 
 /// A block height.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
@@ -146,6 +148,31 @@ impl HashX {
 pub struct OutPoint {
     pub txid: Txid,
     pub vout: u32,
+}
+
+/// Python's `ip_address(…).is_private` (roughly): loopback, RFC 1918, link-local, documentation,
+/// shared and reserved ranges. Such clients are never grouped or rate-limited as a subnet.
+pub fn is_private(ip: &IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => {
+            v4.is_private()
+                || v4.is_loopback()
+                || v4.is_link_local()
+                || v4.is_documentation()
+                || v4.is_broadcast()
+                || v4.octets()[0] == 0
+                || (v4.octets()[0] == 100 && (64..128).contains(&v4.octets()[1]))
+                || (v4.octets()[0] == 198 && (18..20).contains(&v4.octets()[1]))
+                || v4.octets()[0] >= 240
+        }
+        IpAddr::V6(v6) => {
+            v6.is_loopback()
+                || v6.is_unspecified()
+                || (v6.segments()[0] & 0xfe00) == 0xfc00
+                || (v6.segments()[0] & 0xffc0) == 0xfe80
+                || (v6.segments()[0] == 0x2001 && v6.segments()[1] == 0x0db8)
+        }
+    }
 }
 
 #[cfg(test)]

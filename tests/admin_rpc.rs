@@ -47,7 +47,7 @@ fn admin_rpc_answers_during_the_initial_sync_and_stop_ends_it_cleanly() {
     let env = vec![services(port, rpc_port)];
 
     // A first run indexes 20 blocks and stops.
-    let mut sx = Sextant::start(&d, dir.path(), &env);
+    let mut sx = Proc::sextant(&d, dir.path(), &env);
     sx.wait_listening(port);
     assert_eq!(tip_height(port), 20);
     assert_eq!(rpc_json(rpc_port, &["stop"]), json!("stopping"));
@@ -57,7 +57,7 @@ fn admin_rpc_answers_during_the_initial_sync_and_stop_ends_it_cleanly() {
     d.mine(30);
     let gate = DaemonGate::start(&d);
     let gated = [env.clone(), vec![("DAEMON_URL", gate.url())]].concat();
-    let mut sx = Sextant::start(&d, dir.path(), &gated);
+    let mut sx = Proc::sextant(&d, dir.path(), &gated);
     wait_until(
         Duration::from_secs(60),
         "a block download at the gate",
@@ -96,7 +96,7 @@ fn admin_rpc_answers_during_the_initial_sync_and_stop_ends_it_cleanly() {
 
     // A restart goes on from the stored height to the daemon's tip.
     gate.open();
-    let mut sx = Sextant::start(&d, dir.path(), &gated);
+    let mut sx = Proc::sextant(&d, dir.path(), &gated);
     sx.wait_listening(port);
     assert!(sx.log().contains("index tip: height 20"), "{}", sx.log());
     assert_eq!(tip_height(port), 50);
@@ -196,9 +196,9 @@ fn query_answers_like_electrumx_and_reorg_gives_back_the_same_index() {
         ]
     };
     let mut ex = start_electrumx(&venv, &env(ex_port, ex_rpc), dir.path());
-    let mut sx = Sextant::start(&d, dir.path(), &env(sx_port, sx_rpc));
+    let mut sx = Proc::sextant(&d, dir.path(), &env(sx_port, sx_rpc));
     let probe = scripthash(&d.script_of(&legacy));
-    wait_listening(&mut ex, ex_port);
+    ex.wait_listening(ex_port);
     sx.wait_listening(sx_port);
     wait_caught_up(ex_port, tip, &probe, &json!([]), "ElectrumX");
     wait_caught_up(sx_port, tip, &probe, &json!([]), "Sextant");
@@ -256,13 +256,13 @@ fn query_answers_like_electrumx_and_reorg_gives_back_the_same_index() {
 
     // reorg: the index before, a reorg of 3 blocks, the index after.
     let db = dir.path().join("db");
-    let stop = |mut sx: Sextant| {
+    let stop = |mut sx: Proc| {
         assert_eq!(rpc_json(sx_rpc, &["stop"]), json!("stopping"));
         assert!(sx.wait_exit(Duration::from_secs(60)).success());
     };
     stop(sx);
     let index = dump(&db);
-    let mut sx = Sextant::start(&d, dir.path(), &env(sx_port, sx_rpc));
+    let mut sx = Proc::sextant(&d, dir.path(), &env(sx_port, sx_rpc));
     sx.wait_listening(sx_port);
     let mut c = Client::connect(sx_port);
     c.result("server.version", json!(["test", "1.4"]));

@@ -64,7 +64,8 @@ fn answers(store: Store) -> Value {
             sh[..HashX::LEN].copy_from_slice(h);
             let sh = ScriptHash(sh);
             let history: Vec<Value> = q
-                .confirmed_history(&sh)
+                .history(&sh.hashx(), usize::MAX)
+                .map(|h| h.confirmed)
                 .unwrap()
                 .iter()
                 .map(|c| json!([c.txid.to_string(), c.height.0]))

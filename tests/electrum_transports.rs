@@ -257,7 +257,7 @@ fn tls_certificates_reload_without_touching_open_sessions() {
     let port = free_port();
     let mut env = tls_env(&cert, &key);
     env.push(("SERVICES", format!("ssl://127.0.0.1:{port}")));
-    let mut sx = Sextant::start(&d, dir.path(), &env);
+    let mut sx = Proc::sextant(&d, dir.path(), &env);
     sx.wait_listening(port);
 
     let rt = runtime();
@@ -349,7 +349,7 @@ fn websocket_sessions_over_ws_and_wss() {
         format!("ws://127.0.0.1:{ws_port},wss://127.0.0.1:{wss_port},tcp://127.0.0.1:{tcp_port}"),
     ));
     env.push(("MAX_RECV", "5000".into()));
-    let mut sx = Sextant::start(&d, dir.path(), &env);
+    let mut sx = Proc::sextant(&d, dir.path(), &env);
     sx.wait_listening(ws_port);
     sx.wait_listening(wss_port);
 
@@ -402,7 +402,7 @@ fn a_python_aiorpcx_client_over_tls() {
     let port = free_port();
     let mut env = tls_env(&cert, &key);
     env.push(("SERVICES", format!("ssl://127.0.0.1:{port}")));
-    let mut sx = Sextant::start(&d, dir.path(), &env);
+    let mut sx = Proc::sextant(&d, dir.path(), &env);
     sx.wait_listening(port);
 
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/electrum_client.py");

@@ -627,7 +627,7 @@ fn sextant_answers_like_electrumx() {
     let probe = chain.mempool.b_output.scripthash();
     let want = json!([{"tx_hash": chain.mempool.b_txid, "height": -1, "fee": chain.mempool.b_fee}]);
     for (p, port) in [(&mut ex, ex_port), (&mut sx, sx_port)] {
-        wait_listening(p, port);
+        p.wait_listening(port);
         wait_caught_up(port, chain.tip, &probe, &want, p.name);
     }
     eprintln!("both servers caught up after {:?}", started.elapsed());

@@ -234,7 +234,7 @@ fn missing_binary_panics_with_install_hint() {
     let r = std::panic::catch_unwind(|| {
         Litecoind::start_with(LitecoindConfig {
             binary: "/nonexistent/litecoind".into(),
-            extra_args: vec![],
+            ..LitecoindConfig::default()
         })
     });
     let err = r.err().expect("start must panic without the binary");

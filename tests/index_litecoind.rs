@@ -3,10 +3,8 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use common::*;
@@ -32,7 +30,7 @@ fn coin() -> Coin {
 
 fn daemon_for(d: &Litecoind) -> Daemon {
     let url = DaemonUrl::parse(&d.rpc_url(), 19443, false).unwrap();
-    Daemon::new(vec![url], None).unwrap()
+    Daemon::new(vec![url], None, sextant::metrics::Metrics::new()).unwrap()
 }
 
 fn runtime() -> tokio::runtime::Runtime {
@@ -121,7 +119,8 @@ fn assert_matches_oracle(index: &Index, oracle: &Oracle) {
     assert!(scripts.len() > 50, "the chain should touch many scripts");
     for s in &scripts {
         let hist: Vec<(String, i64)> = q
-            .confirmed_history(&sh(s))
+            .history(&sh(s).hashx(), usize::MAX)
+            .map(|h| h.confirmed)
             .unwrap()
             .into_iter()
             .map(|c| (c.txid.to_string(), c.height.0 as i64))
@@ -187,12 +186,20 @@ fn initial_sync_of_a_varied_chain_matches_the_daemon() {
     let q = index.query();
     for v in [&varied, &varied_after_mweb] {
         let op_return = ScriptHash::of_script(&hex::decode(&v.op_return_script_hex).unwrap());
-        assert!(q.confirmed_history(&op_return).unwrap().is_empty());
-        let frequent = q.confirmed_history(&sh(&v.frequent.scripthash())).unwrap();
+        assert!(q
+            .history(&op_return.hashx(), usize::MAX)
+            .map(|h| h.confirmed)
+            .unwrap()
+            .is_empty());
+        let frequent = q
+            .history(&sh(&v.frequent.scripthash()).hashx(), usize::MAX)
+            .map(|h| h.confirmed)
+            .unwrap();
         assert!(frequent.len() >= 5, "frequent script history {frequent:?}");
         for s in v.all_scripts() {
             assert!(
-                !q.confirmed_history(&sh(&s.scripthash()))
+                !q.history(&sh(&s.scripthash()).hashx(), usize::MAX)
+                    .map(|h| h.confirmed)
                     .unwrap()
                     .is_empty(),
                 "{} has history",
@@ -233,7 +240,10 @@ fn reorgs_leave_exactly_the_index_of_a_clean_sync() {
     index.sync();
     let q = index.query();
     assert_eq!(
-        q.confirmed_history(&sh(&moved.scripthash())).unwrap().len(),
+        q.history(&sh(&moved.scripthash()).hashx(), usize::MAX)
+            .map(|h| h.confirmed)
+            .unwrap()
+            .len(),
         1
     );
 
@@ -249,7 +259,8 @@ fn reorgs_leave_exactly_the_index_of_a_clean_sync() {
     assert_matches_oracle(&index, &oracle);
     let hist = index
         .query()
-        .confirmed_history(&sh(&moved.scripthash()))
+        .history(&sh(&moved.scripthash()).hashx(), usize::MAX)
+        .map(|h| h.confirmed)
         .unwrap();
     assert_eq!(hist.len(), 1);
     assert!(
@@ -282,7 +293,7 @@ fn mempool_mirror_follows_adds_chains_and_confirmations() {
     assert_eq!(index.mempool.read().len(), expected.txs.len());
     for s in expected.scripthashes() {
         let ours: Vec<(String, i64, u64)> = q
-            .mempool_history(&sh(&s))
+            .mempool_history(&sh(&s).hashx())
             .into_iter()
             .map(|e| (e.txid.to_string(), e.height as i64, e.fee))
             .collect();
@@ -299,13 +310,13 @@ fn mempool_mirror_follows_adds_chains_and_confirmations() {
         );
     }
     // The child spends its unconfirmed parent: height -1; the parent and the single payment 0.
-    let b = q.mempool_history(&sh(&chain.b_output.scripthash()));
+    let b = q.mempool_history(&sh(&chain.b_output.scripthash()).hashx());
     assert_eq!(
         (b[0].txid.to_string(), b[0].height),
         (chain.b_txid.clone(), -1)
     );
     assert_eq!(b[0].fee, chain.b_fee);
-    let single_entry = q.mempool_history(&sh(&payee.scripthash()));
+    let single_entry = q.mempool_history(&sh(&payee.scripthash()).hashx());
     assert_eq!(
         (single_entry[0].txid.to_string(), single_entry[0].height),
         (single, 0)
@@ -325,9 +336,10 @@ fn mempool_mirror_follows_adds_chains_and_confirmations() {
     assert_eq!(index.mempool.read().len(), 0);
     let q = index.query();
     for s in [&chain.a_output, &chain.b_output, &payee] {
-        assert!(q.mempool_history(&sh(&s.scripthash())).is_empty());
+        assert!(q.mempool_history(&sh(&s.scripthash()).hashx()).is_empty());
         assert!(!q
-            .confirmed_history(&sh(&s.scripthash()))
+            .history(&sh(&s.scripthash()).hashx(), usize::MAX)
+            .map(|h| h.confirmed)
             .unwrap()
             .is_empty());
     }
@@ -337,85 +349,16 @@ fn mempool_mirror_follows_adds_chains_and_confirmations() {
 // -------------------------------------------------------------------------------------------
 // The `sextant` binary: crash safety, signals, outages, configuration errors.
 
-struct Server {
-    child: Child,
-    lines: Arc<Mutex<Vec<String>>>,
+/// `sextant` on `d`'s chain in `dir` (database in `dir/db`), on a free client port.
+fn start_server(d: &Litecoind, dir: &Path, extra: &[(&str, &str)]) -> Proc {
+    let mut env = vec![("SERVICES", format!("tcp://127.0.0.1:{}", free_port()))];
+    env.extend(extra.iter().map(|(k, v)| (*k, v.to_string())));
+    Proc::sextant(d, dir, &env)
 }
 
-impl Server {
-    fn start(d: &Litecoind, db: &Path, extra: &[(&str, &str)]) -> Server {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_sextant"));
-        cmd.env_clear()
-            .env("COIN", "Litecoin")
-            .env("NET", "regtest")
-            .env("DB_DIRECTORY", db)
-            .env("DAEMON_URL", d.rpc_url())
-            .env("DAEMON_POLL_INTERVAL_BLOCKS", "100")
-            .env("DAEMON_POLL_INTERVAL_MEMPOOL", "100")
-            .env("LOG_LEVEL", "info")
-            .env("SERVICES", format!("tcp://127.0.0.1:{}", free_port()));
-        for (k, v) in extra {
-            cmd.env(k, v);
-        }
-        let mut child = cmd
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start sextant");
-        let lines = Arc::new(Mutex::new(Vec::new()));
-        for stream in [
-            Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
-            Box::new(child.stderr.take().unwrap()),
-        ] {
-            let lines = lines.clone();
-            std::thread::spawn(move || {
-                for line in BufReader::new(stream).lines().map_while(Result::ok) {
-                    lines.lock().unwrap().push(line);
-                }
-            });
-        }
-        Server { child, lines }
-    }
-
-    fn wait_for_log(&self, what: &str, timeout: Duration) -> String {
-        wait_until(timeout, what, || {
-            self.lines
-                .lock()
-                .unwrap()
-                .iter()
-                .find(|l| l.contains(what))
-                .cloned()
-        })
-    }
-
-    fn log(&self) -> String {
-        self.lines.lock().unwrap().join("\n")
-    }
-
-    fn signal(&self, sig: &str) {
-        let status = Command::new("kill")
-            .args([sig, &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
-    }
-
-    fn wait(mut self) -> (std::process::ExitStatus, String) {
-        let status = self.child.wait().unwrap();
-        std::thread::sleep(Duration::from_millis(50)); // let the readers drain
-        (status, self.log())
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn open_store(db: &Path) -> Store {
-    Store::open(db, &coin(), 16, Mode::Follow).unwrap()
+/// The index a server started by [`start_server`] in `dir` left.
+fn open_store(dir: &Path) -> Store {
+    Store::open(&dir.join("db"), &coin(), 16, Mode::Follow).unwrap()
 }
 
 /// A chain long enough that the initial sync commits several batches: varied transactions,
@@ -451,7 +394,7 @@ fn kill_9_during_initial_sync_then_restart_ends_with_a_clean_index() {
     for run in 0..3 {
         let flush = if run < 2 { "0" } else { "30" };
         let env = [("LOG_LEVEL", "debug"), ("SYNC_FLUSH_INTERVAL", flush)];
-        let server = Server::start(&d, db.path(), &env);
+        let server = start_server(&d, db.path(), &env);
         server.wait_for_log("committed blocks", Duration::from_secs(60));
         server.signal("-KILL");
         let (status, _) = server.wait();
@@ -467,7 +410,7 @@ fn kill_9_during_initial_sync_then_restart_ends_with_a_clean_index() {
             >= 2,
         "kills should land mid-sync: tips {killed_at:?} of {target}"
     );
-    let server = Server::start(&d, db.path(), &[]);
+    let server = start_server(&d, db.path(), &[]);
     server.wait_for_log("caught up with the daemon", Duration::from_secs(120));
     server.signal("-TERM");
     let (status, log) = server.wait();
@@ -488,7 +431,7 @@ fn sigterm_flushes_and_exits_cleanly() {
     let d = Litecoind::start();
     d.build_varied_chain();
     let db = tempfile::tempdir().unwrap();
-    let server = Server::start(&d, db.path(), &[]);
+    let server = start_server(&d, db.path(), &[]);
     server.wait_for_log("caught up with the daemon", Duration::from_secs(60));
     server.signal("-TERM");
     let (status, log) = server.wait();
@@ -505,7 +448,7 @@ fn a_daemon_outage_is_survived_and_logged() {
     let d = Litecoind::start();
     d.build_varied_chain();
     let db = tempfile::tempdir().unwrap();
-    let server = Server::start(&d, db.path(), &[]);
+    let server = start_server(&d, db.path(), &[]);
     server.wait_for_log("caught up with the daemon", Duration::from_secs(60));
     d.stop();
     server.wait_for_log("retrying", Duration::from_secs(30));
@@ -542,9 +485,8 @@ fn configuration_mistakes_exit_2_with_one_clear_line() {
         (&[("CACHE_MB", "-5")], "CACHE_MB"),
     ];
     for (env, expect) in cases {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_sextant"));
-        cmd.env_clear()
-            .env("COIN", "Litecoin")
+        let mut cmd = sextant_command();
+        cmd.env("COIN", "Litecoin")
             .env("NET", "regtest")
             .env("DB_DIRECTORY", dbs)
             .env("DAEMON_URL", "http://u:p@127.0.0.1:1/");
@@ -557,8 +499,7 @@ fn configuration_mistakes_exit_2_with_one_clear_line() {
         assert_eq!(stderr.trim().lines().count(), 1, "{env:?}: {stderr}");
         assert!(stderr.contains(expect), "{env:?}: {stderr}");
     }
-    let out = Command::new(env!("CARGO_BIN_EXE_sextant"))
-        .env_clear()
+    let out = sextant_command()
         .env("DAEMON_URL", "http://u:p@127.0.0.1:1/")
         .output()
         .unwrap();
@@ -570,7 +511,7 @@ fn configuration_mistakes_exit_2_with_one_clear_line() {
 fn a_daemon_of_another_chain_is_refused() {
     let d = Litecoind::start();
     let db = tempfile::tempdir().unwrap();
-    let server = Server::start(&d, db.path(), &[("COIN", "Bitcoin"), ("NET", "regtest")]);
+    let server = start_server(&d, db.path(), &[("COIN", "Bitcoin"), ("NET", "regtest")]);
     let (status, log) = server.wait();
     assert!(!status.success());
     assert!(log.contains("genesis"), "{log}");

@@ -901,7 +901,7 @@ fn keva_methods_answer_as_the_fork_on_a_built_chain() {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let mut sx = start_sextant(&env(&d, port), dir.path());
-    wait_listening(&mut sx, port);
+    sx.wait_listening(port);
     wait_tip(port, &w, &json!([]));
     let mut c = Conn::session(port);
     check_confirmed(&mut c, &w);

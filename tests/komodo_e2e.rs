@@ -314,7 +314,7 @@ fn batch_transcripts(c: &KmdChain) -> Vec<Vec<String>> {
 
 /// Connects once `p` listens, then waits until it serves `tip` and `probe`'s mempool `want`.
 fn wait_synced(p: &mut Proc, port: u16, tip: u64, probe: &str, want: &Value) {
-    wait_listening(p, port);
+    p.wait_listening(port);
     wait_caught_up(port, tip, probe, want, p.name);
 }
 

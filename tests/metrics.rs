@@ -7,7 +7,6 @@ mod common;
 use std::collections::{BTreeMap, HashMap};
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::path::Path;
 use std::time::Duration;
 
 use common::*;
@@ -223,17 +222,14 @@ fn metrics_are_served_and_match_the_chain() {
     d.mine(25);
     let dir = tempfile::tempdir().unwrap();
     let (port, metrics_port) = (free_port(), free_port());
-    let mut cmd = base_command(Path::new(env!("CARGO_BIN_EXE_sextant")));
-    cmd.envs([
-        ("COIN", "Litecoin".to_string()),
-        ("NET", "regtest".into()),
-        ("DB_DIRECTORY", dir.path().join("db").display().to_string()),
-        ("DAEMON_URL", format!("{}/", d.rpc_url())),
-        ("SERVICES", format!("tcp://127.0.0.1:{port}")),
-        ("METRICS_LISTEN", format!("127.0.0.1:{metrics_port}")),
-        ("DAEMON_POLL_INTERVAL_BLOCKS", "100".into()),
-    ]);
-    let mut sextant = Proc::spawn("sextant", cmd, dir.path().join("sextant.log"));
+    let mut sextant = Proc::sextant(
+        &d,
+        dir.path(),
+        &[
+            ("SERVICES", format!("tcp://127.0.0.1:{port}")),
+            ("METRICS_LISTEN", format!("127.0.0.1:{metrics_port}")),
+        ],
+    );
     let height = d
         .call("getblockcount", serde_json::json!([]))
         .as_f64()

@@ -214,7 +214,7 @@ fn their_environments_start_a_server() {
         .collect();
     for (name, env) in [("image", image), ("env-file", set)] {
         let (tcp, ssl) = (free_port(), free_port());
-        let mut cmd = base_command(Path::new(env!("CARGO_BIN_EXE_sextant")));
+        let mut cmd = sextant_command();
         for (k, v) in env {
             let v = local(&k, v, tcp, ssl);
             cmd.env(k, v);

@@ -96,7 +96,7 @@ fn parse(name: &str) -> (Vec<u8>, ParsedBlock) {
 /// `id_from_pos`), so real blocks check it too.
 fn merkle_root(txids: &[Txid]) -> Txid {
     let leaves: Vec<[u8; 32]> = txids.iter().map(|t| t.0).collect();
-    Txid(sextant::electrum::merkle::root(&leaves, None))
+    Txid(sextant::query::merkle::root(&leaves, None))
 }
 
 /// Cuts every transaction out of the block with the family's own readers and checks that

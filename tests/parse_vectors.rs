@@ -73,7 +73,7 @@ fn raw_block(name: &str) -> Vec<u8> {
 /// `id_from_pos`), so real blocks check it too.
 fn merkle_root(txids: &[Txid]) -> Txid {
     let leaves: Vec<[u8; 32]> = txids.iter().map(|t| t.0).collect();
-    Txid(sextant::electrum::merkle::root(&leaves, None))
+    Txid(sextant::query::merkle::root(&leaves, None))
 }
 
 /// A decimal coin amount ("12.5000553") in the smallest unit, without going through floats.

@@ -109,7 +109,7 @@ fn start_sextant(
     a: &Addr,
     seeds: &[String],
 ) -> Proc {
-    let mut cmd = base_command(Path::new(env!("CARGO_BIN_EXE_sextant")));
+    let mut cmd = sextant_command();
     cmd.envs(server_env(d, &dir.join(db), a))
         .env(
             "COINS_DIR",
@@ -395,7 +395,7 @@ fn onion_peers_go_through_the_proxy_or_wait_for_one() {
 
     // The onion service: a Sextant whose features list the onion name too.
     let mut onion_server = {
-        let mut cmd = base_command(Path::new(env!("CARGO_BIN_EXE_sextant")));
+        let mut cmd = sextant_command();
         cmd.envs(server_env(&d, &dir.join("onion"), &b))
             .env(
                 "REPORT_SERVICES",
@@ -407,7 +407,7 @@ fn onion_peers_go_through_the_proxy_or_wait_for_one() {
     let (proxy_port, asked) = socks_proxy((b.ip, b.port));
 
     let mut with_proxy = {
-        let mut cmd = base_command(Path::new(env!("CARGO_BIN_EXE_sextant")));
+        let mut cmd = sextant_command();
         cmd.envs(server_env(&d, &dir.join("with-proxy"), &a))
             .env(
                 "COINS_DIR",
@@ -421,7 +421,7 @@ fn onion_peers_go_through_the_proxy_or_wait_for_one() {
     };
     let metrics_port = free_port();
     let mut without = {
-        let mut cmd = base_command(Path::new(env!("CARGO_BIN_EXE_sextant")));
+        let mut cmd = sextant_command();
         cmd.envs(server_env(&d, &dir.join("without"), &c))
             .env(
                 "COINS_DIR",

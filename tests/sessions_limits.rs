@@ -26,8 +26,8 @@ fn services(port: u16, rpc_port: u16) -> (&'static str, String) {
     )
 }
 
-fn start(d: &Litecoind, dir: &std::path::Path, env: &[(&str, String)], port: u16) -> Sextant {
-    let mut sx = Sextant::start(d, dir, env);
+fn start(d: &Litecoind, dir: &std::path::Path, env: &[(&str, String)], port: u16) -> Proc {
+    let mut sx = Proc::sextant(d, dir, env);
     sx.wait_listening(port);
     sx
 }

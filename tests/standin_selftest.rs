@@ -181,7 +181,7 @@ fn standin_speaks_like_a_core_daemon() {
 
     // Sextant's own daemon client (jsonrpsee over kept-alive connections, 1.0 → 2.0 rewriting).
     let url = DaemonUrl::parse(&d.url(), 0, false).unwrap();
-    let daemon = Daemon::new(vec![url], None).unwrap();
+    let daemon = Daemon::new(vec![url], None, sextant::metrics::Metrics::new()).unwrap();
     tokio::runtime::Runtime::new().unwrap().block_on(async {
         let info = daemon.blockchain_info().await.unwrap();
         assert_eq!((info.blocks, info.chain.as_str()), (1, "main"));

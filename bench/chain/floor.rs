@@ -10,12 +10,15 @@ use std::time::Instant;
 
 use serde_json::{json, Value};
 
-use crate::daemon::{PASS, USER};
-use crate::rpc::Client;
+use crate::common::rpc::RpcClient as Client;
+
+/// The credentials bench/sync.sh and bench/load.sh start litecoind with.
+const USER: &str = "bench";
+const PASS: &str = "bench";
 
 pub fn run(port: u16, mode: &str, inflight: usize, batch: usize) -> Result<String, String> {
     let addr: SocketAddr = ([127, 0, 0, 1], port).into();
-    let mut c = Client::new(addr, "/", USER, PASS);
+    let c = Client::new(addr, "/", USER, PASS);
     let height = c
         .call("getblockcount", json!([]))?
         .as_u64()
@@ -34,7 +37,7 @@ pub fn run(port: u16, mode: &str, inflight: usize, batch: usize) -> Result<Strin
             let (next, bytes, blocks) = (next.clone(), bytes.clone(), blocks.clone());
             let mode = mode.to_string();
             std::thread::spawn(move || -> Result<(), String> {
-                let mut c = Client::new(addr, "/", USER, PASS);
+                let c = Client::new(addr, "/", USER, PASS);
                 loop {
                     let i = next.fetch_add(1, Ordering::Relaxed);
                     if i >= n_batches {

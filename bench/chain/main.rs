@@ -10,9 +10,16 @@
 //! of synthetic P2PKH / P2SH / P2WPKH / P2WSH scripts derived from the seed (unspendable), so a
 //! few scripts get very long histories and most get a few entries. See bench/README.md.
 
-mod daemon;
 mod floor;
-mod rpc;
+
+/// The test harness's daemon launcher and RPC client, shared rather than copied.
+#[path = "../../tests/common"]
+#[allow(dead_code)]
+mod common {
+    pub mod litecoind;
+    pub mod process;
+    pub mod rpc;
+}
 
 use std::collections::{HashMap, VecDeque};
 use std::path::{Path, PathBuf};
@@ -26,8 +33,8 @@ use bitcoin::transaction::Version;
 use bitcoin::{Amount, OutPoint, ScriptBuf, Sequence, Transaction, TxIn, TxOut, Txid, Witness};
 use serde_json::{json, Value};
 
-use daemon::Litecoind;
-use rpc::Client;
+use common::litecoind::{Litecoind, LitecoindConfig};
+use common::rpc::RpcClient as Client;
 
 /// Bump when the generator's output changes, so old cached chains are not reused.
 const GENERATOR_VERSION: u32 = 1;
@@ -174,10 +181,15 @@ fn ensure_chain(p: &Params, dir: &Path) -> Result<(), String> {
     }
     std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
     let started = Instant::now();
-    let mut d = Litecoind::start(&dir.join("litecoind"))?;
+    let d = Litecoind::start_with(LitecoindConfig {
+        datadir: Some(dir.join("litecoind")),
+        wallets: false,
+        extra_args: vec!["-rpcworkqueue=512".into(), "-maxmempool=1000".into()],
+        ..LitecoindConfig::default()
+    });
     let mut gen = Generator::new(p.clone(), d.client())?;
     gen.run()?;
-    let mut c = d.client();
+    let c = d.client();
     let chain = c.call("getblockchaininfo", json!([]))?;
     let stats = c.call("getchaintxstats", json!([]))?;
     d.stop();
@@ -318,7 +330,6 @@ impl Generator {
         let mut spk = vec![0x00, 0x20];
         spk.extend_from_slice(&script_hash);
         let op_true = ScriptBuf::from_bytes(spk);
-        let mut c = c;
         let raw = format!("raw({})", hex::encode(op_true.as_bytes()));
         let info = c.call("getdescriptorinfo", json!([raw]))?;
         let descriptor = format!("{raw}#{}", info["checksum"].as_str().unwrap_or_default());

@@ -32,9 +32,12 @@
 //! For ElectrumX over TCP, mind its 1 s write hold (see bench/README.md): bench/load.sh runs it
 //! with `WAIT_FOR_BUFFER_GROWTH_SECONDS` at 0.
 
-#[path = "../chain/rpc.rs"]
+/// The test harness's RPC client, shared rather than copied.
+#[path = "../../tests/common"]
 #[allow(dead_code)]
-mod rpc;
+mod common {
+    pub mod rpc;
+}
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
@@ -49,6 +52,8 @@ use bitcoin::{
 };
 use parking_lot::Mutex;
 use serde_json::{json, Value};
+
+use common::rpc::RpcClient;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
@@ -120,9 +125,9 @@ fn options() -> Result<Options, String> {
     Ok(o)
 }
 
-fn daemon(o: &Options) -> rpc::Client {
+fn daemon(o: &Options) -> RpcClient {
     let addr = SocketAddr::from(([127, 0, 0, 1], o.daemon_port));
-    rpc::Client::new(addr, "/", &o.daemon_user, &o.daemon_pass)
+    RpcClient::new(addr, "/", &o.daemon_user, &o.daemon_pass)
 }
 
 /// The Electrum scripthash of a script, as hex.
@@ -135,8 +140,8 @@ fn scripthash(script: &[u8]) -> String {
 /// Scripthashes of the outputs in the `blocks` blocks up to `pool_tip` (the daemon's tip by
 /// default; runs after a notification round pass the height before it, to draw the same pool).
 fn pool(o: &Options) -> Result<Vec<String>, String> {
-    let mut d = daemon(o);
-    let err = |e: String| format!("daemon: {e}");
+    let d = daemon(o);
+    let err = |e: common::rpc::RpcError| format!("daemon: {e}");
     let tip = match o.pool_tip {
         Some(t) => t,
         None => {
@@ -639,7 +644,7 @@ where
 }
 
 /// The largest confirmed P2WSH(OP_TRUE) output (the bench chain's change and coinbases).
-fn op_true_coin(d: &mut rpc::Client, op_true: &ScriptBuf) -> Result<(OutPoint, u64), String> {
+fn op_true_coin(d: &RpcClient, op_true: &ScriptBuf) -> Result<(OutPoint, u64), String> {
     let desc = format!("raw({})", hex::encode(op_true.as_bytes()));
     let scan = d.call("scantxoutset", json!(["start", [desc]]))?;
     let best = scan["unspents"]
@@ -658,12 +663,12 @@ fn op_true_coin(d: &mut rpc::Client, op_true: &ScriptBuf) -> Result<(OutPoint, u
 
 /// A transaction paying every script in `to`, sent to the daemon.
 fn pay_all(o: &Options, to: &[ScriptBuf]) -> Result<(), String> {
-    let mut d = daemon(o);
+    let d = daemon(o);
     let witness_script = [0x51u8];
     let mut op_true = vec![0x00, 0x20];
     op_true.extend_from_slice(&sha256::Hash::hash(&witness_script).to_byte_array());
     let op_true = ScriptBuf::from_bytes(op_true);
-    let (coin, value) = op_true_coin(&mut d, &op_true)?;
+    let (coin, value) = op_true_coin(&d, &op_true)?;
     let each = 100_000u64;
     // 34 bytes per P2PKH output plus an input; 4 sat/vB clears any relay minimum here.
     let fee = (to.len() as u64 * 34 + 200) * 4;
@@ -701,7 +706,7 @@ fn pay_all(o: &Options, to: &[ScriptBuf]) -> Result<(), String> {
 
 /// Mines one block (to P2WSH(OP_TRUE)) on the regtest daemon.
 fn mine(o: &Options) -> Result<(), String> {
-    let mut d = daemon(o);
+    let d = daemon(o);
     let mut op_true = vec![0x00, 0x20];
     op_true.extend_from_slice(&sha256::Hash::hash(&[0x51]).to_byte_array());
     let raw = format!("raw({})", hex::encode(op_true));

@@ -13,9 +13,9 @@
 use sha3::{Digest, Keccak256};
 
 use super::bitcoin::{self, HEADER_LEN};
+use super::keva::{self, KevaTx};
 use super::reader::Reader;
 use super::{ParseError, ParsedTx};
-use crate::keva::{self, KevaTx};
 use crate::types::{BlockHash, ScriptHash};
 
 /// Reads one header, blob included, and returns its bytes.

@@ -7,6 +7,7 @@
 pub mod bitcoin;
 pub mod equihash;
 pub mod file;
+pub mod keva;
 pub mod kevacoin;
 pub mod litecoin;
 pub mod reader;
@@ -65,7 +66,7 @@ pub struct ParsedTx {
     /// Virtual size in vbytes (weight / 4, rounded up), for fee rates.
     pub vsize: u32,
     /// Kevacoin's output scripts and name-index entries; `None` for every other family.
-    pub keva: Option<Box<crate::keva::KevaTx>>,
+    pub keva: Option<Box<keva::KevaTx>>,
 }
 
 /// A block, reduced to what the index needs.

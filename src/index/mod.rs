@@ -249,7 +249,6 @@ impl Indexer {
                 _ = shutdown.changed() => return Ok(()),
             };
             let daemon_height = Height(info.blocks);
-            crate::metrics::daemon_height(info.blocks);
             match self.catch_up(daemon_height, shutdown).await? {
                 None => break,
                 Some(Stop::Shutdown) => return Ok(()),

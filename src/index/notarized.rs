@@ -5,7 +5,7 @@
 //! but only when our block at that height is the notarized one: on another branch, that undo data
 //! is exactly what the reorg to the daemon's chain needs.
 
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::Value;
@@ -16,17 +16,9 @@ use crate::daemon::Daemon;
 use crate::store::Store;
 use crate::types::{BlockHash, Height};
 
-static LAST: RwLock<Option<(Height, BlockHash)>> = RwLock::new(None);
-
 /// The daemon's last notarization (height, block hash) as last polled; `None` for coins without
 /// dPoW, before the first poll, or while the daemon reports none. For admin `getinfo` and metrics.
-pub fn notarized() -> Option<(Height, BlockHash)> {
-    *LAST.read().unwrap_or_else(|e| e.into_inner())
-}
-
-fn set_notarized(n: Option<(Height, BlockHash)>) {
-    *LAST.write().unwrap_or_else(|e| e.into_inner()) = n;
-}
+pub type Notarized = Option<(Height, BlockHash)>;
 
 /// The notarization in a komodod `getinfo` reply; `None` when the chain has none yet (komodod
 /// reports height 0 then).
@@ -49,17 +41,19 @@ pub fn from_getinfo(info: &Value) -> Result<Option<(Height, BlockHash)>, String>
     Ok(Some((Height(height), hash)))
 }
 
-/// Follows the notarized height until `stop` turns true.
+/// Follows the notarized height until `stop` turns true, publishing each move on `notarized`.
 pub async fn follow(
     daemon: Daemon,
     store: Arc<Store>,
     poll: Duration,
+    notarized: watch::Sender<Notarized>,
     mut stop: watch::Receiver<bool>,
 ) {
     let mut f = Follower {
         store,
         last: None,
         pruned_below: Height(0),
+        published: notarized,
     };
     loop {
         let info = tokio::select! {
@@ -82,7 +76,8 @@ pub async fn follow(
 
 struct Follower {
     store: Arc<Store>,
-    last: Option<(Height, BlockHash)>,
+    last: Notarized,
+    published: watch::Sender<Notarized>,
     /// Undo records below this height are gone.
     pruned_below: Height,
 }
@@ -100,7 +95,7 @@ impl Follower {
                 None => info!("no notarized height"),
             }
             self.last = n;
-            set_notarized(n);
+            self.published.send_replace(n);
         }
         pruned
     }

@@ -320,7 +320,7 @@ impl Writer {
             }
             if let Some(keva) = &tx.keva {
                 let before = p.keva.len();
-                crate::keva::record::add_confirmed(&mut p.keva, txnum, tx, keva, &mut touched);
+                crate::store::keva::add_confirmed(&mut p.keva, txnum, tx, keva, &mut touched);
                 p.blob_bytes += p.keva[before..]
                     .iter()
                     .map(|(k, v)| k.len() + v.len() + 48)
@@ -444,7 +444,7 @@ impl Writer {
         for (hashx, txnum) in &rec.history {
             batch.delete_history(hashx, *txnum);
         }
-        crate::keva::record::undo_block(&self.store, &mut batch, range.clone())?;
+        crate::store::keva::undo_block(&self.store, &mut batch, range.clone())?;
         for txnum in range.clone() {
             batch.delete_txid(TxNum(txnum));
         }
@@ -739,5 +739,121 @@ mod tests {
             }
         }
         assert_eq!(seen.len(), 64 * 64);
+    }
+}
+
+/// The writer and its undo on Kevacoin transactions: a block's keva rows and name-index
+/// history rows go in with it and come out with it, row for row.
+#[cfg(test)]
+mod keva_tests {
+    use std::sync::Arc;
+
+    use super::Writer;
+    use crate::coin::keva::index::index_scripthash;
+    use crate::coin::keva::script::push_data;
+    use crate::coin::{Chain, CoinRegistry, HeaderFamily, ParsedBlock, TxFamily};
+    use crate::store::{Mode, Store};
+    use crate::types::{BlockHash, Height, Txid};
+
+    const CHAIN: Chain = Chain {
+        header: HeaderFamily::Kevacoin,
+        tx: TxFamily::Kevacoin,
+    };
+
+    fn open(dir: &std::path::Path) -> Arc<Store> {
+        let coin = CoinRegistry::embedded()
+            .unwrap()
+            .lookup("Kevacoin", "regtest")
+            .unwrap();
+        Arc::new(Store::open(dir, &coin, 16, Mode::Follow).unwrap())
+    }
+
+    /// A one-input transaction (a coinbase when `input` is `None`) with the given outputs.
+    fn tx(input: Option<(Txid, u32)>, tag: u8, outputs: &[Vec<u8>]) -> Vec<u8> {
+        let mut raw = 0x7100u32.to_le_bytes().to_vec();
+        raw.push(1);
+        let (txid, vout) = input.unwrap_or((Txid([0; 32]), u32::MAX));
+        raw.extend(txid.0);
+        raw.extend(vout.to_le_bytes());
+        raw.extend([2, 0x51, tag]);
+        raw.extend(u32::MAX.to_le_bytes());
+        raw.push(outputs.len() as u8);
+        for s in outputs {
+            raw.extend(1_000_000u64.to_le_bytes());
+            raw.push(s.len() as u8);
+            raw.extend(s);
+        }
+        raw.extend(0u32.to_le_bytes());
+        raw
+    }
+
+    fn block(prev: BlockHash, nonce: u8, txs: &[Vec<u8>]) -> ParsedBlock {
+        let mut raw = vec![0u8; 80];
+        raw[4..36].copy_from_slice(&prev.0);
+        raw.push(4);
+        raw.extend([nonce, 1, 2, 3]);
+        raw.push(txs.len() as u8);
+        for t in txs {
+            raw.extend(t);
+        }
+        CHAIN.parse_block(&raw).unwrap()
+    }
+
+    fn put(ns: &[u8], key: &[u8], value: &[u8]) -> Vec<u8> {
+        let mut s = vec![0xd1];
+        push_data(&mut s, ns);
+        push_data(&mut s, key);
+        push_data(&mut s, value);
+        s.extend([0x6d, 0x75, 0x51]);
+        s
+    }
+
+    #[test]
+    fn undo_removes_every_keva_row_of_the_block() {
+        let ns = [0x35; 21];
+        let g = block(BlockHash::default(), 0, &[tx(None, 0, &[vec![0x51]])]);
+        let cb = CHAIN.parse_tx(&tx(None, 1, &[vec![0x51]])).unwrap();
+        let b1 = block(g.hash, 1, &[tx(None, 1, &[vec![0x51]])]);
+        let spend = tx(
+            Some((cb.txid, 0)),
+            2,
+            &[put(&ns, b"k", b"#Tag v"), vec![0x52]],
+        );
+        let b2 = block(b1.hash, 2, &[tx(None, 2, &[vec![0x51]]), spend]);
+        assert!(b2.txs[1].keva.as_ref().unwrap().op.is_some());
+        let put_txid = b2.txs[1].txid;
+
+        let dir_a = tempfile::tempdir().unwrap();
+        let a = open(dir_a.path());
+        Writer::new(a.clone(), 10, 1 << 20)
+            .apply(&[g.clone(), b1.clone()])
+            .unwrap();
+        let dir_b = tempfile::tempdir().unwrap();
+        let b = open(dir_b.path());
+        let mut wb = Writer::new(b.clone(), 10, 1);
+        wb.apply(&[g, b1, b2.clone()]).unwrap();
+
+        // Applied: the record, the txid row, and history rows of every index entry.
+        let txnum = crate::store::keva::txnum(&b, &put_txid).unwrap().unwrap();
+        assert_eq!(b.txnum_height(txnum), Some(Height(2)));
+        let rec = crate::store::keva::record(&b, txnum).unwrap().unwrap();
+        assert_eq!(rec.inputs.len(), 1);
+        for name in [&ns[..], &[&ns[..], b"k"].concat(), b"tag"] {
+            assert_eq!(
+                b.history(&index_scripthash(name).hashx()).unwrap(),
+                vec![txnum]
+            );
+        }
+
+        let touched = wb.undo_tip().unwrap();
+        assert!(touched.contains(&index_scripthash(b"tag").hashx()));
+        assert_eq!(a.dump().unwrap(), b.dump().unwrap());
+        assert_eq!(crate::store::keva::txnum(&b, &put_txid).unwrap(), None);
+        // And the block can come back.
+        wb.apply(&[b2]).unwrap();
+        assert_eq!(
+            crate::store::keva::txnum(&b, &put_txid).unwrap(),
+            Some(txnum)
+        );
     }
 }

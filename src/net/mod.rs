@@ -1,11 +1,18 @@
-//! Listeners for the `SERVICES`: TCP, TLS, WebSocket (ws) and WebSocket over TLS (wss), each
-//! connection handed to a session (the framing differs, the session is the same).
+//! Listeners for the client `SERVICES`: TCP, TLS, WebSocket (ws) and WebSocket over TLS (wss),
+//! each connection framed and handed to a session (the framing differs, the session is the
+//! same). Transports only: what a message means is the session runtime's and the protocol's.
+//!
+//! | module | job |
+//! |---|---|
+//! | `framing` | newline and WebSocket framing, the writers |
+//! | `tls` | certificates: loading, reloading on SIGHUP or change |
+//! | `ratelimit` | new connections per IP address |
 
-pub mod ratelimit;
-pub mod service;
-pub mod tls;
+mod framing;
+mod ratelimit;
+mod tls;
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,55 +23,34 @@ use tokio::sync::watch;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tracing::{info, warn};
 
-use crate::electrum::admin::AdminState;
-use crate::electrum::{session, Server};
+use crate::config::{Kind, ServerSettings, Service};
+use crate::sessions::stats::Limit;
+use crate::sessions::Sessions;
 use ratelimit::ConnectionLimiter;
-use service::{Kind, Service};
 use tls::Tls;
-
-/// Python's `ip_address(…).is_private` (roughly): loopback, RFC 1918, link-local, documentation,
-/// shared and reserved ranges. Such clients are never grouped or rate-limited as a subnet.
-pub fn is_private(ip: &IpAddr) -> bool {
-    match ip {
-        IpAddr::V4(v4) => {
-            v4.is_private()
-                || v4.is_loopback()
-                || v4.is_link_local()
-                || v4.is_documentation()
-                || v4.is_broadcast()
-                || v4.octets()[0] == 0
-                || (v4.octets()[0] == 100 && (64..128).contains(&v4.octets()[1]))
-                || (v4.octets()[0] == 198 && (18..20).contains(&v4.octets()[1]))
-                || v4.octets()[0] >= 240
-        }
-        IpAddr::V6(v6) => {
-            v6.is_loopback()
-                || v6.is_unspecified()
-                || (v6.segments()[0] & 0xfe00) == 0xfc00
-                || (v6.segments()[0] & 0xffc0) == 0xfe80
-                || (v6.segments()[0] == 0x2001 && v6.segments()[1] == 0x0db8)
-        }
-    }
-}
 
 /// A TLS handshake that takes longer than this is dropped.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(20);
 
-/// Binds every configured service, then accepts connections until `shutdown`.
-pub async fn listen(
-    server: Arc<Server>,
+/// Binds every client service of `settings` (not `rpc://`: the admin RPC binds its own), then
+/// accepts connections until `shutdown`.
+pub async fn serve(
+    settings: &ServerSettings,
+    sessions: Arc<Sessions>,
     mut shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
-    let services = server.settings.services.clone();
+    let services: Vec<&Service> = settings
+        .services
+        .iter()
+        .filter(|s| s.kind != Kind::Rpc)
+        .collect();
     let tls = if services.iter().any(|s| s.kind.is_tls()) {
         let (cert, key) = (
-            server
-                .settings
+            settings
                 .ssl_certfile
                 .clone()
                 .context("SSL_CERTFILE is not set")?,
-            server
-                .settings
+            settings
                 .ssl_keyfile
                 .clone()
                 .context("SSL_KEYFILE is not set")?,
@@ -77,7 +63,7 @@ pub async fn listen(
     };
     let mut tasks = Vec::new();
     let limiter = Arc::new(ConnectionLimiter::new(
-        server.settings.limits.connections_per_sec,
+        sessions.limits().connections_per_sec,
     ));
     tasks.push(tokio::spawn({
         let limiter = limiter.clone();
@@ -88,19 +74,7 @@ pub async fn listen(
             }
         }
     }));
-    for service in &services {
-        if service.kind == Kind::Rpc {
-            // `sextant` opens its admin listener at start-up and leaves it out of the
-            // services; a service started on its own serves one here.
-            let admin = Arc::new(AdminState::for_server(server.clone()));
-            for listener in bind(service).await? {
-                tasks.push(tokio::spawn(crate::electrum::admin::accept_loop(
-                    admin.clone(),
-                    listener,
-                )));
-            }
-            continue;
-        }
+    for service in services {
         for listener in bind(service).await? {
             let tls = if service.kind.is_tls() {
                 tls.clone()
@@ -108,7 +82,7 @@ pub async fn listen(
                 None
             };
             tasks.push(tokio::spawn(accept_loop(
-                server.clone(),
+                sessions.clone(),
                 listener,
                 tls,
                 service.kind,
@@ -116,19 +90,12 @@ pub async fn listen(
             )));
         }
     }
-    if tasks.is_empty() {
+    if tasks.len() == 1 {
         warn!("no Electrum service is listening (SERVICES)");
     }
-    loop {
-        if *shutdown.borrow() {
+    while !*shutdown.borrow() {
+        if shutdown.changed().await.is_err() {
             break;
-        }
-        tokio::select! {
-            changed = shutdown.changed() => if changed.is_err() { break },
-            _ = server.stop_requested.notified() => {
-                info!("stop requested over the admin RPC");
-                break;
-            }
         }
     }
     for t in tasks {
@@ -139,7 +106,7 @@ pub async fn listen(
 
 /// Binds a service's addresses. For all interfaces the IPv6 wildcard is tried first; where it
 /// is dual-stack, the IPv4 wildcard is then already taken, which is fine.
-pub(crate) async fn bind(service: &Service) -> anyhow::Result<Vec<TcpListener>> {
+pub async fn bind(service: &Service) -> anyhow::Result<Vec<TcpListener>> {
     let addrs = service.bind_addrs();
     let mut out = Vec::new();
     let mut last_err = None;
@@ -164,8 +131,8 @@ pub(crate) async fn bind(service: &Service) -> anyhow::Result<Vec<TcpListener>> 
 /// Waits until the listener may accept; at `MAX_SESSIONS` it is closed (so new clients are
 /// refused by the system, as ElectrumX does) and bound again once sessions fall to the low
 /// watermark.
-async fn listening(server: &Server, listener: &mut Option<TcpListener>, addr: SocketAddr) {
-    let mut accepting = server.accepting.subscribe();
+async fn listening(sessions: &Sessions, listener: &mut Option<TcpListener>, addr: SocketAddr) {
+    let mut accepting = sessions.accepting();
     loop {
         if *accepting.borrow_and_update() {
             if listener.is_none() {
@@ -188,7 +155,7 @@ async fn listening(server: &Server, listener: &mut Option<TcpListener>, addr: So
 }
 
 async fn accept_loop(
-    server: Arc<Server>,
+    server: Arc<Sessions>,
     listener: TcpListener,
     tls: Option<Arc<Tls>>,
     kind: Kind,
@@ -198,7 +165,7 @@ async fn accept_loop(
         return;
     };
     let mut listener = Some(listener);
-    let mut accepting = server.accepting.subscribe();
+    let mut accepting = server.accepting();
     loop {
         listening(&server, &mut listener, addr).await;
         let Some(l) = listener.as_ref() else {
@@ -220,10 +187,7 @@ async fn accept_loop(
         };
         if !limiter.allow(peer.ip()) {
             tracing::debug!("{peer}: connecting too often; refused");
-            server
-                .stats
-                .limits
-                .bump(crate::electrum::stats::Limit::RateLimited);
+            server.limit(Limit::RateLimited);
             continue;
         }
         let _ = stream.set_nodelay(true);
@@ -232,10 +196,10 @@ async fn accept_loop(
         let acceptor = tls.as_ref().map(|t| t.acceptor());
         tokio::spawn(async move {
             match (kind, acceptor) {
-                (Kind::Tcp, _) => session::run(server, stream, peer, "TCP").await,
+                (Kind::Tcp, _) => framing::lines(server, stream, peer, "TCP").await,
                 (Kind::Ssl, Some(acceptor)) => {
                     match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
-                        Ok(Ok(s)) => session::run(server, s, peer, "SSL").await,
+                        Ok(Ok(s)) => framing::lines(server, s, peer, "SSL").await,
                         Ok(Err(e)) => log_handshake(peer, &e.to_string()),
                         Err(_) => log_handshake(peer, "timed out"),
                     }
@@ -256,17 +220,17 @@ async fn accept_loop(
 
 /// The WebSocket upgrade (any path), then a session with WebSocket framing. Messages are
 /// limited to `MAX_RECV` (0: unlimited).
-async fn websocket<S>(server: Arc<Server>, stream: S, peer: SocketAddr, kind: &'static str)
+async fn websocket<S>(server: Arc<Sessions>, stream: S, peer: SocketAddr, kind: &'static str)
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let max = Some(server.settings.max_recv).filter(|&m| m > 0);
+    let max = Some(server.max_recv()).filter(|&m| m > 0);
     let config = WebSocketConfig::default()
         .max_message_size(max)
         .max_frame_size(max);
     let handshake = tokio_tungstenite::accept_async_with_config(stream, Some(config));
     match tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake).await {
-        Ok(Ok(ws)) => session::run_ws(server, ws, peer, kind).await,
+        Ok(Ok(ws)) => framing::websocket(server, ws, peer, kind).await,
         Ok(Err(e)) => tracing::debug!("WebSocket handshake with {peer} failed: {e}"),
         Err(_) => tracing::debug!("WebSocket handshake with {peer} timed out"),
     }

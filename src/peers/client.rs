@@ -3,7 +3,7 @@
 //! optionally from our listening address; and newline-framed JSON-RPC requests over it.
 
 use std::net::{IpAddr, SocketAddr};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{json, Value};
@@ -45,6 +45,7 @@ pub struct Dial<'a> {
     /// Our listening address, so the peer sees the address we announce.
     pub local_ip: Option<IpAddr>,
     pub timeout: Duration,
+    pub tls: &'a tokio_rustls::TlsConnector,
 }
 
 trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
@@ -156,19 +157,17 @@ impl danger::ServerCertVerifier for AnyCertificate {
     }
 }
 
-fn tls_connector() -> tokio_rustls::TlsConnector {
-    static CONFIG: OnceLock<Arc<rustls::ClientConfig>> = OnceLock::new();
-    let config = CONFIG.get_or_init(|| {
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let config = rustls::ClientConfig::builder_with_provider(provider.clone())
-            .with_safe_default_protocol_versions()
-            .expect("ring supports the default TLS versions")
-            .dangerous()
-            .with_custom_certificate_verifier(Arc::new(AnyCertificate(provider)))
-            .with_no_client_auth();
-        Arc::new(config)
-    });
-    tokio_rustls::TlsConnector::from(config.clone())
+/// TLS for peer connections: any certificate is accepted, as ElectrumX does (most peers use
+/// self-signed ones; the peer is judged by its answers instead).
+pub fn tls_connector() -> tokio_rustls::TlsConnector {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .expect("ring supports the default TLS versions")
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(AnyCertificate(provider)))
+        .with_no_client_auth();
+    tokio_rustls::TlsConnector::from(Arc::new(config))
 }
 
 async fn with_timeout<T>(
@@ -216,7 +215,7 @@ impl Conn {
                     Err(_) => pki_types::ServerName::try_from(d.host.to_string())
                         .map_err(|e| PeerError::Malformed(e.to_string()))?,
                 };
-                Box::new(tls_connector().connect(name, tcp).await?)
+                Box::new(d.tls.connect(name, tcp).await?)
             }
         };
         Ok(Conn {

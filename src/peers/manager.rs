@@ -21,13 +21,12 @@ use tokio::task::JoinSet;
 use tracing::{info, warn};
 
 use super::client::{Conn, Dial, PeerError};
-use super::peer::{is_private, Peer, Source};
-use super::PeerConfig;
+use super::peer::{Peer, Source};
 use crate::coin::Coin;
-use crate::electrum::server::server_version;
-use crate::electrum::settings::PeerDiscovery;
-use crate::net::service::{Host, Kind};
+use crate::config::{Host, Kind, PeerConfig, PeerDiscovery};
+use crate::protocol::server_version;
 use crate::store::Store;
+use crate::types::is_private;
 use crate::types::Height;
 
 /// A peer whose tip is further than this from ours is on another chain or badly behind.
@@ -96,6 +95,7 @@ pub struct PeerManager {
     proxy_ip: Mutex<Option<IpAddr>>,
     state: Mutex<State>,
     wake: Notify,
+    tls: tokio_rustls::TlsConnector,
 }
 
 impl PeerManager {
@@ -123,6 +123,7 @@ impl PeerManager {
                 onion_permit_at: Instant::now(),
             }),
             wake: Notify::new(),
+            tls: super::client::tls_connector(),
             config,
         }
     }
@@ -354,6 +355,7 @@ impl PeerManager {
                 } else {
                     t.request_timeout
                 },
+                tls: &self.tls,
             };
             match self.verify_over(&dial, peer).await {
                 Ok(listed) => {
@@ -781,7 +783,7 @@ mod tests {
     use super::*;
     use crate::coin::CoinRegistry;
     use crate::config::Env;
-    use crate::electrum::settings::ServerSettings;
+    use crate::config::ServerSettings;
     use crate::store::Mode;
     use std::collections::HashMap;
 
@@ -852,7 +854,7 @@ mod tests {
             peer("9.9.9.9", now, true),
             peer(
                 "8.8.8.8",
-                now - ms(crate::peers::Timings::ELECTRUMX.stale) - 1,
+                now - ms(crate::config::Timings::ELECTRUMX.stale) - 1,
                 false,
             ),
             peer("7.7.7.7", 0, false),

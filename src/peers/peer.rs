@@ -6,7 +6,8 @@ use std::net::{IpAddr, Ipv6Addr};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::net::service::is_valid_hostname;
+use crate::config::is_valid_hostname;
+use crate::types::is_private;
 
 /// How a peer was first heard of.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -100,10 +101,6 @@ fn port(v: Option<&Value>) -> Option<u16> {
     integer(v)
         .filter(|p| (1..65536).contains(p))
         .map(|p| p as u16)
-}
-
-pub fn is_private(ip: &IpAddr) -> bool {
-    crate::net::is_private(ip)
 }
 
 impl Peer {

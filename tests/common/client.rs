@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use super::litecoind::wait_until;
+use super::process::wait_until;
 
 pub struct Client {
     r: BufReader<TcpStream>,

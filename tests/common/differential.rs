@@ -6,63 +6,17 @@ use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
+use super::process::{base_command, Proc};
+use super::server::sextant_command;
+
 // ---------------------------------------------------------------------------------------------
 // Processes
-
-pub struct Proc {
-    pub name: &'static str,
-    pub child: Child,
-    pub log: PathBuf,
-}
-
-impl Proc {
-    pub fn spawn(name: &'static str, mut cmd: Command, log: PathBuf) -> Proc {
-        let f = std::fs::File::create(&log).unwrap();
-        let child = cmd
-            .stdout(Stdio::from(f.try_clone().unwrap()))
-            .stderr(Stdio::from(f))
-            .spawn()
-            .unwrap_or_else(|e| panic!("start {name}: {e}"));
-        Proc { name, child, log }
-    }
-
-    pub fn log_tail(&self, n: usize) -> String {
-        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
-        let lines: Vec<&str> = text.lines().collect();
-        lines[lines.len().saturating_sub(n)..].join("\n")
-    }
-
-    pub fn assert_running(&mut self) {
-        if let Ok(Some(status)) = self.child.try_wait() {
-            panic!("{} exited ({status}):\n{}", self.name, self.log_tail(40));
-        }
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-pub fn base_command(program: &Path) -> Command {
-    let mut cmd = Command::new(program);
-    // A clean environment: ElectrumX refuses to start when obsolete variables (HOST, …) are set.
-    cmd.env_clear();
-    for var in ["PATH", "HOME", "LANG", "TMPDIR"] {
-        if let Some(v) = std::env::var_os(var) {
-            cmd.env(var, v);
-        }
-    }
-    cmd
-}
 
 /// ElectrumX with `env` (the settings both servers share) and its database in `dir`.
 pub fn start_electrumx(venv: &Path, env: &[(&'static str, String)], dir: &Path) -> Proc {
@@ -80,27 +34,12 @@ pub fn start_electrumx(venv: &Path, env: &[(&'static str, String)], dir: &Path) 
 
 /// The `sextant` binary with `env` and its database in `dir`.
 pub fn start_sextant(env: &[(&'static str, String)], dir: &Path) -> Proc {
-    let mut cmd = base_command(Path::new(env!("CARGO_BIN_EXE_sextant")));
+    let mut cmd = sextant_command();
     cmd.envs(env.iter().cloned())
         .env("DB_DIRECTORY", dir.join("sextant-db"))
         .env("COST_SOFT_LIMIT", "0")
         .env("COST_HARD_LIMIT", "0");
     Proc::spawn("Sextant", cmd, dir.join("sextant.log"))
-}
-
-/// Waits until `p` accepts connections on `port`; panics with its log if it exits or never does.
-pub fn wait_listening(p: &mut Proc, port: u16) {
-    let deadline = Instant::now() + Duration::from_secs(300);
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        p.assert_running();
-        assert!(
-            Instant::now() < deadline,
-            "{} never listened:\n{}",
-            p.name,
-            p.log_tail(30)
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
 }
 
 pub fn electrumx_venv() -> PathBuf {

@@ -1,17 +1,18 @@
-//! A real `litecoind -regtest -txindex=1` owned by one test: temp datadir, loopback-only ports,
+//! A real `litecoind -regtest -txindex=1` owned by one test (or by the benchmarks' chain
+//! builder, on a datadir it keeps): loopback-only ports,
 //! two wallets (`main` for everything, `mweb` for MWEB peg-ins/peg-outs), killed on drop.
 
 use std::collections::HashSet;
-use std::fs::File;
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
+use super::process::Proc;
 use super::rpc::{RpcClient, RpcError};
 
 pub const RPC_USER: &str = "sextant";
@@ -31,8 +32,14 @@ const READY_TIMEOUT: Duration = Duration::from_secs(120);
 pub struct LitecoindConfig {
     /// The binary; default `$LITECOIND` or `litecoind` on `PATH`.
     pub binary: PathBuf,
-    /// Extra command-line arguments, appended after the harness's own.
+    /// Extra command-line arguments, appended after the harness's own (a later value of the
+    /// same option wins).
     pub extra_args: Vec<String>,
+    /// A datadir to keep (created if missing; the daemon is stopped cleanly on drop, so its
+    /// chain survives); `None`: a fresh temporary one, killed and deleted on drop.
+    pub datadir: Option<PathBuf>,
+    /// Create and load the `main` and `mweb` wallets the chain helpers use.
+    pub wallets: bool,
 }
 
 impl Default for LitecoindConfig {
@@ -42,6 +49,23 @@ impl Default for LitecoindConfig {
                 .map(PathBuf::from)
                 .unwrap_or_else(|| PathBuf::from("litecoind")),
             extra_args: Vec::new(),
+            datadir: None,
+            wallets: true,
+        }
+    }
+}
+
+/// Where a daemon keeps its data: a temporary directory of its own, or one it was given.
+enum Datadir {
+    Temporary(tempfile::TempDir),
+    Kept(PathBuf),
+}
+
+impl Datadir {
+    fn path(&self) -> &Path {
+        match self {
+            Datadir::Temporary(t) => t.path(),
+            Datadir::Kept(p) => p,
         }
     }
 }
@@ -59,10 +83,10 @@ pub(crate) struct ChainState {
 
 pub struct Litecoind {
     config: LitecoindConfig,
-    datadir: tempfile::TempDir,
+    datadir: Datadir,
     rpc_port: u16,
     p2p_port: u16,
-    child: Mutex<Option<Child>>,
+    process: Mutex<Option<Proc>>,
     node: RpcClient,
     main: RpcClient,
     mweb: RpcClient,
@@ -79,10 +103,18 @@ impl Litecoind {
     pub fn start_with(config: LitecoindConfig) -> Litecoind {
         let mut last_err = String::new();
         for _attempt in 0..4 {
-            let datadir = tempfile::Builder::new()
-                .prefix("sextant-litecoind-")
-                .tempdir()
-                .expect("create temp datadir");
+            let datadir = match &config.datadir {
+                Some(p) => {
+                    std::fs::create_dir_all(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+                    Datadir::Kept(p.clone())
+                }
+                None => Datadir::Temporary(
+                    tempfile::Builder::new()
+                        .prefix("sextant-litecoind-")
+                        .tempdir()
+                        .expect("create temp datadir"),
+                ),
+            };
             let rpc_port = free_port();
             let p2p_port = free_port();
             let addr: SocketAddr = ([127, 0, 0, 1], rpc_port).into();
@@ -94,13 +126,15 @@ impl Litecoind {
                 datadir,
                 rpc_port,
                 p2p_port,
-                child: Mutex::new(None),
+                process: Mutex::new(None),
                 state: Mutex::new(ChainState::default()),
             };
             d.spawn();
             match d.wait_ready() {
                 Ok(()) => {
-                    d.create_wallets();
+                    if d.config.wallets {
+                        d.create_wallets();
+                    }
                     return d;
                 }
                 Err(e) => {
@@ -111,6 +145,11 @@ impl Litecoind {
             }
         }
         panic!("litecoind did not start after 4 attempts; last error:\n{last_err}");
+    }
+
+    /// A client of the node's own RPC (not a wallet's), on its own connection.
+    pub fn client(&self) -> RpcClient {
+        self.node.clone()
     }
 
     /// `http://user:pass@127.0.0.1:PORT` — what `DAEMON_URL` takes.
@@ -177,9 +216,9 @@ impl Litecoind {
 
     /// Is the daemon process alive?
     pub fn is_running(&self) -> bool {
-        let mut g = self.child_guard();
+        let mut g = self.process_guard();
         match g.as_mut() {
-            Some(c) => matches!(c.try_wait(), Ok(None)),
+            Some(p) => matches!(p.child.try_wait(), Ok(None)),
             None => false,
         }
     }
@@ -188,31 +227,23 @@ impl Litecoind {
     /// the last flush may be lost on restart (call [`flush`](Self::flush) first to keep them);
     /// the mempool is lost (the wallet resubmits its own txs when it loads).
     pub fn kill(&self) {
-        if let Some(mut c) = self.child_guard().take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
+        // Dropping the process kills and reaps it.
+        drop(self.process_guard().take());
     }
 
     /// Graceful shutdown through the `stop` RPC; waits for the process to exit (SIGKILL after 60 s).
     pub fn stop(&self) {
-        let Some(mut c) = self.child_guard().take() else {
+        let Some(mut p) = self.process_guard().take() else {
             return;
         };
         let _ = self.node.call("stop", json!([]));
         let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            match c.try_wait() {
-                Ok(Some(_)) => return,
-                Ok(None) if Instant::now() < deadline => {
-                    std::thread::sleep(Duration::from_millis(50))
-                }
-                _ => {
-                    let _ = c.kill();
-                    let _ = c.wait();
-                    return;
-                }
+        // Past the deadline, dropping `p` kills it.
+        while Instant::now() < deadline {
+            if !matches!(p.child.try_wait(), Ok(None)) {
+                return;
             }
+            std::thread::sleep(Duration::from_millis(50));
         }
     }
 
@@ -223,10 +254,13 @@ impl Litecoind {
             !self.is_running(),
             "restart(): litecoind is still running; stop() or kill() it first"
         );
-        self.child_guard().take();
+        self.process_guard().take();
         self.spawn();
         if let Err(e) = self.wait_ready() {
             panic!("litecoind did not come back after restart: {e}");
+        }
+        if !self.config.wallets {
+            return;
         }
         // Both wallets were created with load_on_startup, so they normally are loaded already.
         let loaded = self
@@ -258,6 +292,11 @@ impl Litecoind {
         self.restart();
     }
 
+    /// What the process printed (stdout and stderr), over every restart.
+    fn output_log(&self) -> PathBuf {
+        self.datadir.path().join("output.log")
+    }
+
     /// The last `n` lines of the daemon's debug.log (for failure messages).
     pub fn debug_log_tail(&self, n: usize) -> String {
         let p = self.datadir.path().join("regtest").join("debug.log");
@@ -266,8 +305,8 @@ impl Litecoind {
         lines[lines.len().saturating_sub(n)..].join("\n")
     }
 
-    fn child_guard(&self) -> MutexGuard<'_, Option<Child>> {
-        self.child.lock().unwrap_or_else(|p| p.into_inner())
+    fn process_guard(&self) -> MutexGuard<'_, Option<Proc>> {
+        self.process.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     fn args(&self) -> Vec<String> {
@@ -301,22 +340,10 @@ impl Litecoind {
     }
 
     fn spawn(&self) {
-        let log = |name: &str| {
-            File::options()
-                .create(true)
-                .append(true)
-                .open(self.datadir.path().join(name))
-                .map(Stdio::from)
-                .unwrap_or_else(|_| Stdio::null())
-        };
-        let res = Command::new(&self.config.binary)
-            .args(self.args())
-            .stdin(Stdio::null())
-            .stdout(log("stdout.log"))
-            .stderr(log("stderr.log"))
-            .spawn();
-        match res {
-            Ok(c) => *self.child_guard() = Some(c),
+        let mut cmd = Command::new(&self.config.binary);
+        cmd.args(self.args());
+        match Proc::try_spawn_appending("litecoind", cmd, self.output_log()) {
+            Ok(p) => *self.process_guard() = Some(p),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => panic!(
                 "litecoind not found ({}): the integration tests need a real Litecoin Core daemon. \
                  Install it with `apt-get install litecoind` (or set LITECOIND=/path/to/litecoind).",
@@ -331,15 +358,13 @@ impl Litecoind {
         let deadline = Instant::now() + READY_TIMEOUT;
         loop {
             {
-                let mut g = self.child_guard();
-                match g.as_mut().map(|c| c.try_wait()) {
+                let mut g = self.process_guard();
+                match g.as_mut().map(|p| p.child.try_wait()) {
                     Some(Ok(Some(status))) => {
                         g.take();
-                        let stderr =
-                            std::fs::read_to_string(self.datadir.path().join("stderr.log"))
-                                .unwrap_or_default();
+                        let output = std::fs::read_to_string(self.output_log()).unwrap_or_default();
                         return Err(format!(
-                            "litecoind exited with {status} before answering RPC.\nstderr:\n{stderr}\ndebug.log:\n{}",
+                            "litecoind exited with {status} before answering RPC.\noutput:\n{output}\ndebug.log:\n{}",
                             self.debug_log_tail(30)
                         ));
                     }
@@ -381,7 +406,10 @@ impl Litecoind {
 
 impl Drop for Litecoind {
     fn drop(&mut self) {
-        self.kill();
+        match self.datadir {
+            Datadir::Kept(_) => self.stop(),
+            Datadir::Temporary(_) => self.kill(),
+        }
     }
 }
 
@@ -419,18 +447,4 @@ pub fn free_port() -> u16 {
     let port = l.local_addr().unwrap().port();
     used.lock().unwrap().insert(port);
     port
-}
-
-/// Poll `f` every 25 ms until it returns `Some`, or panic with `what` after `timeout`.
-pub fn wait_until<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        if Instant::now() > deadline {
-            panic!("timed out after {timeout:?} waiting for {what}");
-        }
-        std::thread::sleep(Duration::from_millis(25));
-    }
 }

@@ -16,6 +16,7 @@ pub mod litecoind;
 pub mod oracle;
 pub mod process;
 pub mod rpc;
+pub mod server;
 pub mod standin;
 
 pub use certs::make_cert;
@@ -27,14 +28,15 @@ pub use client::Client;
 pub use differential::*;
 pub use gate::DaemonGate;
 pub use litecoind::{
-    free_port, wait_until, Litecoind, LitecoindConfig, MAIN_WALLET, MWEB_WALLET, RPC_PASS, RPC_USER,
+    free_port, Litecoind, LitecoindConfig, MAIN_WALLET, MWEB_WALLET, RPC_PASS, RPC_USER,
 };
 pub use oracle::{
     amount_to_sats, decimal_to_sats, sats_to_amount, scripthash, scripthash_bytes, status_of,
     HistoryItem, Mempool, MempoolEntry, MempoolTx, Oracle, TxLocation, Utxo,
 };
-pub use process::{rpc_json, sextant_rpc, Sextant};
+pub use process::{base_command, wait_until, Proc};
 pub use rpc::{RpcClient, RpcError};
+pub use server::{rpc_json, sextant_command, sextant_env, sextant_rpc, InProcess};
 pub use standin::{
     dsha256_hex, Standin, StandinBlock, StandinConfig, StandinTx, STANDIN_PASS, STANDIN_USER,
 };

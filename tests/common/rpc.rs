@@ -1,11 +1,10 @@
-//! A tiny blocking JSON-RPC 1.0 client over HTTP/1.1 (std::net only).
-//!
-//! One TCP connection per request (`Connection: close`), so there is no connection state to go
-//! stale when the daemon is stopped and restarted under a test.
+//! A small blocking JSON-RPC 1.0 and REST client over HTTP/1.1 (std::net only), for the tests
+//! and the benchmarks' chain builder alike.
 
 use std::fmt;
-use std::io::{Read, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use base64::Engine as _;
@@ -61,13 +60,30 @@ impl fmt::Display for RpcError {
 
 impl std::error::Error for RpcError {}
 
-/// Blocking JSON-RPC client for one endpoint path (`/` or `/wallet/<name>`).
-#[derive(Clone, Debug)]
+impl From<RpcError> for String {
+    fn from(e: RpcError) -> String {
+        e.to_string()
+    }
+}
+
+/// Blocking JSON-RPC (and REST) client for one endpoint path (`/` or `/wallet/<name>`).
+///
+/// One keep-alive connection, shared by the clones' callers in turn; a request that fails on a
+/// connection that was already used is sent once more on a fresh one, so a daemon restarted
+/// under a test (or one that closed an idle connection) costs no error.
+#[derive(Debug)]
 pub struct RpcClient {
     addr: SocketAddr,
     path: String,
     auth: String,
     timeout: Duration,
+    conn: Mutex<Option<BufReader<TcpStream>>>,
+}
+
+impl Clone for RpcClient {
+    fn clone(&self) -> RpcClient {
+        self.with_path(&self.path)
+    }
 }
 
 impl RpcClient {
@@ -77,7 +93,19 @@ impl RpcClient {
             addr,
             path: path.to_string(),
             auth,
-            timeout: Duration::from_secs(300),
+            timeout: Duration::from_secs(600),
+            conn: Mutex::new(None),
+        }
+    }
+
+    /// The same daemon and credentials at another path (a wallet's), on its own connection.
+    pub fn with_path(&self, path: &str) -> RpcClient {
+        RpcClient {
+            addr: self.addr,
+            path: path.to_string(),
+            auth: self.auth.clone(),
+            timeout: self.timeout,
+            conn: Mutex::new(None),
         }
     }
 
@@ -85,7 +113,7 @@ impl RpcClient {
     pub fn call(&self, method: &str, params: Value) -> Result<Value, RpcError> {
         let params = if params.is_null() { json!([]) } else { params };
         let body = json!({"jsonrpc": "1.0", "id": 1, "method": method, "params": params});
-        let (status, reply) = self.post(&body.to_string())?;
+        let (status, reply) = self.request("POST", &self.path, body.to_string().as_bytes())?;
         parse_single(status, &reply)
     }
 
@@ -102,7 +130,8 @@ impl RpcClient {
                 json!({"jsonrpc": "1.0", "id": i, "method": m, "params": p})
             })
             .collect();
-        let (status, reply) = self.post(&Value::Array(body).to_string())?;
+        let body = Value::Array(body).to_string();
+        let (status, reply) = self.request("POST", &self.path, body.as_bytes())?;
         let v: Value = serde_json::from_slice(&reply).map_err(|_| RpcError::Http {
             status,
             body: String::from_utf8_lossy(&reply).into_owned(),
@@ -128,25 +157,136 @@ impl RpcClient {
             .collect()
     }
 
-    fn post(&self, body: &str) -> Result<(u16, Vec<u8>), RpcError> {
+    /// A REST GET (e.g. `/rest/block/<hash>.bin`): the body of a 200 answer.
+    pub fn rest_get(&self, path: &str) -> Result<Vec<u8>, RpcError> {
+        let (status, body) = self.request("GET", path, &[])?;
+        if status != 200 {
+            return Err(RpcError::Http {
+                status,
+                body: String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned(),
+            });
+        }
+        Ok(body)
+    }
+
+    fn request(&self, method: &str, path: &str, body: &[u8]) -> Result<(u16, Vec<u8>), RpcError> {
+        let mut conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        let reused = conn.is_some();
+        match self.request_on(&mut conn, method, path, body) {
+            Err(RpcError::Io(_)) if reused => {
+                *conn = None;
+                self.request_on(&mut conn, method, path, body)
+            }
+            r => r,
+        }
+    }
+
+    fn request_on(
+        &self,
+        conn: &mut Option<BufReader<TcpStream>>,
+        method: &str,
+        path: &str,
+        body: &[u8],
+    ) -> Result<(u16, Vec<u8>), RpcError> {
         let io = |e: std::io::Error| RpcError::Io(format!("{}: {e}", self.addr));
-        let mut s = TcpStream::connect_timeout(&self.addr, Duration::from_secs(5)).map_err(io)?;
-        s.set_read_timeout(Some(self.timeout)).map_err(io)?;
-        s.set_write_timeout(Some(self.timeout)).map_err(io)?;
-        let req = format!(
-            "POST {} HTTP/1.1\r\nHost: {}\r\nAuthorization: Basic {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-            self.path,
+        if conn.is_none() {
+            let s = TcpStream::connect_timeout(&self.addr, Duration::from_secs(5)).map_err(io)?;
+            s.set_nodelay(true).map_err(io)?;
+            s.set_read_timeout(Some(self.timeout)).map_err(io)?;
+            s.set_write_timeout(Some(self.timeout)).map_err(io)?;
+            *conn = Some(BufReader::with_capacity(1 << 20, s));
+        }
+        let r = conn.as_mut().expect("connected");
+        let head = format!(
+            "{method} {path} HTTP/1.1\r\nHost: {}\r\nAuthorization: Basic {}\r\n\
+             Content-Type: application/json\r\nContent-Length: {}\r\n\r\n",
             self.addr,
             self.auth,
             body.len()
         );
-        s.write_all(req.as_bytes()).map_err(io)?;
-        s.write_all(body.as_bytes()).map_err(io)?;
-        s.flush().map_err(io)?;
-        let mut raw = Vec::new();
-        s.read_to_end(&mut raw).map_err(io)?;
-        parse_http(&raw)
+        let result = write_and_read(r, head.as_bytes(), body).map_err(io);
+        match result {
+            Ok((status, reply, keep)) => {
+                if !keep {
+                    *conn = None;
+                }
+                Ok((status, reply))
+            }
+            Err(e) => {
+                *conn = None;
+                Err(e)
+            }
+        }
     }
+}
+
+/// Sends one request and reads its response: status, (de-chunked) body, and whether the
+/// connection stays open.
+fn write_and_read(
+    r: &mut BufReader<TcpStream>,
+    head: &[u8],
+    body: &[u8],
+) -> std::io::Result<(u16, Vec<u8>, bool)> {
+    let bad = |what: String| std::io::Error::new(std::io::ErrorKind::InvalidData, what);
+    {
+        let s = r.get_mut();
+        s.write_all(head)?;
+        s.write_all(body)?;
+        s.flush()?;
+    }
+    let mut line = String::new();
+    if r.read_line(&mut line)? == 0 {
+        return Err(bad("connection closed before a reply".into()));
+    }
+    let status: u16 = line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| bad(format!("bad status line {line:?}")))?;
+    let (mut length, mut chunked, mut keep) = (None, false, true);
+    loop {
+        line.clear();
+        r.read_line(&mut line)?;
+        let l = line.trim_end();
+        if l.is_empty() {
+            break;
+        }
+        let (k, v) = l.split_once(':').unwrap_or((l, ""));
+        let (k, v) = (k.trim().to_ascii_lowercase(), v.trim());
+        match k.as_str() {
+            "content-length" => length = v.parse::<usize>().ok(),
+            "transfer-encoding" => chunked = v.eq_ignore_ascii_case("chunked"),
+            "connection" => keep = !v.eq_ignore_ascii_case("close"),
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    if chunked {
+        loop {
+            line.clear();
+            r.read_line(&mut line)?;
+            let size = line.trim().split(';').next().unwrap_or("");
+            let n = usize::from_str_radix(size, 16)
+                .map_err(|_| bad(format!("bad chunk size {line:?}")))?;
+            if n == 0 {
+                line.clear();
+                r.read_line(&mut line)?;
+                break;
+            }
+            let start = out.len();
+            out.resize(start + n, 0);
+            r.read_exact(&mut out[start..])?;
+            line.clear();
+            r.read_line(&mut line)?;
+        }
+    } else if let Some(n) = length {
+        out.resize(n, 0);
+        r.read_exact(&mut out)?;
+    } else {
+        r.read_to_end(&mut out)?;
+        keep = false;
+    }
+    Ok((status, out, keep))
 }
 
 fn parse_single(status: u16, reply: &[u8]) -> Result<Value, RpcError> {
@@ -172,77 +312,5 @@ fn reply_to_result(v: &Value) -> Result<Value, RpcError> {
                 .to_string(),
         }),
         _ => Ok(v.get("result").cloned().unwrap_or(Value::Null)),
-    }
-}
-
-/// Split an HTTP/1.1 response into status and (de-chunked) body.
-fn parse_http(raw: &[u8]) -> Result<(u16, Vec<u8>), RpcError> {
-    let split = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .ok_or_else(|| RpcError::Io(format!("truncated HTTP reply ({} bytes)", raw.len())))?;
-    let head = String::from_utf8_lossy(&raw[..split]);
-    let body = &raw[split + 4..];
-    let mut lines = head.split("\r\n");
-    let status_line = lines.next().unwrap_or_default();
-    let status: u16 = status_line
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| RpcError::Protocol(format!("bad status line: {status_line}")))?;
-    let mut chunked = false;
-    let mut content_length = None;
-    for l in lines {
-        if let Some((k, v)) = l.split_once(':') {
-            let k = k.trim().to_ascii_lowercase();
-            let v = v.trim();
-            if k == "transfer-encoding" && v.to_ascii_lowercase().contains("chunked") {
-                chunked = true;
-            } else if k == "content-length" {
-                content_length = v.parse::<usize>().ok();
-            }
-        }
-    }
-    let body = if chunked {
-        dechunk(body)?
-    } else if let Some(n) = content_length {
-        if body.len() < n {
-            return Err(RpcError::Io(format!(
-                "truncated HTTP body: {} of {n} bytes",
-                body.len()
-            )));
-        }
-        body[..n].to_vec()
-    } else {
-        body.to_vec()
-    };
-    Ok((status, body))
-}
-
-fn dechunk(mut b: &[u8]) -> Result<Vec<u8>, RpcError> {
-    let mut out = Vec::new();
-    loop {
-        let eol = b
-            .windows(2)
-            .position(|w| w == b"\r\n")
-            .ok_or_else(|| RpcError::Io("truncated chunked body".into()))?;
-        let size_txt = String::from_utf8_lossy(&b[..eol]);
-        let size_txt = size_txt
-            .split(';')
-            .next()
-            .unwrap_or_default()
-            .trim()
-            .to_string();
-        let size = usize::from_str_radix(&size_txt, 16)
-            .map_err(|_| RpcError::Protocol(format!("bad chunk size {size_txt:?}")))?;
-        b = &b[eol + 2..];
-        if size == 0 {
-            return Ok(out);
-        }
-        if b.len() < size + 2 {
-            return Err(RpcError::Io("truncated chunk".into()));
-        }
-        out.extend_from_slice(&b[..size]);
-        b = &b[size + 2..];
     }
 }

@@ -1,0 +1,69 @@
+//! The mempool follower: keeps the mirror in step with the daemon, refreshing on a timer, at once
+//! after each block (so no transaction stays both confirmed and unconfirmed for a poll interval)
+//! and after a broadcast through this server (so a wallet sees its own transaction at once).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::RwLock;
+use tokio::sync::broadcast::{self, error::RecvError};
+use tokio::sync::{watch, Notify};
+use tracing::{info, warn};
+
+use super::{refresh, Mempool, MempoolDelta};
+use crate::coin::Chain;
+use crate::daemon::Daemon;
+use crate::store::Store;
+
+/// Follows the daemon's mempool until `stop` turns true or `blocks` closes.
+///
+/// `blocks` carries the indexer's events (any type: only their arrival matters). The first one
+/// marks the end of the initial sync, before which the UTXO set is incomplete and nothing is
+/// fetched. Every applied refresh is sent on `deltas`; `kick` (rung with `notify_one`, so a kick
+/// during a refresh is kept) asks for a refresh now.
+#[allow(clippy::too_many_arguments)]
+pub async fn follow<E: Clone>(
+    mempool: Arc<RwLock<Mempool>>,
+    daemon: Daemon,
+    chain: Chain,
+    store: Arc<Store>,
+    poll: Duration,
+    mut blocks: broadcast::Receiver<E>,
+    kick: Arc<Notify>,
+    deltas: broadcast::Sender<MempoolDelta>,
+    mut stop: watch::Receiver<bool>,
+) {
+    tokio::select! {
+        e = blocks.recv() => if matches!(e, Err(RecvError::Closed)) { return },
+        _ = stop.changed() => return,
+    }
+    let mut confirmed_changed = true;
+    loop {
+        match refresh(&mempool, &daemon, chain, &store, confirmed_changed).await {
+            Ok(d) if d.applied => {
+                if d.added + d.removed > 0 {
+                    info!(
+                        "mempool: {} txs (+{} -{})",
+                        mempool.read().len(),
+                        d.added,
+                        d.removed
+                    );
+                }
+                confirmed_changed = false;
+                let _ = deltas.send(d);
+            }
+            // The daemon has a block the index has not stored yet: wait for it.
+            Ok(_) => {}
+            Err(e) => warn!("mempool refresh failed: {e}"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(poll) => {}
+            _ = kick.notified() => {}
+            e = blocks.recv() => match e {
+                Err(RecvError::Closed) => return,
+                _ => confirmed_changed = true,
+            },
+            _ = stop.changed() => return,
+        }
+    }
+}

@@ -1,0 +1,285 @@
+//! The method table: every method's name, its signature and the versions and coins that have
+//! it, in one place the compiler checks (a new method is a new variant, and every `match` on
+//! [`Method`] must then handle it) — and a call parsed once against it into a [`Request`].
+
+use super::jsonrpc::{Call, RpcError, METHOD_NOT_FOUND};
+use super::params::{Args, Signature};
+use super::version::Version;
+use crate::coin::{Coin, TxFamily};
+
+/// Declares [`Method`], its names and the list of all of them, from one table.
+macro_rules! methods {
+    ($($variant:ident => $name:literal,)*) => {
+        /// A method of the protocol (or of a coin's dialect of it).
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+        pub enum Method {
+            $($variant,)*
+        }
+
+        impl Method {
+            pub const ALL: &'static [Method] = &[$(Method::$variant,)*];
+
+            /// The name clients call it by.
+            pub fn name(self) -> &'static str {
+                match self {
+                    $(Method::$variant => $name,)*
+                }
+            }
+        }
+    };
+}
+
+methods! {
+    ServerVersion => "server.version",
+    ServerBanner => "server.banner",
+    ServerDonationAddress => "server.donation_address",
+    ServerFeatures => "server.features",
+    ServerPeersSubscribe => "server.peers.subscribe",
+    ServerAddPeer => "server.add_peer",
+    ServerPing => "server.ping",
+    HeadersSubscribe => "blockchain.headers.subscribe",
+    BlockHeader => "blockchain.block.header",
+    BlockHeaders => "blockchain.block.headers",
+    EstimateFee => "blockchain.estimatefee",
+    RelayFee => "blockchain.relayfee",
+    GetBalance => "blockchain.scripthash.get_balance",
+    GetHistory => "blockchain.scripthash.get_history",
+    GetMempool => "blockchain.scripthash.get_mempool",
+    ListUnspent => "blockchain.scripthash.listunspent",
+    Subscribe => "blockchain.scripthash.subscribe",
+    Unsubscribe => "blockchain.scripthash.unsubscribe",
+    Broadcast => "blockchain.transaction.broadcast",
+    TransactionGet => "blockchain.transaction.get",
+    GetMerkle => "blockchain.transaction.get_merkle",
+    IdFromPos => "blockchain.transaction.id_from_pos",
+    FeeHistogram => "mempool.get_fee_histogram",
+    // The Kevacoin ElectrumX fork's.
+    BlockCount => "blockchain.block.count",
+    KevaGetKeyvalues => "blockchain.keva.get_keyvalues",
+    KevaGetHashtag => "blockchain.keva.get_hashtag",
+    KevaGetKeyvalueReactions => "blockchain.keva.get_keyvalue_reactions",
+    KevaGetTransactionsInfo => "blockchain.keva.get_transactions_info",
+}
+
+const NO_ARGS: Signature = Signature::new(&[], &[]);
+const SCRIPTHASH: Signature = Signature::new(&["scripthash"], &[]);
+
+impl Method {
+    /// Its parameters, by position and name.
+    pub fn signature(self) -> Signature {
+        use Method::*;
+        match self {
+            ServerVersion => Signature {
+                required: &[],
+                optional: &["client_name", "protocol_version"],
+                var_args: true,
+            },
+            ServerBanner
+            | ServerDonationAddress
+            | ServerFeatures
+            | ServerPeersSubscribe
+            | HeadersSubscribe
+            | RelayFee
+            | FeeHistogram
+            | BlockCount => NO_ARGS,
+            ServerAddPeer => Signature::new(&["features"], &[]),
+            // ElectrumX 2 takes (and ignores below 1.7) up to two arguments.
+            ServerPing => Signature::new(&[], &["pong_len", "data"]),
+            BlockHeader => Signature::new(&["height"], &["cp_height"]),
+            BlockHeaders => Signature::new(&["start_height", "count"], &["cp_height"]),
+            EstimateFee => Signature::new(&["number"], &["mode"]),
+            GetBalance | GetHistory | GetMempool | ListUnspent | Subscribe | Unsubscribe => {
+                SCRIPTHASH
+            }
+            Broadcast => Signature::new(&["raw_tx"], &[]),
+            TransactionGet => Signature::new(&["tx_hash"], &["verbose"]),
+            GetMerkle => Signature::new(&["tx_hash", "height"], &[]),
+            IdFromPos => Signature::new(&["height", "tx_pos"], &["merkle"]),
+            KevaGetKeyvalues | KevaGetHashtag => {
+                Signature::new(&["scripthash", "start_tx_num"], &[])
+            }
+            KevaGetKeyvalueReactions => Signature::new(&["tx_hash", "start_tx_num"], &[]),
+            KevaGetTransactionsInfo => Signature::new(&["txs", "namespace_info"], &[]),
+        }
+    }
+
+    /// The flat cost charged for a call whatever it did (methods whose work varies charge the
+    /// rest themselves; see `cost`).
+    pub fn base_cost(self) -> f64 {
+        use Method::*;
+        match self {
+            ServerPing | ServerDonationAddress | Unsubscribe | EstimateFee => 0.1,
+            ServerFeatures => 0.2,
+            HeadersSubscribe => 0.25,
+            ServerVersion | ServerBanner => 0.5,
+            ServerPeersSubscribe | RelayFee | FeeHistogram | TransactionGet => 1.0,
+            ServerAddPeer => 100.0,
+            BlockHeader
+            | BlockHeaders
+            | GetBalance
+            | GetHistory
+            | GetMempool
+            | ListUnspent
+            | Subscribe
+            | Broadcast
+            | GetMerkle
+            | IdFromPos
+            | BlockCount
+            | KevaGetKeyvalues
+            | KevaGetHashtag
+            | KevaGetKeyvalueReactions
+            | KevaGetTransactionsInfo => 0.0,
+        }
+    }
+
+    /// Whether the method exists at `version` for `coin`.
+    fn exists(self, version: &Version, coin: &Coin) -> bool {
+        use Method::*;
+        match self {
+            Unsubscribe => version.at_least(&[1, 4, 2]),
+            BlockCount
+            | KevaGetKeyvalues
+            | KevaGetHashtag
+            | KevaGetKeyvalueReactions
+            | KevaGetTransactionsInfo => coin.chain.tx == TxFamily::Kevacoin,
+            _ => true,
+        }
+    }
+
+    /// The method called `name`, if it exists at `version` for `coin`.
+    pub fn find(name: &str, version: &Version, coin: &Coin) -> Option<Method> {
+        Method::ALL
+            .iter()
+            .copied()
+            .find(|m| m.name() == name && m.exists(version, coin))
+    }
+
+    /// Whether `name` names a method at all (any version, any coin): the bounded set of
+    /// method labels in metrics.
+    pub fn is_known(name: &str) -> bool {
+        Method::ALL.iter().any(|m| m.name() == name)
+    }
+}
+
+/// A call, parsed once: which method, and its arguments bound to its signature.
+#[derive(Debug)]
+pub struct Request {
+    pub method: Method,
+    pub args: Args,
+}
+
+impl Request {
+    /// Finds the call's method at `version` for `coin` and binds its arguments; the error is
+    /// ElectrumX's for an unknown method or a wrong number of arguments.
+    pub fn parse(call: &Call, version: &Version, coin: &Coin) -> Result<Request, RpcError> {
+        Request::bind(Method::find(&call.method, version, coin), call)
+    }
+
+    /// Binds the call's arguments to `method` (found beforehand; `None`: unknown).
+    pub fn bind(method: Option<Method>, call: &Call) -> Result<Request, RpcError> {
+        let method = method.ok_or_else(|| {
+            RpcError::new(
+                METHOD_NOT_FOUND,
+                format!("unknown method \"{}\"", call.method),
+            )
+        })?;
+        let args = method.signature().bind(&call.method, &call.params)?;
+        Ok(Request { method, args })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::coin::CoinRegistry;
+
+    fn coin(name: &str) -> Coin {
+        CoinRegistry::embedded()
+            .unwrap()
+            .lookup(name, "mainnet")
+            .unwrap()
+    }
+
+    #[test]
+    fn every_method_has_one_name() {
+        for m in Method::ALL {
+            let same: Vec<_> = Method::ALL
+                .iter()
+                .filter(|o| o.name() == m.name())
+                .collect();
+            assert_eq!(same, [m], "{m:?}");
+        }
+    }
+
+    #[test]
+    fn method_availability_by_version() {
+        let ltc = coin("Litecoin");
+        let v14 = Version::new(&[1, 4]);
+        let v141 = Version::new(&[1, 4, 1]);
+        let v142 = Version::new(&[1, 4, 2]);
+        let unsubscribe = "blockchain.scripthash.unsubscribe";
+        assert!(Method::find(unsubscribe, &v14, &ltc).is_none());
+        assert!(Method::find(unsubscribe, &v141, &ltc).is_none());
+        assert_eq!(
+            Method::find(unsubscribe, &v142, &ltc),
+            Some(Method::Unsubscribe)
+        );
+        assert!(Method::find("blockchain.relayfee", &v142, &ltc).is_some());
+        for gone in [
+            "blockchain.address.get_balance",
+            "blockchain.numblocks.subscribe",
+            "blockchain.block.get_header",
+            "blockchain.block.get_chunk",
+            "blockchain.utxo.get_address",
+            "mempool.get_info",
+        ] {
+            assert!(Method::find(gone, &v142, &ltc).is_none(), "{gone}");
+            assert!(!Method::is_known(gone), "{gone}");
+        }
+    }
+
+    #[test]
+    fn keva_methods_exist_for_kevacoin_only() {
+        let (kva, ltc) = (coin("Kevacoin"), coin("Litecoin"));
+        let v = Version::new(&[1, 4]);
+        for m in [
+            "blockchain.block.count",
+            "blockchain.keva.get_keyvalues",
+            "blockchain.keva.get_hashtag",
+            "blockchain.keva.get_keyvalue_reactions",
+            "blockchain.keva.get_transactions_info",
+        ] {
+            assert!(Method::find(m, &v, &kva).is_some(), "{m}");
+            assert!(Method::find(m, &v, &ltc).is_none(), "{m}");
+        }
+        assert!(Method::find("blockchain.keva.put", &v, &kva).is_none());
+    }
+
+    #[test]
+    fn requests_bind_arguments_once() {
+        let ltc = coin("Litecoin");
+        let call = |method: &str, params: serde_json::Value| Call {
+            id: Some(serde_json::json!(1)),
+            method: method.into(),
+            params: super::super::jsonrpc::Params::Positional(params.as_array().unwrap().clone()),
+        };
+        let v = Version::new(&[1, 4]);
+        let r = Request::parse(
+            &call("blockchain.block.header", serde_json::json!([5])),
+            &v,
+            &ltc,
+        )
+        .unwrap();
+        assert_eq!(r.method, Method::BlockHeader);
+        assert_eq!(r.args.req(0), &serde_json::json!(5));
+        let e = Request::parse(&call("no.such", serde_json::json!([])), &v, &ltc).unwrap_err();
+        assert_eq!(e.code, METHOD_NOT_FOUND);
+        assert_eq!(e.message, "unknown method \"no.such\"");
+        assert!(Request::parse(
+            &call("blockchain.block.header", serde_json::json!([])),
+            &v,
+            &ltc
+        )
+        .is_err());
+    }
+}

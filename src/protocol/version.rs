@@ -1,0 +1,115 @@
+//! Protocol version negotiation (`server.version`), following ElectrumX's rules exactly:
+//! versions are tuples of integers compared lexicographically (so `1.4 < 1.4.0`), the client
+//! may send one version or a `[min, max]` pair, and the chosen version is printed back as the
+//! tuple it came from.
+
+use std::fmt;
+
+use serde_json::Value;
+
+use super::pyfmt::py_int_from_str;
+
+/// A protocol version as a tuple of integers.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Version(pub Vec<i64>);
+
+impl Version {
+    pub fn new(parts: &[i64]) -> Version {
+        Version(parts.to_vec())
+    }
+
+    /// Python's `protocol_tuple`: a string split on dots into integers, else version 0.
+    pub fn parse(v: &Value) -> Version {
+        let zero = Version(vec![0]);
+        let Some(s) = v.as_str() else { return zero };
+        let parts: Option<Vec<i64>> = s
+            .split('.')
+            .map(|p| py_int_from_str(p).and_then(|n| i64::try_from(n).ok()))
+            .collect();
+        parts.map(Version).unwrap_or(zero)
+    }
+
+    pub fn at_least(&self, parts: &[i64]) -> bool {
+        self.0.as_slice() >= parts
+    }
+}
+
+impl fmt::Display for Version {
+    /// At least two components: `(1,)` prints as `1.0`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut parts = self.0.clone();
+        while parts.len() < 2 {
+            parts.push(0);
+        }
+        let text: Vec<String> = parts.iter().map(|p| p.to_string()).collect();
+        f.write_str(&text.join("."))
+    }
+}
+
+/// The range this server speaks.
+pub fn server_min() -> Version {
+    Version::new(&[1, 4])
+}
+
+pub fn server_max() -> Version {
+    Version::new(&[1, 4, 2])
+}
+
+/// The highest common version, or `None` when there is none. `requested` is the client's
+/// `protocol_version` argument (missing or null = the server's minimum).
+pub fn negotiate(requested: Option<&Value>) -> Option<Version> {
+    let (min, max) = (server_min(), server_max());
+    let (client_min, client_max) = match requested {
+        None | Some(Value::Null) => (min.clone(), min.clone()),
+        Some(Value::Array(pair)) if pair.len() == 2 => {
+            (Version::parse(&pair[0]), Version::parse(&pair[1]))
+        }
+        Some(other) => (Version::parse(other), Version::parse(other)),
+    };
+    let chosen = std::cmp::min(client_max, max);
+    if chosen < std::cmp::max(client_min, min) || chosen == Version(vec![0]) {
+        None
+    } else {
+        Some(chosen)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn n(v: Value) -> Option<String> {
+        negotiate(Some(&v)).map(|p| p.to_string())
+    }
+
+    #[test]
+    fn negotiation_table() {
+        assert_eq!(negotiate(None).unwrap().to_string(), "1.4");
+        assert_eq!(n(json!(null)).as_deref(), Some("1.4"));
+        assert_eq!(n(json!("1.4")).as_deref(), Some("1.4"));
+        assert_eq!(n(json!("1.4.0")).as_deref(), Some("1.4.0"));
+        assert_eq!(n(json!("1.4.1")).as_deref(), Some("1.4.1"));
+        assert_eq!(n(json!("1.4.2")).as_deref(), Some("1.4.2"));
+        assert_eq!(n(json!(["1.4", "1.4.2"])).as_deref(), Some("1.4.2"));
+        assert_eq!(n(json!(["1.0", "9.9"])).as_deref(), Some("1.4.2"));
+        // The Komodo DeFi client.
+        assert_eq!(n(json!(["1.2", "1.4"])).as_deref(), Some("1.4"));
+        assert_eq!(n(json!("1.5")), None, "above our maximum when sent alone");
+        assert_eq!(n(json!(["1.4", "1.5"])).as_deref(), Some("1.4.2"));
+        assert_eq!(n(json!("1.3")), None);
+        assert_eq!(n(json!(["1.8", "2.0"])), None);
+        assert_eq!(n(json!(1.4)), None, "a number is version 0");
+        assert_eq!(n(json!(["1.4"])), None, "a one-element array is version 0");
+        assert_eq!(n(json!("x")), None);
+        assert_eq!(n(json!(" 1 . 4 ")).as_deref(), Some("1.4"));
+    }
+
+    #[test]
+    fn tuple_order() {
+        assert!(Version::new(&[1, 4]) < Version::new(&[1, 4, 0]));
+        assert!(Version::new(&[1, 4, 2]).at_least(&[1, 4, 2]));
+        assert!(!Version::new(&[1, 4, 1]).at_least(&[1, 4, 2]));
+        assert_eq!(Version::new(&[1]).to_string(), "1.0");
+    }
+}

@@ -1,0 +1,269 @@
+//! Fan-out of chain and mempool changes to subscribed sessions.
+//!
+//! Events are coalesced into rounds: after a block, the round waits briefly for the mempool
+//! refresh that follows it, so a transaction moving from mempool to block is announced once.
+//! Each round refreshes the tip (one `blockchain.headers.subscribe` notification per subscribed
+//! session), then computes the status of every touched *subscribed* script once, however many
+//! sessions share it, and notifies the sessions whose last status differs.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::broadcast::{self, error::RecvError, error::TryRecvError};
+use tokio::sync::watch;
+use tracing::{debug, error, warn};
+
+use super::Sessions;
+use crate::index::IndexEvent;
+use crate::mempool::MempoolDelta;
+use crate::protocol::cost;
+use crate::query::HistoryError;
+use crate::types::HashX;
+
+/// How long a block's round waits for the mempool refresh that follows it.
+const MEMPOOL_AFTER_BLOCK: Duration = Duration::from_millis(1500);
+/// Scripts per blocking status task.
+const STATUS_CHUNK: usize = 256;
+
+#[derive(Default, Debug)]
+struct Round {
+    touched: HashSet<HashX>,
+    block: bool,
+    reorg: bool,
+    mempool: bool,
+    /// Events were missed: re-check every subscription.
+    everything: bool,
+}
+
+impl Round {
+    fn index(&mut self, e: Result<IndexEvent, RecvError>) -> bool {
+        match e {
+            Ok(e) => {
+                self.touched.extend(e.touched.iter().copied());
+                self.block = true;
+                self.reorg |= e.reorg;
+                true
+            }
+            Err(RecvError::Lagged(n)) => {
+                warn!("notifications: {n} index events missed; re-checking all subscriptions");
+                self.block = true;
+                self.everything = true;
+                true
+            }
+            Err(RecvError::Closed) => false,
+        }
+    }
+
+    fn mempool(&mut self, d: Result<MempoolDelta, RecvError>) -> bool {
+        match d {
+            Ok(d) => {
+                self.touched.extend(d.touched);
+                self.mempool = true;
+                true
+            }
+            Err(RecvError::Lagged(n)) => {
+                warn!("notifications: {n} mempool events missed; re-checking all subscriptions");
+                self.mempool = true;
+                self.everything = true;
+                true
+            }
+            Err(RecvError::Closed) => false,
+        }
+    }
+}
+
+/// Receives from an optional channel; a closed one is replaced by `None` and never polled again.
+async fn recv<T: Clone>(rx: &mut Option<broadcast::Receiver<T>>) -> Result<T, RecvError> {
+    match rx {
+        Some(r) => r.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+fn drain<T: Clone>(
+    rx: &mut Option<broadcast::Receiver<T>>,
+    mut f: impl FnMut(Result<T, RecvError>) -> bool,
+) {
+    while let Some(r) = rx {
+        let e = match r.try_recv() {
+            Ok(v) => Ok(v),
+            Err(TryRecvError::Lagged(n)) => Err(RecvError::Lagged(n)),
+            Err(TryRecvError::Empty) => return,
+            Err(TryRecvError::Closed) => Err(RecvError::Closed),
+        };
+        if !f(e) {
+            *rx = None;
+        }
+    }
+}
+
+/// How long the notifier waits for the daemon's height before notifying anyway.
+const HEIGHT_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Is the index behind the daemon? Then a mempool snapshot may already lack the transactions of
+/// a block the index has not stored yet: their scripts would look as if the transactions had
+/// vanished (status null), one round before the block round restores them. ElectrumX applies a
+/// mempool snapshot only once its DB reached the daemon height it was taken at; the notifier
+/// defers such a round to the block round instead.
+async fn index_lags(server: &Sessions) -> bool {
+    let store = server
+        .electrum
+        .query()
+        .db_height()
+        .map_or(0, |h| u64::from(h.0));
+    let daemon = tokio::time::timeout(
+        HEIGHT_TIMEOUT,
+        server
+            .electrum
+            .daemon()
+            .call::<u64>("getblockcount", Vec::new()),
+    )
+    .await;
+    matches!(daemon, Ok(Ok(h)) if h > store)
+}
+
+pub(super) async fn run(
+    server: Arc<Sessions>,
+    index: broadcast::Receiver<IndexEvent>,
+    mempool: broadcast::Receiver<MempoolDelta>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let (mut index, mut mempool) = (Some(index), Some(mempool));
+    // Touched scripts of mempool rounds deferred while the index lagged the daemon.
+    let mut deferred = Round::default();
+    loop {
+        let mut round = Round::default();
+        tokio::select! {
+            e = recv(&mut index) => if !round.index(e) { index = None; continue },
+            d = recv(&mut mempool) => if !round.mempool(d) { mempool = None; continue },
+            _ = shutdown.changed() => return,
+        }
+        if round.block && !round.mempool && mempool.is_some() {
+            let wait = tokio::time::sleep(MEMPOOL_AFTER_BLOCK);
+            tokio::pin!(wait);
+            loop {
+                tokio::select! {
+                    d = recv(&mut mempool) => {
+                        if !round.mempool(d) { mempool = None; }
+                        break;
+                    }
+                    e = recv(&mut index) => if !round.index(e) { index = None },
+                    _ = &mut wait => break,
+                    _ = shutdown.changed() => return,
+                }
+            }
+        }
+        drain(&mut index, |e| round.index(e));
+        drain(&mut mempool, |d| round.mempool(d));
+        if round.mempool
+            && !round.block
+            && (!round.touched.is_empty() || round.everything)
+            && index_lags(&server).await
+        {
+            debug!("notifications: index behind the daemon; mempool round deferred");
+            server.electrum.query().mempool_changed();
+            deferred.touched.extend(round.touched);
+            deferred.everything |= round.everything;
+            continue;
+        }
+        round.touched.extend(std::mem::take(&mut deferred.touched));
+        round.everything |= std::mem::take(&mut deferred.everything);
+        apply(&server, round).await;
+    }
+}
+
+async fn apply(server: &Arc<Sessions>, round: Round) {
+    let query = server.electrum.query();
+    if round.mempool {
+        query.mempool_changed();
+    }
+    if round.block {
+        let q = query.clone();
+        let reorg = round.reorg;
+        let reorg_limit = server.electrum.coin().reorg_limit;
+        let new_tip = tokio::task::spawn_blocking(move || {
+            let tip = q.refresh_tip();
+            if reorg {
+                // The fork is at most a reorg limit deep: keep header segments below it.
+                q.reorged(reorg_limit);
+                // Blocks undone and the same ones connected again (the admin RPC's `reorg`)
+                // leave the tip as it was: announce it anyway, so clients re-check.
+                if matches!(tip, Ok(None)) {
+                    return Ok(q.tip());
+                }
+            }
+            tip
+        })
+        .await;
+        match new_tip {
+            Ok(Ok(Some(tip))) => {
+                let params = serde_json::value::to_raw_value(&[&tip]).expect("tip serializes");
+                for s in server.registry.sessions() {
+                    if s.headers_subscribed
+                        .load(std::sync::atomic::Ordering::Relaxed)
+                    {
+                        s.notify("blockchain.headers.subscribe", &params);
+                    }
+                }
+            }
+            Ok(Ok(None)) => {}
+            Ok(Err(e)) => error!("notifications: reading the tip: {e}"),
+            Err(e) => error!("notifications: tip task failed: {e}"),
+        }
+    }
+    let touched = if round.everything {
+        server.registry.all_subscribed()
+    } else {
+        round.touched
+    };
+    let hashxs = server.registry.subscribed(&touched);
+    if hashxs.is_empty() {
+        return;
+    }
+    debug!("notifications: {} subscribed scripts touched", hashxs.len());
+    let limit = server.electrum.history_limit();
+    let mut tasks = Vec::new();
+    for chunk in hashxs.chunks(STATUS_CHUNK) {
+        let (q, chunk) = (query.clone(), chunk.to_vec());
+        tasks.push(tokio::task::spawn_blocking(move || {
+            chunk
+                .iter()
+                .map(|h| {
+                    q.history(h, limit)
+                        .map(|f| (f.confirmed.len() + f.mempool.len(), f.status()))
+                })
+                .collect::<Vec<_>>()
+        }));
+    }
+    let mut statuses = Vec::with_capacity(hashxs.len());
+    for t in tasks {
+        match t.await {
+            Ok(v) => statuses.extend(v),
+            Err(e) => {
+                error!("notifications: status task failed: {e}");
+                return;
+            }
+        }
+    }
+    for (hashx, status) in hashxs.into_iter().zip(statuses) {
+        let (items, status) = match status {
+            Ok((n, s)) => (n, Some(s)),
+            Err(HistoryError::TooLarge) => (limit, None),
+            Err(HistoryError::Store(e)) => {
+                error!("notifications: {e}");
+                continue;
+            }
+        };
+        let (subscribers, changes) = server.registry.status_changed(&hashx, status.as_ref());
+        // As in ElectrumX, every subscriber pays for the status recomputed for it.
+        for session in subscribers {
+            session.charge(cost::status(items));
+        }
+        for c in changes {
+            let params = serde_json::value::to_raw_value(&(c.alias, c.status))
+                .expect("notification params serialize");
+            c.session.notify("blockchain.scripthash.subscribe", &params);
+        }
+    }
+}

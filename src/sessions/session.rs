@@ -1,0 +1,661 @@
+//! One client connection: newline framing with `MAX_RECV`, version negotiation first, requests
+//! run concurrently up to the cost model's target (slowed past the soft limit, refused at the
+//! hard one), replies in completion order, and a writer fed by a bounded queue that
+//! notifications share (a client too slow to drain it is disconnected).
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::stream::{FuturesUnordered, StreamExt};
+use parking_lot::Mutex;
+use serde_json::value::RawValue;
+use serde_json::Value;
+use tokio::sync::mpsc;
+use tracing::{debug, info, warn};
+
+use super::cost::{Concurrency, CostModel, Slot, ERROR_COST, PARSE_ERROR_COST};
+use super::stats::{Limit, Stats, INVALID_METHOD};
+use super::subs::Registry;
+use super::Sessions;
+use crate::protocol::jsonrpc::{self, Call, Dialect, Incoming, Member, RpcError, PARSE_ERROR};
+use crate::protocol::version::server_min;
+use crate::protocol::{Caller, Method, Reply, Request, Version};
+use crate::types::HashX;
+
+/// aiorpcX's error for a session over the cost hard limit (it is then disconnected).
+pub const EXCESSIVE_RESOURCE_USAGE: i64 = -101;
+/// aiorpcX's error for a request that overran `REQUEST_TIMEOUT`.
+pub const SERVER_BUSY: i64 = -102;
+/// Queued outgoing messages before a session counts as not reading.
+pub const SEND_QUEUE: usize = 1024;
+
+/// What a session hands its transport's writer.
+pub enum Outgoing {
+    Line(String),
+    Close,
+}
+
+/// What reading one message produced.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Line {
+    Complete,
+    /// Longer than `MAX_RECV`: dropped (a line-framed transport resynchronises at the next
+    /// newline).
+    Oversize,
+    Eof,
+}
+
+/// A transport's incoming messages, one JSON-RPC message (or batch) at a time.
+pub trait Source: Send {
+    /// Reads the next message into `buf`.
+    fn next<'a>(
+        &'a mut self,
+        buf: &'a mut Vec<u8>,
+    ) -> impl std::future::Future<Output = std::io::Result<Line>> + Send + 'a;
+}
+
+/// What the rest of the server sees of a session.
+pub struct SessionHandle {
+    pub id: u64,
+    pub peer: SocketAddr,
+    /// "TCP", "SSL", "WS", "WSS".
+    pub kind: &'static str,
+    pub started: Instant,
+    pub client_name: Mutex<String>,
+    pub headers_subscribed: AtomicBool,
+    /// The subnet group the session's cost is shared with.
+    pub group: Option<String>,
+    pub counters: SessionCounters,
+    /// Logs each request when set (admin `log`).
+    pub log_me: AtomicBool,
+    /// The concurrency target last applied.
+    pub concurrency: AtomicUsize,
+    costs: Arc<CostModel>,
+    registry: Arc<Registry<SessionHandle>>,
+    stats: Arc<Stats>,
+    /// `MAX_SUBS_PER_SESSION` (0: no cap).
+    max_subs: usize,
+    version: Mutex<Option<Version>>,
+    dialect: Mutex<Dialect>,
+    out: mpsc::Sender<Outgoing>,
+    closing: AtomicBool,
+}
+
+/// Traffic and requests of one session, as the admin `sessions` command shows them.
+#[derive(Default)]
+pub struct SessionCounters {
+    pub recv_count: AtomicU64,
+    pub recv_bytes: AtomicU64,
+    pub send_count: AtomicU64,
+    pub send_bytes: AtomicU64,
+    pub errors: AtomicU64,
+    pub pending: AtomicUsize,
+    pub txs_sent: AtomicU64,
+}
+
+impl SessionHandle {
+    /// The negotiated protocol version; `None` before `server.version`.
+    pub fn version(&self) -> Option<Version> {
+        self.version.lock().clone()
+    }
+
+    pub fn dialect(&self) -> Dialect {
+        *self.dialect.lock()
+    }
+
+    pub fn is_closing(&self) -> bool {
+        self.closing.load(Ordering::Relaxed)
+    }
+
+    /// Adds to the session's cost (methods charge for the work they did).
+    pub fn charge(&self, cost: f64) {
+        self.costs.charge(self.id, cost);
+    }
+
+    /// ElectrumX's flags: the transport's letter, `C` while closing, `L` when logged, then the
+    /// concurrency target.
+    pub fn flags(&self) -> String {
+        let mut f = self.kind[..1].to_string();
+        if self.kind.starts_with("WS") {
+            f = "W".into();
+        }
+        if self.is_closing() {
+            f.push('C');
+        }
+        if self.log_me.load(Ordering::Relaxed) {
+            f.push('L');
+        }
+        f.push_str(&self.concurrency.load(Ordering::Relaxed).to_string());
+        f
+    }
+
+    fn sent(&self, line: &str) {
+        self.counters.send_count.fetch_add(1, Ordering::Relaxed);
+        self.counters
+            .send_bytes
+            .fetch_add(line.len() as u64, Ordering::Relaxed);
+        self.costs.charge_bytes(self.id, line.len());
+    }
+
+    /// Queues a notification without waiting; a full queue means the client is not reading,
+    /// and it is disconnected rather than buffered without bound.
+    pub fn notify(&self, method: &str, params: &RawValue) {
+        let line = self.dialect().notification(method, Some(params));
+        self.sent(&line);
+        if let Err(mpsc::error::TrySendError::Full(_)) = self.out.try_send(Outgoing::Line(line)) {
+            warn!(
+                "session {} ({}): not reading its notifications; disconnecting",
+                self.id, self.peer
+            );
+            self.close();
+        }
+    }
+
+    async fn send(&self, line: String) {
+        self.sent(&line);
+        let _ = self.out.send(Outgoing::Line(line)).await;
+    }
+
+    /// Asks the writer to flush what is queued and close the connection.
+    pub fn close(&self) {
+        if !self.closing.swap(true, Ordering::Relaxed) {
+            let out = self.out.clone();
+            tokio::spawn(async move {
+                let _ = out.send(Outgoing::Close).await;
+            });
+        }
+    }
+}
+
+impl Caller for SessionHandle {
+    fn id(&self) -> u64 {
+        self.id
+    }
+
+    fn peer(&self) -> SocketAddr {
+        self.peer
+    }
+
+    fn charge(&self, cost: f64) {
+        SessionHandle::charge(self, cost);
+    }
+
+    fn identified(&self, client_name: Option<String>, version: Version) {
+        if let Some(name) = client_name {
+            *self.client_name.lock() = name;
+        }
+        *self.version.lock() = Some(version);
+    }
+
+    fn subscribe_headers(&self) {
+        self.headers_subscribed.store(true, Ordering::Relaxed);
+    }
+
+    fn may_subscribe(&self, hashx: &HashX) -> Result<(), usize> {
+        if self.registry.may_subscribe(self.id, hashx, self.max_subs) {
+            return Ok(());
+        }
+        self.stats.limit(Limit::SubsRefused);
+        Err(self.max_subs)
+    }
+
+    fn subscribed(&self, hashx: HashX, alias: String, status: Option<String>) {
+        self.registry.subscribe(self.id, hashx, alias, status);
+    }
+
+    fn unsubscribe(&self, hashx: &HashX) -> bool {
+        self.registry.unsubscribe(self.id, hashx)
+    }
+
+    fn sent_tx(&self) {
+        self.counters.txs_sent.fetch_add(1, Ordering::Relaxed);
+        self.stats.txs_sent.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Encodes a reply, replacing one larger than `MAX_SEND` by the "response too large" error.
+fn encode(dialect: Dialect, id: &Value, reply: &Reply, max_send: usize) -> String {
+    let msg = match reply {
+        Ok(raw) => dialect.result(id, raw),
+        Err(e) => dialect.error(id, e),
+    };
+    if max_send > 0 && msg.len() > max_send {
+        dialect.error(id, &RpcError::response_too_large(max_send))
+    } else {
+        msg
+    }
+}
+
+fn use_server_version() -> RpcError {
+    RpcError::bad_request("use server.version to identify client")
+}
+
+/// Serves one connection, whatever its transport, until either side closes it: `source`
+/// yields its messages, `tx` feeds its writer (`write_task`, awaited at the end so what is
+/// queued goes out).
+pub async fn serve<R: Source>(
+    server: Arc<Sessions>,
+    mut source: R,
+    tx: mpsc::Sender<Outgoing>,
+    write_task: tokio::task::JoinHandle<()>,
+    peer: SocketAddr,
+    kind: &'static str,
+) {
+    let id = server.next_id.fetch_add(1, Ordering::Relaxed);
+    let group = server.costs.add(id, peer.ip());
+    let limits = &server.limits;
+    let session = Arc::new(SessionHandle {
+        id,
+        peer,
+        kind,
+        started: Instant::now(),
+        client_name: Mutex::new("unknown".into()),
+        headers_subscribed: AtomicBool::new(false),
+        group,
+        counters: SessionCounters::default(),
+        log_me: AtomicBool::new(server.log_new.load(Ordering::Relaxed)),
+        concurrency: AtomicUsize::new(limits.cost.initial_concurrent),
+        costs: server.costs.clone(),
+        registry: server.registry.clone(),
+        stats: server.stats.clone(),
+        max_subs: limits.max_subs_per_session,
+        version: Mutex::new(None),
+        dialect: Mutex::new(Dialect::Detect),
+        out: tx,
+        closing: AtomicBool::new(false),
+    });
+    server.registry.add_session(session.id, session.clone());
+    server.sessions_changed();
+    info!(
+        "session {}: {kind} {peer}, {} total",
+        session.id,
+        server.registry.session_count()
+    );
+    let mut dialect = Dialect::Detect;
+    let mut buf = Vec::new();
+    let gate = Arc::new(Concurrency::new(limits.cost.initial_concurrent));
+    let max_recv = server.max_recv;
+    let idle = limits.session_timeout;
+    while !session.is_closing() {
+        let next = source.next(&mut buf);
+        let read = if idle.is_zero() {
+            next.await
+        } else {
+            match tokio::time::timeout(idle, next).await {
+                Ok(r) => r,
+                Err(_) => {
+                    info!(
+                        "session {}: closing stale session, nothing received for {}s",
+                        session.id,
+                        idle.as_secs()
+                    );
+                    server.stats.limit(Limit::IdleDisconnect);
+                    break;
+                }
+            }
+        };
+        match read {
+            Ok(Line::Complete) => {}
+            Ok(Line::Oversize) => {
+                warn!(
+                    "session {}: dropped a message over {} bytes",
+                    session.id, max_recv
+                );
+                session.charge(ERROR_COST);
+                continue;
+            }
+            Ok(Line::Eof) => break,
+            Err(e) => {
+                debug!("session {}: read error: {e}", session.id);
+                break;
+            }
+        }
+        session.counters.recv_count.fetch_add(1, Ordering::Relaxed);
+        session
+            .counters
+            .recv_bytes
+            .fetch_add(buf.len() as u64, Ordering::Relaxed);
+        server.costs.charge_bytes(session.id, buf.len());
+        if session.log_me.load(Ordering::Relaxed) {
+            info!(
+                "session {}: processing {}",
+                session.id,
+                String::from_utf8_lossy(&buf)
+            );
+        }
+        let incoming = dialect.parse(&buf);
+        *session.dialect.lock() = dialect;
+        match incoming {
+            Incoming::Ignore => {}
+            Incoming::Reply(msg) => {
+                charge_error_reply(&session, &msg);
+                session.send(msg).await
+            }
+            Incoming::Call(call) => {
+                if !handle_call(&server, &session, &gate, call).await {
+                    break;
+                }
+            }
+            Incoming::Batch(members) => {
+                if !handle_batch(&server, &session, &gate, members).await {
+                    break;
+                }
+            }
+        }
+    }
+    server.registry.remove_session(session.id);
+    server.costs.remove(session.id);
+    server.sessions_changed();
+    session.close();
+    drop(session);
+    let _ = write_task.await;
+}
+
+/// An error reply costs [`ERROR_COST`], an unparsable message ten times more.
+fn charge_error_reply(session: &SessionHandle, msg: &str) {
+    session.counters.errors.fetch_add(1, Ordering::Relaxed);
+    let parse_error = msg.contains(&format!("\"code\":{PARSE_ERROR}"));
+    session.charge(ERROR_COST + if parse_error { PARSE_ERROR_COST } else { 0.0 });
+}
+
+/// Why a request was not run.
+enum Refused {
+    /// The session is over the hard limit: answered, then disconnected.
+    Excessive,
+}
+
+fn excessive() -> RpcError {
+    RpcError::new(EXCESSIVE_RESOURCE_USAGE, "excessive resource usage")
+}
+
+fn timed_out() -> RpcError {
+    RpcError::new(SERVER_BUSY, "server busy - request timed out")
+}
+
+/// Waits for a place among the session's running requests, at the concurrency its cost
+/// allows; refuses when the cost reached the hard limit.
+async fn admit(
+    server: &Sessions,
+    session: &SessionHandle,
+    gate: &Concurrency,
+) -> Result<Slot, Refused> {
+    let target = server.costs.throttle(session.id).target;
+    let before = session.concurrency.swap(target, Ordering::Relaxed);
+    if before.abs_diff(target) > 1 {
+        info!(
+            "session {}: changing task concurrency from {before} to {target}",
+            session.id
+        );
+    }
+    gate.set_target(target);
+    if target == 0 {
+        return Err(Refused::Excessive);
+    }
+    let slot = gate.acquire().await.ok_or(Refused::Excessive)?;
+    // The cost may have crossed the hard limit while this request queued.
+    if server.costs.throttle(session.id).target == 0 {
+        return Err(Refused::Excessive);
+    }
+    Ok(slot)
+}
+
+/// Closes a session that went over the cost hard limit, saying why in the log.
+fn disconnect_excessive(server: &Sessions, session: &SessionHandle) {
+    let (cost, extra) = server.costs.cost(session.id).unwrap_or_default();
+    info!(
+        "session {}: closing session over resource usage (cost {cost:.0}, group {} cost \
+         {extra:.0}, hard limit {}); ip {}",
+        session.id,
+        session.group.as_deref().unwrap_or("none"),
+        server.limits.cost.hard_limit,
+        session.peer.ip()
+    );
+    server.stats.limit(Limit::CostDisconnect);
+    session.close();
+}
+
+/// Runs an admitted request: the throttling sleep, then the method, all within
+/// `REQUEST_TIMEOUT`; charges the method's flat cost, and the error cost for an error.
+async fn run_request(server: &Arc<Sessions>, session: &Arc<SessionHandle>, call: &Call) -> Reply {
+    let limits = &server.limits;
+    let throttle = server.costs.throttle(session.id);
+    let electrum = &server.electrum;
+    let version = session.version().unwrap_or_else(server_min);
+    let method = Method::find(&call.method, &version, electrum.coin());
+    let name = method.map_or(INVALID_METHOD, Method::name);
+    session.counters.pending.fetch_add(1, Ordering::Relaxed);
+    let work = async {
+        if !throttle.sleep.is_zero() {
+            server.stats.limit(Limit::Throttled);
+            tokio::time::sleep(throttle.sleep).await;
+        }
+        let t = Instant::now();
+        let caller: Arc<dyn Caller> = session.clone();
+        let reply = match Request::bind(method, call) {
+            Ok(request) => electrum.answer(&caller, &request).await,
+            Err(e) => Err(e),
+        };
+        (reply, t.elapsed())
+    };
+    let timeout = if limits.request_timeout.is_zero() {
+        Duration::MAX
+    } else {
+        limits.request_timeout
+    };
+    let (reply, elapsed) = match tokio::time::timeout(timeout, work).await {
+        Ok(r) => r,
+        Err(_) => {
+            info!(
+                "session {}: request {} timed out after {}s",
+                session.id,
+                call.method,
+                timeout.as_secs()
+            );
+            server.stats.limit(Limit::Timeout);
+            (Err(timed_out()), timeout)
+        }
+    };
+    session.counters.pending.fetch_sub(1, Ordering::Relaxed);
+    server.stats.record(name, elapsed, reply.is_err());
+    session.charge(method.map_or(0.0, Method::base_cost));
+    if reply.is_err() {
+        session.counters.errors.fetch_add(1, Ordering::Relaxed);
+        session.charge(ERROR_COST);
+    }
+    reply
+}
+
+/// Handles one request or notification; `false` ends the session.
+async fn handle_call(
+    server: &Arc<Sessions>,
+    session: &Arc<SessionHandle>,
+    gate: &Arc<Concurrency>,
+    call: Call,
+) -> bool {
+    let dialect = session.dialect();
+    let max_send = server.max_send;
+    if session.version().is_none() {
+        // server.version must come first (ElectrumX ≥ 1.19), and is answered before anything
+        // else is read, so pipelined requests see the negotiated version.
+        if call.method == "server.version" && !call.is_notification() {
+            let (reply, disconnect) = server.electrum.version_first(session.as_ref(), &call);
+            server
+                .stats
+                .record("server.version", Duration::ZERO, reply.is_err());
+            session.charge(Method::ServerVersion.base_cost());
+            session
+                .send(encode(dialect, &call.reply_id(), &reply, max_send))
+                .await;
+            if disconnect {
+                session.close();
+                return false;
+            }
+            return true;
+        }
+        refuse_unidentified(session, call.id.as_ref()).await;
+        return false;
+    }
+    if call.is_notification() {
+        // Below protocol 1.7 ElectrumX has no notification handlers: ignored.
+        return true;
+    }
+    let slot = match admit(server, session, gate).await {
+        Ok(slot) => slot,
+        Err(Refused::Excessive) => {
+            session
+                .send(dialect.error(&call.reply_id(), &excessive()))
+                .await;
+            disconnect_excessive(server, session);
+            return false;
+        }
+    };
+    let (server, session) = (server.clone(), session.clone());
+    tokio::spawn(async move {
+        let reply = run_request(&server, &session, &call).await;
+        let msg = encode(session.dialect(), &call.reply_id(), &reply, max_send);
+        session.send(msg).await;
+        drop(slot);
+    });
+    true
+}
+
+/// ElectrumX's answer to a first message that is not `server.version`: the two old-client
+/// crash notifications, error 1 (for a request), then a disconnect.
+async fn refuse_unidentified(session: &Arc<SessionHandle>, id: Option<&Value>) {
+    info!(
+        "session {}: closing, server.version must be the first message",
+        session.id
+    );
+    send_crash_notifications(session).await;
+    if let Some(id) = id {
+        let dialect = session.dialect();
+        session.send(dialect.error(id, &use_server_version())).await;
+    }
+    session.close();
+}
+
+/// The two parameterless notifications that crash ancient Electrum clients.
+async fn send_crash_notifications(session: &Arc<SessionHandle>) {
+    let dialect = session.dialect();
+    session
+        .send(dialect.notification("blockchain.relayfee", None))
+        .await;
+    session
+        .send(dialect.notification("blockchain.estimatefee", None))
+        .await;
+}
+
+/// A batch: parse errors first, then each request's reply as it completes; once the replies
+/// pass `MAX_SEND` in total, the rest are replaced by the "response too large" error.
+async fn handle_batch(
+    server: &Arc<Sessions>,
+    session: &Arc<SessionHandle>,
+    gate: &Arc<Concurrency>,
+    members: Vec<Member>,
+) -> bool {
+    let dialect = session.dialect();
+    let max_send = server.max_send;
+    let mut parts: Vec<String> = Vec::new();
+    let mut size = 0usize;
+    let mut push = |parts: &mut Vec<String>, id: &Value, reply: &Reply| {
+        let mut msg = encode(dialect, id, reply, 0);
+        size += msg.len() + 2;
+        if max_send > 0 && size > max_send {
+            msg = dialect.error(id, &RpcError::response_too_large(max_send));
+        }
+        parts.push(msg);
+    };
+    let mut calls = Vec::new();
+    let mut members = members.into_iter().peekable();
+    while let Some(m) = members.next() {
+        match m {
+            Member::Error(e) => {
+                charge_error_reply(session, &e);
+                parts.push(e)
+            }
+            Member::Call(c) if session.version().is_none() => {
+                // Before negotiation, as in ElectrumX (aiorpcX starts batch members in order,
+                // and a batch is answered once its last request is): a refusal (a bad
+                // `server.version`, or any other member first) disconnects; the batch is sent,
+                // refusal included, only if no later request was left waiting.
+                let refusal = if c.method == "server.version" && !c.is_notification() {
+                    let (reply, bye) = server.electrum.version_first(session.as_ref(), &c);
+                    if !bye {
+                        push(&mut parts, &c.reply_id(), &reply);
+                        continue;
+                    }
+                    info!("session {}: closing, refused server.version", session.id);
+                    reply
+                } else {
+                    info!(
+                        "session {}: closing, server.version must be the first message",
+                        session.id
+                    );
+                    send_crash_notifications(session).await;
+                    Err(use_server_version())
+                };
+                let later_requests =
+                    members.any(|m| matches!(m, Member::Call(ref c) if !c.is_notification()));
+                if let (Some(id), false) = (&c.id, later_requests) {
+                    push(&mut parts, id, &refusal);
+                    session.send(jsonrpc::batch(&parts)).await;
+                }
+                session.close();
+                return false;
+            }
+            Member::Call(c) if c.is_notification() => {}
+            Member::Call(c) => calls.push(c),
+        }
+    }
+    let mut excessive_seen = false;
+    {
+        let mut running: FuturesUnordered<_> = calls
+            .into_iter()
+            .map(|call| {
+                let (server, session, gate) = (server.clone(), session.clone(), gate.clone());
+                async move {
+                    let reply = match admit(&server, &session, &gate).await {
+                        Ok(_slot) => Ok(run_request(&server, &session, &call).await),
+                        Err(Refused::Excessive) => Err(()),
+                    };
+                    (call.reply_id(), reply)
+                }
+            })
+            .collect();
+        while let Some((id, reply)) = running.next().await {
+            match reply {
+                Ok(reply) => push(&mut parts, &id, &reply),
+                Err(()) => {
+                    excessive_seen = true;
+                    push(&mut parts, &id, &Err(excessive()));
+                }
+            }
+        }
+    }
+    if excessive_seen {
+        session.send(jsonrpc::batch(&parts)).await;
+        disconnect_excessive(server, session);
+        return false;
+    }
+    if !parts.is_empty() {
+        session.send(jsonrpc::batch(&parts)).await;
+    }
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn oversized_replies_become_errors() {
+        let raw = serde_json::value::to_raw_value(&"x".repeat(100)).unwrap();
+        let msg = encode(Dialect::V2, &Value::from(1), &Ok(raw), 50);
+        assert_eq!(
+            msg,
+            r#"{"jsonrpc":"2.0","error":{"code":-32600,"message":"response too large (over 50 bytes"},"id":1}"#
+        );
+    }
+}

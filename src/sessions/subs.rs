@@ -1,0 +1,306 @@
+//! Who is connected and who is subscribed to what, in one structure behind one lock, indexed
+//! both ways: each script hash knows its subscribers (with the spelling each used and the status
+//! each was last sent), and each session knows its script hashes — so a block touching N scripts
+//! costs N lookups, not sessions × subscriptions, and no caller can update one side only.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use parking_lot::RwLock;
+
+use crate::types::HashX;
+
+/// One session's subscription to a script hash.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Sub {
+    /// The script hash as the client wrote it: notifications use the same text.
+    alias: String,
+    /// The status last sent.
+    status: Option<String>,
+}
+
+struct Entry<S> {
+    session: Arc<S>,
+    scripts: HashSet<HashX>,
+}
+
+struct Inner<S> {
+    sessions: HashMap<u64, Entry<S>>,
+    by_hashx: HashMap<HashX, HashMap<u64, Sub>>,
+}
+
+impl<S> Inner<S> {
+    fn unlink(&mut self, id: u64, hashx: &HashX) -> Option<Sub> {
+        let subs = self.by_hashx.get_mut(hashx)?;
+        let sub = subs.remove(&id);
+        if subs.is_empty() {
+            self.by_hashx.remove(hashx);
+        }
+        sub
+    }
+}
+
+/// A status to send: `session` gets `(alias, status)`.
+pub(crate) struct Change<S> {
+    pub session: Arc<S>,
+    pub alias: String,
+    pub status: Option<String>,
+}
+
+/// The sessions (of type `S`, known here by their ids) and their subscriptions.
+pub(crate) struct Registry<S> {
+    inner: RwLock<Inner<S>>,
+}
+
+impl<S> Default for Registry<S> {
+    fn default() -> Self {
+        Registry {
+            inner: RwLock::new(Inner {
+                sessions: HashMap::new(),
+                by_hashx: HashMap::new(),
+            }),
+        }
+    }
+}
+
+impl<S> Registry<S> {
+    pub fn add_session(&self, id: u64, session: Arc<S>) {
+        let entry = Entry {
+            session,
+            scripts: HashSet::new(),
+        };
+        self.inner.write().sessions.insert(id, entry);
+    }
+
+    /// Forgets a session and all its subscriptions.
+    pub fn remove_session(&self, id: u64) {
+        let mut inner = self.inner.write();
+        let Some(entry) = inner.sessions.remove(&id) else {
+            return;
+        };
+        for hashx in &entry.scripts {
+            inner.unlink(id, hashx);
+        }
+    }
+
+    pub fn session_count(&self) -> usize {
+        self.inner.read().sessions.len()
+    }
+
+    pub fn sessions(&self) -> Vec<Arc<S>> {
+        let inner = self.inner.read();
+        inner.sessions.values().map(|e| e.session.clone()).collect()
+    }
+
+    /// Subscriptions of session `id`.
+    pub fn count_of(&self, id: u64) -> usize {
+        self.inner
+            .read()
+            .sessions
+            .get(&id)
+            .map_or(0, |e| e.scripts.len())
+    }
+
+    /// Whether session `id` may take one more subscription to `hashx` under `cap` (0: no cap);
+    /// renewing one it holds is always allowed.
+    pub fn may_subscribe(&self, id: u64, hashx: &HashX, cap: usize) -> bool {
+        let inner = self.inner.read();
+        let Some(e) = inner.sessions.get(&id) else {
+            return true;
+        };
+        cap == 0 || e.scripts.len() < cap || e.scripts.contains(hashx)
+    }
+
+    /// Stores (or renews) a subscription with the status just sent. A session already gone is
+    /// not subscribed.
+    pub fn subscribe(&self, id: u64, hashx: HashX, alias: String, status: Option<String>) {
+        let mut inner = self.inner.write();
+        let Some(e) = inner.sessions.get_mut(&id) else {
+            return;
+        };
+        e.scripts.insert(hashx);
+        inner
+            .by_hashx
+            .entry(hashx)
+            .or_default()
+            .insert(id, Sub { alias, status });
+    }
+
+    /// Whether there was a subscription to drop.
+    pub fn unsubscribe(&self, id: u64, hashx: &HashX) -> bool {
+        let mut inner = self.inner.write();
+        let held = inner
+            .sessions
+            .get_mut(&id)
+            .is_some_and(|e| e.scripts.remove(hashx));
+        inner.unlink(id, hashx);
+        held
+    }
+
+    /// Which of `touched` somebody is subscribed to.
+    pub fn subscribed(&self, touched: &HashSet<HashX>) -> Vec<HashX> {
+        let inner = self.inner.read();
+        if touched.len() < inner.by_hashx.len() {
+            touched
+                .iter()
+                .filter(|h| inner.by_hashx.contains_key(*h))
+                .copied()
+                .collect()
+        } else {
+            inner
+                .by_hashx
+                .keys()
+                .filter(|h| touched.contains(*h))
+                .copied()
+                .collect()
+        }
+    }
+
+    /// Every subscribed script hash (after missed events, everything is re-checked).
+    pub fn all_subscribed(&self) -> HashSet<HashX> {
+        self.inner.read().by_hashx.keys().copied().collect()
+    }
+
+    /// Records that `hashx`'s status is now `status`; returns its subscribers (each pays for
+    /// the status computed for it) and whom to tell: every subscriber last sent another status.
+    /// `None` means the history grew too large: as in ElectrumX, the subscriptions are dropped
+    /// and a null status is sent.
+    pub fn status_changed(
+        &self,
+        hashx: &HashX,
+        status: Option<&Option<String>>,
+    ) -> (Vec<Arc<S>>, Vec<Change<S>>) {
+        let mut inner = self.inner.write();
+        let inner = &mut *inner;
+        let Some(subs) = inner.by_hashx.get_mut(hashx) else {
+            return (Vec::new(), Vec::new());
+        };
+        let subscribers = subs
+            .keys()
+            .filter_map(|id| inner.sessions.get(id).map(|e| e.session.clone()))
+            .collect();
+        let mut changes = Vec::new();
+        match status {
+            Some(status) => {
+                for (id, sub) in subs.iter_mut() {
+                    if sub.status == *status {
+                        continue;
+                    }
+                    sub.status = status.clone();
+                    if let Some(e) = inner.sessions.get(id) {
+                        changes.push(Change {
+                            session: e.session.clone(),
+                            alias: sub.alias.clone(),
+                            status: status.clone(),
+                        });
+                    }
+                }
+            }
+            None => {
+                let dropped = inner.by_hashx.remove(hashx).unwrap_or_default();
+                for (id, sub) in dropped {
+                    if let Some(e) = inner.sessions.get_mut(&id) {
+                        e.scripts.remove(hashx);
+                        changes.push(Change {
+                            session: e.session.clone(),
+                            alias: sub.alias,
+                            status: None,
+                        });
+                    }
+                }
+            }
+        }
+        (subscribers, changes)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hx(n: u8) -> HashX {
+        HashX([n; HashX::LEN])
+    }
+
+    /// Sessions are their ids here.
+    fn registry_with(ids: &[u64]) -> Registry<u64> {
+        let r = Registry::default();
+        for id in ids {
+            r.add_session(*id, Arc::new(*id));
+        }
+        r
+    }
+
+    fn told(changes: &[Change<u64>]) -> Vec<(u64, Option<String>)> {
+        let mut v: Vec<_> = changes
+            .iter()
+            .map(|c| (*c.session, c.status.clone()))
+            .collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn both_sides_stay_in_step() {
+        let r = registry_with(&[1, 2]);
+        r.subscribe(1, hx(7), "a".into(), None);
+        r.subscribe(2, hx(7), "b".into(), None);
+        r.subscribe(2, hx(8), "c".into(), None);
+        assert_eq!((r.count_of(1), r.count_of(2)), (1, 2));
+        assert!(r.unsubscribe(2, &hx(8)));
+        assert!(!r.unsubscribe(2, &hx(8)), "nothing left to drop");
+        assert_eq!(r.all_subscribed(), HashSet::from([hx(7)]));
+        r.remove_session(1);
+        assert_eq!(r.session_count(), 1);
+        assert_eq!(r.all_subscribed(), HashSet::from([hx(7)]));
+        r.remove_session(2);
+        assert!(
+            r.all_subscribed().is_empty(),
+            "no script outlives its subscribers"
+        );
+        r.subscribe(2, hx(9), "gone".into(), None);
+        assert!(
+            r.all_subscribed().is_empty(),
+            "a closed session cannot subscribe"
+        );
+    }
+
+    #[test]
+    fn a_status_change_reaches_those_last_told_otherwise() {
+        let r = registry_with(&[1, 2]);
+        let (old, new) = (Some("old".to_string()), Some("new".to_string()));
+        r.subscribe(1, hx(7), "one".into(), old.clone());
+        r.subscribe(2, hx(7), "two".into(), new.clone());
+        let (charged, changes) = r.status_changed(&hx(7), Some(&new));
+        assert_eq!(charged.len(), 2, "every subscriber pays");
+        assert_eq!(told(&changes), [(1, new.clone())]);
+        assert_eq!(changes[0].alias, "one");
+        let (_, again) = r.status_changed(&hx(7), Some(&new));
+        assert!(again.is_empty(), "nothing changed since");
+        assert!(r.status_changed(&hx(8), Some(&new)).1.is_empty());
+    }
+
+    #[test]
+    fn a_history_grown_too_large_ends_every_subscription_with_null() {
+        let r = registry_with(&[1, 2]);
+        r.subscribe(1, hx(7), "one".into(), Some("s".into()));
+        r.subscribe(2, hx(7), "two".into(), Some("s".into()));
+        r.subscribe(2, hx(8), "other".into(), None);
+        let (_, changes) = r.status_changed(&hx(7), None);
+        assert_eq!(told(&changes), [(1, None), (2, None)]);
+        assert_eq!((r.count_of(1), r.count_of(2)), (0, 1));
+        assert_eq!(r.all_subscribed(), HashSet::from([hx(8)]));
+    }
+
+    #[test]
+    fn the_cap_counts_distinct_scripts_and_allows_renewals() {
+        let r = registry_with(&[1]);
+        r.subscribe(1, hx(1), "a".into(), None);
+        r.subscribe(1, hx(2), "b".into(), None);
+        assert!(!r.may_subscribe(1, &hx(3), 2));
+        assert!(r.may_subscribe(1, &hx(2), 2), "renewing one held");
+        assert!(r.may_subscribe(1, &hx(3), 0), "0: no cap");
+        r.subscribe(1, hx(2), "b again".into(), None);
+        assert_eq!(r.count_of(1), 2);
+    }
+}
