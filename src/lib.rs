@@ -15,7 +15,9 @@
 //! app                            the composition root that builds and runs all of it
 //! ```
 
-pub mod admin;
+#![warn(unreachable_pub)]
+
+mod admin;
 pub mod app;
 pub mod coin;
 pub mod config;
@@ -23,11 +25,11 @@ pub mod daemon;
 pub mod index;
 pub mod mempool;
 pub mod metrics;
-pub mod net;
-pub mod peers;
-pub mod protocol;
+mod net;
+mod peers;
+mod protocol;
 pub mod query;
-pub mod rest;
-pub mod sessions;
+mod rest;
+mod sessions;
 pub mod store;
 pub mod types;

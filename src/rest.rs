@@ -36,7 +36,7 @@ const ON: u8 = 1;
 const OFF: u8 = 2;
 
 #[derive(Debug, thiserror::Error)]
-pub enum RestError {
+pub(crate) enum RestError {
     #[error("HTTP {status} for {path}")]
     Status { status: u16, path: String },
     #[error("{path}: {detail}")]
@@ -46,7 +46,7 @@ pub enum RestError {
 }
 
 /// REST access to one daemon URL.
-pub struct Rest {
+pub(crate) struct Rest {
     /// `http://host:port`, no path, no credentials.
     base: String,
     client: Client<HttpConnector, Empty<Bytes>>,
@@ -59,7 +59,7 @@ pub struct Rest {
 impl Rest {
     /// For a JSON-RPC URL as `DaemonUrl` keeps it (`http://host:port/…`); `None` for https,
     /// whose REST use would need a TLS client for a daemon setup nobody runs.
-    pub fn new(rpc_url: &str, metrics: Metrics) -> Option<Rest> {
+    pub(crate) fn new(rpc_url: &str, metrics: Metrics) -> Option<Rest> {
         let rest = rpc_url.strip_prefix("http://")?;
         let authority = rest.split('/').next().filter(|a| !a.is_empty())?;
         let mut connector = HttpConnector::new();
@@ -74,12 +74,13 @@ impl Rest {
         })
     }
 
-    pub fn base(&self) -> &str {
+    #[cfg(test)]
+    fn base(&self) -> &str {
         &self.base
     }
 
     /// Whether blocks should come through REST; asks the daemon the first time.
-    pub async fn usable(&self) -> bool {
+    pub(crate) async fn usable(&self) -> bool {
         match self.state.load(Ordering::Relaxed) {
             ON => return true,
             OFF => return false,
@@ -110,7 +111,7 @@ impl Rest {
     }
 
     /// Raw blocks by hash, in order.
-    pub async fn blocks(&self, hashes: &[BlockHash]) -> Result<Vec<Vec<u8>>, RestError> {
+    pub(crate) async fn blocks(&self, hashes: &[BlockHash]) -> Result<Vec<Vec<u8>>, RestError> {
         let result = futures::future::try_join_all(hashes.iter().map(|h| self.block(h))).await;
         match &result {
             Ok(_) => self.failures.store(0, Ordering::Relaxed),

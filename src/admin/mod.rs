@@ -39,7 +39,7 @@ use crate::sessions::Sessions;
 use crate::store::Store;
 
 /// What the admin RPC answers from: the index, daemon, indexer, peers and session runtime.
-pub struct AdminState {
+pub(crate) struct AdminState {
     coin: Coin,
     store: Arc<Store>,
     daemon: Daemon,
@@ -57,7 +57,7 @@ pub struct AdminState {
 
 impl AdminState {
     #[allow(clippy::too_many_arguments)]
-    pub fn new(
+    pub(crate) fn new(
         coin: Coin,
         store: Arc<Store>,
         daemon: Daemon,
@@ -82,7 +82,7 @@ impl AdminState {
     }
 
     /// Binds the `rpc://` services and serves them until the process ends.
-    pub async fn listen(self: &Arc<Self>, services: &[&Service]) -> anyhow::Result<()> {
+    pub(crate) async fn listen(self: &Arc<Self>, services: &[&Service]) -> anyhow::Result<()> {
         for service in services {
             for listener in crate::net::bind(service).await? {
                 tokio::spawn(accept_loop(self.clone(), listener));
@@ -351,7 +351,7 @@ async fn reorg(state: &AdminState, count: Option<&Value>) -> Result<Value, RpcEr
 }
 
 /// ElectrumX's `formatted_time`: "1d 02h 03m", "05m 07s", "09s".
-pub fn formatted_time(secs: u64, sep: &str) -> String {
+pub(crate) fn formatted_time(secs: u64, sep: &str) -> String {
     let mut t = secs;
     let mut parts = Vec::new();
     for (unit, n) in [("d", 86400), ("h", 3600), ("m", 60)] {

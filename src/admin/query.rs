@@ -12,11 +12,11 @@ use crate::types::{HashX, ScriptHash, TxNum};
 use crate::protocol::pyfmt::thousands;
 
 /// What `query` accepts per request when no limit is given (`electrumx_rpc`'s default).
-pub const DEFAULT_LIMIT: usize = 1000;
+pub(crate) const DEFAULT_LIMIT: usize = 1000;
 
 /// The lines ElectrumX's `query` prints for `items`. `limit` bounds each list as ElectrumX's
 /// does: `None` (a negative limit) prints everything, and 0 no history but every UTXO.
-pub fn lines(
+pub(crate) fn lines(
     coin: &Coin,
     store: &Store,
     items: &[String],

@@ -47,9 +47,9 @@ pub struct ServerSettings {
     pub limits: SessionLimits,
 }
 
-pub const DEFAULT_MAX_SEND: usize = 1_000_000;
+pub(crate) const DEFAULT_MAX_SEND: usize = 1_000_000;
 pub const MIN_MAX_SEND: usize = 350_000;
-pub const DEFAULT_MAX_RECV: usize = 1_000_000;
+pub(crate) const DEFAULT_MAX_RECV: usize = 1_000_000;
 const DEFAULT_TCP_PORT: u16 = 50001;
 const DEFAULT_SSL_PORT: u16 = 50002;
 

@@ -192,7 +192,7 @@ fn parse_one(text: &str, defaults: bool) -> Result<Service, String> {
 }
 
 /// A comma-separated list; empty entries are skipped.
-pub fn parse_services(text: &str, defaults: bool) -> Result<Vec<Service>, String> {
+pub(crate) fn parse_services(text: &str, defaults: bool) -> Result<Vec<Service>, String> {
     let mut out: Vec<Service> = Vec::new();
     for item in text.split(',').filter(|s| !s.is_empty()) {
         let service = parse_one(item, defaults).map_err(|e| format!("\"{item}\" invalid: {e}"))?;

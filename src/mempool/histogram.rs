@@ -8,17 +8,17 @@
 use std::collections::BTreeMap;
 
 /// ElectrumX 2's `MEMPOOL_COMPACT_HISTOGRAM_BINSIZE`.
-pub const BIN_SIZE: u64 = 30_000;
+pub(crate) const BIN_SIZE: u64 = 30_000;
 
 /// The rate bucket of one transaction, in tenths of a sat/vB, computed with floats as ElectrumX
 /// does (`floor(10 * fee / vsize)`) so edge cases round the same way.
-pub fn rate_tenths(fee: u64, vsize: u32) -> u64 {
+pub(crate) fn rate_tenths(fee: u64, vsize: u32) -> u64 {
     let rate = fee as f64 / f64::from(vsize.max(1));
     (10.0 * rate).floor() as u64
 }
 
 /// Compacts `{rate in tenths: total vsize}` into `[rate, vsize]` pairs, highest rate first.
-pub fn compact(buckets: &BTreeMap<u64, u64>, bin_size: u64) -> Vec<(f64, u64)> {
+pub(crate) fn compact(buckets: &BTreeMap<u64, u64>, bin_size: u64) -> Vec<(f64, u64)> {
     let mut bin = bin_size as f64;
     let mut out = Vec::new();
     let mut cum: u64 = 0;
@@ -43,7 +43,7 @@ pub fn compact(buckets: &BTreeMap<u64, u64>, bin_size: u64) -> Vec<(f64, u64)> {
 }
 
 /// Buckets `(fee, vsize)` pairs and compacts them with ElectrumX 2's bin size.
-pub fn fee_histogram(txs: impl IntoIterator<Item = (u64, u32)>) -> Vec<(f64, u64)> {
+pub(crate) fn fee_histogram(txs: impl IntoIterator<Item = (u64, u32)>) -> Vec<(f64, u64)> {
     let mut buckets: BTreeMap<u64, u64> = BTreeMap::new();
     for (fee, vsize) in txs {
         *buckets.entry(rate_tenths(fee, vsize)).or_default() += u64::from(vsize);

@@ -34,7 +34,7 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// Binds every client service of `settings` (not `rpc://`: the admin RPC binds its own), then
 /// accepts connections until `shutdown`.
-pub async fn serve(
+pub(crate) async fn serve(
     settings: &ServerSettings,
     sessions: Arc<Sessions>,
     mut shutdown: watch::Receiver<bool>,
@@ -106,7 +106,7 @@ pub async fn serve(
 
 /// Binds a service's addresses. For all interfaces the IPv6 wildcard is tried first; where it
 /// is dual-stack, the IPv4 wildcard is then already taken, which is fine.
-pub async fn bind(service: &Service) -> anyhow::Result<Vec<TcpListener>> {
+pub(crate) async fn bind(service: &Service) -> anyhow::Result<Vec<TcpListener>> {
     let addrs = service.bind_addrs();
     let mut out = Vec::new();
     let mut last_err = None;

@@ -8,7 +8,7 @@ use std::num::NonZeroU32;
 
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 
-pub struct ConnectionLimiter {
+pub(crate) struct ConnectionLimiter {
     limiter: Option<DefaultKeyedRateLimiter<IpAddr>>,
 }
 
@@ -18,7 +18,7 @@ const BURST_SECONDS: u32 = 3;
 impl ConnectionLimiter {
     /// `per_sec` new connections a second per IP, with a burst of three seconds' worth;
     /// 0 disables the limit.
-    pub fn new(per_sec: u32) -> ConnectionLimiter {
+    pub(crate) fn new(per_sec: u32) -> ConnectionLimiter {
         let limiter = NonZeroU32::new(per_sec).map(|rate| {
             let burst = rate.saturating_mul(NonZeroU32::new(BURST_SECONDS).expect("non-zero"));
             RateLimiter::keyed(Quota::per_second(rate).allow_burst(burst))
@@ -27,7 +27,7 @@ impl ConnectionLimiter {
     }
 
     /// Whether a new connection from `ip` may proceed (and counts it).
-    pub fn allow(&self, ip: IpAddr) -> bool {
+    pub(crate) fn allow(&self, ip: IpAddr) -> bool {
         let ip = match ip {
             IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
             v4 => v4,
@@ -41,7 +41,7 @@ impl ConnectionLimiter {
     }
 
     /// Forgets addresses whose allowance is full again, so the table stays small.
-    pub fn forget_idle(&self) {
+    pub(crate) fn forget_idle(&self) {
         if let Some(l) = &self.limiter {
             l.retain_recent();
             l.shrink_to_fit();

@@ -17,7 +17,7 @@ use tracing::{info, warn};
 const POLL: Duration = Duration::from_secs(5);
 
 #[derive(Debug, thiserror::Error)]
-pub enum TlsError {
+pub(crate) enum TlsError {
     #[error("cannot read {path}: {source}")]
     Read {
         path: PathBuf,
@@ -40,7 +40,7 @@ fn read_err(path: &Path) -> impl FnOnce(std::io::Error) -> TlsError + '_ {
 }
 
 /// Builds a server configuration from a PEM chain and a PEM key.
-pub fn load(cert: &Path, key: &Path) -> Result<ServerConfig, TlsError> {
+pub(crate) fn load(cert: &Path, key: &Path) -> Result<ServerConfig, TlsError> {
     let certs: Vec<CertificateDer<'static>> = {
         let f = std::fs::File::open(cert).map_err(read_err(cert))?;
         rustls_pemfile::certs(&mut BufReader::new(f))
@@ -73,7 +73,7 @@ fn mtime(p: &Path) -> Option<SystemTime> {
 }
 
 /// The live TLS configuration.
-pub struct Tls {
+pub(crate) struct Tls {
     cert: PathBuf,
     key: PathBuf,
     current: RwLock<Arc<ServerConfig>>,
@@ -81,7 +81,7 @@ pub struct Tls {
 }
 
 impl Tls {
-    pub fn new(cert: PathBuf, key: PathBuf) -> Result<Tls, TlsError> {
+    pub(crate) fn new(cert: PathBuf, key: PathBuf) -> Result<Tls, TlsError> {
         let config = load(&cert, &key)?;
         let stamps = (mtime(&cert), mtime(&key));
         Ok(Tls {
@@ -92,12 +92,12 @@ impl Tls {
         })
     }
 
-    pub fn acceptor(&self) -> TlsAcceptor {
+    pub(crate) fn acceptor(&self) -> TlsAcceptor {
         TlsAcceptor::from(self.current.read().clone())
     }
 
     /// Loads the files again; on failure the previous configuration stays in use.
-    pub fn reload(&self) -> Result<(), TlsError> {
+    pub(crate) fn reload(&self) -> Result<(), TlsError> {
         let config = load(&self.cert, &self.key)?;
         *self.current.write() = Arc::new(config);
         *self.stamps.lock() = (mtime(&self.cert), mtime(&self.key));
@@ -116,7 +116,7 @@ impl Tls {
     }
 
     /// Reloads on SIGHUP and when the files change, until shutdown.
-    pub async fn watch(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
+    pub(crate) async fn watch(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
         use tokio::signal::unix::{signal, SignalKind};
         let mut hup = match signal(SignalKind::hangup()) {
             Ok(s) => Some(s),

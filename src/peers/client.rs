@@ -17,7 +17,7 @@ use super::peer::Transport;
 const MAX_LINE: u64 = 4_000_000;
 
 #[derive(Debug, thiserror::Error)]
-pub enum PeerError {
+pub(crate) enum PeerError {
     #[error("{0}")]
     Io(#[from] std::io::Error),
     #[error("timed out")]
@@ -36,7 +36,7 @@ pub enum PeerError {
 }
 
 /// Where and how to connect.
-pub struct Dial<'a> {
+pub(crate) struct Dial<'a> {
     pub host: &'a str,
     pub port: u16,
     pub transport: Transport,
@@ -51,7 +51,7 @@ pub struct Dial<'a> {
 trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Stream for T {}
 
-pub struct Conn {
+pub(crate) struct Conn {
     stream: BufReader<Box<dyn Stream>>,
     next_id: u64,
     timeout: Duration,
@@ -159,7 +159,7 @@ impl danger::ServerCertVerifier for AnyCertificate {
 
 /// TLS for peer connections: any certificate is accepted, as ElectrumX does (most peers use
 /// self-signed ones; the peer is judged by its answers instead).
-pub fn tls_connector() -> tokio_rustls::TlsConnector {
+pub(crate) fn tls_connector() -> tokio_rustls::TlsConnector {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let config = rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
@@ -180,7 +180,7 @@ async fn with_timeout<T>(
 }
 
 impl Conn {
-    pub async fn connect(d: &Dial<'_>) -> Result<Conn, PeerError> {
+    pub(crate) async fn connect(d: &Dial<'_>) -> Result<Conn, PeerError> {
         with_timeout(d.timeout, Conn::connect_inner(d)).await
     }
 
@@ -227,7 +227,7 @@ impl Conn {
     }
 
     /// Sends one request and waits for its reply, skipping notifications.
-    pub async fn request(&mut self, method: &str, params: Value) -> Result<Value, PeerError> {
+    pub(crate) async fn request(&mut self, method: &str, params: Value) -> Result<Value, PeerError> {
         let timeout = self.timeout;
         with_timeout(timeout, self.request_inner(method, params)).await
     }

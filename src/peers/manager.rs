@@ -66,7 +66,7 @@ fn shuffle<T>(v: &mut [T]) {
 
 /// Counts by status, as ElectrumX's admin `getinfo` reports them.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct PeerCounts {
+pub(crate) struct PeerCounts {
     pub good: usize,
     pub stale: usize,
     pub never: usize,
@@ -80,7 +80,7 @@ struct State {
     onion_permit_at: Instant,
 }
 
-pub struct PeerManager {
+pub(crate) struct PeerManager {
     config: PeerConfig,
     genesis: String,
     /// (ssl, tcp) for bare `s` / `t` in real names.
@@ -99,7 +99,7 @@ pub struct PeerManager {
 }
 
 impl PeerManager {
-    pub fn new(config: PeerConfig, coin: &Coin, store: Arc<Store>, features: Value) -> Self {
+    pub(crate) fn new(config: PeerConfig, coin: &Coin, store: Arc<Store>, features: Value) -> Self {
         let local_ip = config
             .services
             .iter()
@@ -128,7 +128,7 @@ impl PeerManager {
         }
     }
 
-    pub fn on(&self) -> bool {
+    pub(crate) fn on(&self) -> bool {
         self.config.discovery == PeerDiscovery::On
     }
 
@@ -138,7 +138,7 @@ impl PeerManager {
     }
 
     /// Runs discovery until `stop` turns true. Does nothing unless `PEER_DISCOVERY=on`.
-    pub async fn run(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
+    pub(crate) async fn run(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
         if !self.on() {
             info!("peer discovery is disabled");
             return;
@@ -601,7 +601,7 @@ impl PeerManager {
     /// `server.add_peer(features)` from `source`: accepted only when the first host resolves
     /// to the caller's address, at most once per bucket per pause; onion hosts at most one
     /// per random interval. Accepting schedules a verification.
-    pub async fn on_add_peer(&self, features: &Value, source: IpAddr) -> bool {
+    pub(crate) async fn on_add_peer(&self, features: &Value, source: IpAddr) -> bool {
         if !self.on() {
             return false;
         }
@@ -663,7 +663,7 @@ impl PeerManager {
     /// `server.peers.subscribe`: ourselves (when our own check passed) and peers verified
     /// within the stale window, at most two per IPv4 /16 or IPv6 /56, and a share of onion
     /// peers (up to 50 for a client that comes through our Tor proxy).
-    pub fn on_peers_subscribe(&self, client: IpAddr) -> Vec<Value> {
+    pub(crate) fn on_peers_subscribe(&self, client: IpAddr) -> Vec<Value> {
         if !self.on() {
             return Vec::new();
         }
@@ -709,7 +709,7 @@ impl PeerManager {
     }
 
     /// Peers by status, for metrics.
-    pub fn counts(&self) -> PeerCounts {
+    pub(crate) fn counts(&self) -> PeerCounts {
         let cutoff = now_ms().saturating_sub(ms(self.config.timings.stale));
         let mut c = PeerCounts::default();
         for p in &self.state.lock().peers {
@@ -724,7 +724,7 @@ impl PeerManager {
     }
 
     /// The admin RPC's `peers`: ElectrumX's fields, bad peers last, most recently good first.
-    pub fn admin_view(&self) -> Vec<Value> {
+    pub(crate) fn admin_view(&self) -> Vec<Value> {
         let cutoff = now_ms().saturating_sub(ms(self.config.timings.stale));
         let mut peers = self.peers();
         peers.sort_by_key(|p| (p.bad, std::cmp::Reverse(p.last_good)));
@@ -761,7 +761,7 @@ impl PeerManager {
 
     /// The admin RPC's `add_peer REAL_NAME` (e.g. `host s50002 t50001`): checked like any
     /// other candidate, and re-checked with new ports when the host is known.
-    pub fn admin_add(&self, real_name: &str) -> bool {
+    pub(crate) fn admin_add(&self, real_name: &str) -> bool {
         let Some(peer) = Peer::from_real_name(real_name, self.default_ports, Source::Admin) else {
             return false;
         };
@@ -773,7 +773,7 @@ impl PeerManager {
     }
 
     /// A copy of the table, for tests and diagnostics.
-    pub fn peers(&self) -> Vec<Peer> {
+    pub(crate) fn peers(&self) -> Vec<Peer> {
         self.state.lock().peers.clone()
     }
 }

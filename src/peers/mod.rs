@@ -18,7 +18,7 @@ use std::net::IpAddr;
 use serde_json::Value;
 
 use crate::protocol::{BoxFuture, Peers};
-pub use manager::{PeerCounts, PeerManager};
+pub(crate) use manager::PeerManager;
 
 impl Peers for PeerManager {
     fn subscribe(&self, client: IpAddr) -> Vec<Value> {
@@ -32,12 +32,12 @@ impl Peers for PeerManager {
 
 impl PeerManager {
     /// The admin RPC's `peers` list (`[]` without discovery, as ElectrumX).
-    pub fn admin_peers(&self) -> Value {
+    pub(crate) fn admin_peers(&self) -> Value {
         Value::Array(self.admin_view())
     }
 
     /// The admin `getinfo`'s `peers` counts.
-    pub fn admin_counts(&self) -> Value {
+    pub(crate) fn admin_counts(&self) -> Value {
         let c = self.counts();
         serde_json::json!({
             "bad": c.bad, "good": c.good, "never": c.never, "stale": c.stale,
@@ -46,7 +46,7 @@ impl PeerManager {
     }
 
     /// The admin RPC's `add_peer REAL_NAME`; false without discovery or for an empty name.
-    pub fn admin_add_peer(&self, real_name: &str) -> bool {
+    pub(crate) fn admin_add_peer(&self, real_name: &str) -> bool {
         self.on() && self.admin_add(real_name)
     }
 }

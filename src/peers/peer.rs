@@ -12,7 +12,7 @@ use crate::types::is_private;
 /// How a peer was first heard of.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum Source {
+pub(crate) enum Source {
     /// Ourselves, from `REPORT_SERVICES`.
     Myself,
     /// The coin file's seed list.
@@ -29,7 +29,7 @@ pub enum Source {
 
 impl Source {
     /// ElectrumX's words in the admin `peers` list.
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Source::Myself => "env",
             Source::Coin => "coins.py",
@@ -42,14 +42,14 @@ impl Source {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Transport {
+pub(crate) enum Transport {
     Ssl,
     Tcp,
 }
 
 /// A peer, keyed by its host name (lower case). Times are Unix milliseconds, 0 for never.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Peer {
+pub(crate) struct Peer {
     pub host: String,
     pub tcp_port: Option<u16>,
     pub ssl_port: Option<u16>,
@@ -104,7 +104,7 @@ fn port(v: Option<&Value>) -> Option<u16> {
 }
 
 impl Peer {
-    pub fn new(host: &str, source: Source) -> Peer {
+    pub(crate) fn new(host: &str, source: Source) -> Peer {
         Peer {
             host: host.to_ascii_lowercase(),
             tcp_port: None,
@@ -125,7 +125,7 @@ impl Peer {
 
     /// Parses `host [v1.4.2] [pNNN] [s[port]] [t[port]]`; a bare `s`/`t` is the coin's default
     /// port. `None` without a host.
-    pub fn from_real_name(text: &str, default_ports: (u16, u16), source: Source) -> Option<Peer> {
+    pub(crate) fn from_real_name(text: &str, default_ports: (u16, u16), source: Source) -> Option<Peer> {
         let mut words = text.split_whitespace();
         let mut peer = Peer::new(words.next()?, source);
         for w in words {
@@ -144,7 +144,7 @@ impl Peer {
     }
 
     /// One peer per host of a `server.features` object (as `server.add_peer` receives it).
-    pub fn from_features(features: &Value, source: Source) -> Vec<Peer> {
+    pub(crate) fn from_features(features: &Value, source: Source) -> Vec<Peer> {
         let Some(hosts) = features.get("hosts").and_then(Value::as_object) else {
             return Vec::new();
         };
@@ -159,7 +159,7 @@ impl Peer {
     }
 
     /// Takes ports and versions from a `server.features` object whose `hosts` has `host`.
-    pub fn update_features(&mut self, host: &str, features: &Value) {
+    pub(crate) fn update_features(&mut self, host: &str, features: &Value) {
         let entry = features
             .get("hosts")
             .and_then(Value::as_object)
@@ -175,16 +175,16 @@ impl Peer {
         }
     }
 
-    pub fn ip(&self) -> Option<IpAddr> {
+    pub(crate) fn ip(&self) -> Option<IpAddr> {
         self.host.parse().ok()
     }
 
-    pub fn is_tor(&self) -> bool {
+    pub(crate) fn is_tor(&self) -> bool {
         self.host.ends_with(".onion")
     }
 
     /// A host we could ever connect to: a valid name, or a unicast address.
-    pub fn is_valid(&self) -> bool {
+    pub(crate) fn is_valid(&self) -> bool {
         match self.ip() {
             Some(ip) => !(ip.is_multicast() || ip.is_unspecified()),
             None => is_valid_hostname(&self.host),
@@ -193,7 +193,7 @@ impl Peer {
 
     /// May be listed and contacted: valid, and neither a private address nor `localhost`
     /// unless `allow_private`.
-    pub fn is_public(&self, allow_private: bool) -> bool {
+    pub(crate) fn is_public(&self, allow_private: bool) -> bool {
         self.is_valid()
             && (allow_private
                 || match self.ip() {
@@ -203,7 +203,7 @@ impl Peer {
     }
 
     /// The same server as `other`: same host name, or one's host is the other's address.
-    pub fn matches(&self, other: &Peer) -> bool {
+    pub(crate) fn matches(&self, other: &Peer) -> bool {
         let ip_text = |p: &Peer| p.ip_addr.map(|ip| ip.to_string());
         other.host == self.host
             || Some(&other.host) == ip_text(self).as_ref()
@@ -211,7 +211,7 @@ impl Peer {
     }
 
     /// Ports to try in order: SSL first, then TCP, then ports another source reported.
-    pub fn connection_order(&self) -> Vec<(Transport, u16)> {
+    pub(crate) fn connection_order(&self) -> Vec<(Transport, u16)> {
         let mut out: Vec<(Transport, u16)> = [
             self.ssl_port.map(|p| (Transport::Ssl, p)),
             self.tcp_port.map(|p| (Transport::Tcp, p)),
@@ -228,7 +228,7 @@ impl Peer {
     }
 
     /// Remembers ports that differ from ours; true when there were any.
-    pub fn check_ports(&mut self, other: &Peer) -> bool {
+    pub(crate) fn check_ports(&mut self, other: &Peer) -> bool {
         if let Some(p) = other.ssl_port.filter(|p| Some(*p) != self.ssl_port) {
             self.other_ports.push((Transport::Ssl, p));
         }
@@ -240,12 +240,12 @@ impl Peer {
 
     /// At most one recently good peer per bucket while verifying: one IPv4 address, one IPv6
     /// /64, or all onion peers together.
-    pub fn bucket_internal(&self) -> String {
+    pub(crate) fn bucket_internal(&self) -> String {
         self.bucket(32, 64)
     }
 
     /// The bucket for `server.peers.subscribe`'s at most two peers per IPv4 /16 or IPv6 /56.
-    pub fn bucket_external(&self) -> String {
+    pub(crate) fn bucket_external(&self) -> String {
         self.bucket(16, 56)
     }
 
@@ -271,7 +271,7 @@ impl Peer {
 
     /// `server.peers.subscribe`'s entry: `[ip or host, host, ["v…", "p…", "s…", "t…"]]`, ports
     /// always explicit as ElectrumX writes them.
-    pub fn to_tuple(&self) -> Value {
+    pub(crate) fn to_tuple(&self) -> Value {
         let mut details = vec![format!("v{}", self.protocol_max)];
         if let Some(p) = self.pruning {
             details.push(format!("p{p}"));

@@ -3,31 +3,31 @@
 //! parts below, which grow with the work done. The session layer adds them up and throttles.
 
 /// Reading a confirmed history of `items` entries and the mempool's `mempool` entries.
-pub fn history(items: usize, mempool: usize) -> f64 {
+pub(crate) fn history(items: usize, mempool: usize) -> f64 {
     0.2 + items as f64 / 1000.0 + 0.25 + mempool as f64 / 50.0
 }
 
 /// Computing a status over `items` history entries (about 67 bytes of text each).
-pub fn status(items: usize) -> f64 {
+pub(crate) fn status(items: usize) -> f64 {
     0.2 + items as f64 / 1000.0 + 0.1 + (items * 67) as f64 * 0.00002
 }
 
 /// The mempool part of a history alone.
-pub fn mempool(entries: usize) -> f64 {
+pub(crate) fn mempool(entries: usize) -> f64 {
     0.25 + entries as f64 / 50.0
 }
 
 /// A balance or unspent list over `utxos` outputs.
-pub fn utxos(utxos: usize) -> f64 {
+pub(crate) fn utxos(utxos: usize) -> f64 {
     1.0 + utxos as f64 / 50.0
 }
 
 /// `count` headers requested, with or without a checkpoint proof.
-pub fn headers(count: u64, proof: bool) -> f64 {
+pub(crate) fn headers(count: u64, proof: bool) -> f64 {
     count as f64 / 50.0 + if proof { 1.0 } else { 0.0 }
 }
 
-pub fn header(proof: bool) -> f64 {
+pub(crate) fn header(proof: bool) -> f64 {
     if proof {
         1.25
     } else {
@@ -37,7 +37,7 @@ pub fn header(proof: bool) -> f64 {
 
 /// A merkle branch in a block of `txs` transactions: reading its txids, then the tree
 /// (cheaper per transaction in big blocks, whose trees are cached).
-pub fn merkle(txs: usize) -> f64 {
+pub(crate) fn merkle(txs: usize) -> f64 {
     let tree = if txs >= 200 {
         10.0 * (txs as f64).sqrt()
     } else {
@@ -47,7 +47,7 @@ pub fn merkle(txs: usize) -> f64 {
 }
 
 /// Broadcasting `hex_len` characters of transaction.
-pub fn broadcast(hex_len: usize) -> f64 {
+pub(crate) fn broadcast(hex_len: usize) -> f64 {
     0.25 + hex_len as f64 / 5000.0
 }
 

@@ -19,7 +19,7 @@ const NETWORKINFO_TTL: Duration = Duration::from_secs(60);
 
 /// A daemon failure as ElectrumX reports it: code 2 with the Python repr of the daemon's
 /// error object, e.g. `daemon error: DaemonError({'code': -5, 'message': '...'})`.
-pub fn daemon_error(e: DaemonError) -> RpcError {
+pub(crate) fn daemon_error(e: DaemonError) -> RpcError {
     match e {
         DaemonError::Rpc(r) => RpcError::new(
             DAEMON_ERROR,
@@ -37,7 +37,7 @@ pub fn daemon_error(e: DaemonError) -> RpcError {
 }
 
 /// The estimatefee modes ElectrumX accepts (`None` = no mode).
-pub fn estimatefee_mode(mode: Option<&Value>) -> Result<Option<String>, RpcError> {
+pub(crate) fn estimatefee_mode(mode: Option<&Value>) -> Result<Option<String>, RpcError> {
     let mode = mode.and_then(|m| m.as_str()).map(|m| m.to_uppercase());
     match mode.as_deref() {
         None | Some("CONSERVATIVE") | Some("ECONOMICAL") => Ok(mode),
@@ -49,7 +49,7 @@ pub fn estimatefee_mode(mode: Option<&Value>) -> Result<Option<String>, RpcError
 
 /// Bitcoin's fee-estimate target buckets (ElectrumX applies them for Bitcoin only, to keep the
 /// cache small).
-pub fn bitcoin_target_bucket(n: u64) -> u64 {
+pub(crate) fn bitcoin_target_bucket(n: u64) -> u64 {
     match n {
         0..=1 => 1,
         2..=12 => n,
@@ -67,7 +67,7 @@ type Estimates = HashMap<(u64, Option<String>), (BlockHash, Value)>;
 /// transaction's bytes never change for its txid. ~1 KB of hex each.
 const RAW_TX_CACHE_ENTRIES: usize = 20_000;
 
-pub struct DaemonCache {
+pub(crate) struct DaemonCache {
     networkinfo: tokio::sync::Mutex<Option<(Instant, Value)>>,
     /// (target, mode) → (tip when computed, fee rate).
     estimates: tokio::sync::Mutex<Estimates>,
@@ -89,7 +89,7 @@ impl Default for DaemonCache {
 impl DaemonCache {
     /// `getrawtransaction <txid> 0`, answered from the cache when possible. `as_sent` is the
     /// client's own text, passed to the daemon unchanged so its error messages match.
-    pub async fn raw_transaction(
+    pub(crate) async fn raw_transaction(
         &self,
         daemon: &Daemon,
         txid: Txid,
@@ -106,7 +106,7 @@ impl DaemonCache {
         Ok(hex)
     }
 
-    pub async fn networkinfo(&self, daemon: &Daemon) -> Result<Value, RpcError> {
+    pub(crate) async fn networkinfo(&self, daemon: &Daemon) -> Result<Value, RpcError> {
         let mut cached = self.networkinfo.lock().await;
         if let Some((at, v)) = &*cached {
             if at.elapsed() < NETWORKINFO_TTL {
@@ -125,7 +125,7 @@ impl DaemonCache {
     /// call so concurrent misses for the same tip cost one call.
     /// `smart` is false for daemons without `estimatesmartfee` (komodod): their `estimatefee`
     /// takes the block count alone.
-    pub async fn estimatefee(
+    pub(crate) async fn estimatefee(
         &self,
         daemon: &Daemon,
         tip: BlockHash,
@@ -173,7 +173,7 @@ impl DaemonCache {
 }
 
 /// `getnetworkinfo.version` as a dotted version: 290100 → `29.1.0`.
-pub fn daemon_version(networkinfo: &Value) -> String {
+pub(crate) fn daemon_version(networkinfo: &Value) -> String {
     let v = networkinfo
         .get("version")
         .and_then(Value::as_u64)

@@ -10,46 +10,46 @@ use serde_json::{Map, Value};
 
 use super::pyfmt::py_str;
 
-pub const PARSE_ERROR: i64 = -32700;
-pub const INVALID_REQUEST: i64 = -32600;
-pub const METHOD_NOT_FOUND: i64 = -32601;
-pub const INVALID_ARGS: i64 = -32602;
-pub const INTERNAL_ERROR: i64 = -32603;
+pub(crate) const PARSE_ERROR: i64 = -32700;
+pub(crate) const INVALID_REQUEST: i64 = -32600;
+pub(crate) const METHOD_NOT_FOUND: i64 = -32601;
+pub(crate) const INVALID_ARGS: i64 = -32602;
+pub(crate) const INTERNAL_ERROR: i64 = -32603;
 /// Electrum application errors.
-pub const BAD_REQUEST: i64 = 1;
-pub const DAEMON_ERROR: i64 = 2;
+pub(crate) const BAD_REQUEST: i64 = 1;
+pub(crate) const DAEMON_ERROR: i64 = 2;
 
 /// An error reply: a code and ElectrumX's message text.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("{message} (code {code})")]
-pub struct RpcError {
+pub(crate) struct RpcError {
     pub code: i64,
     pub message: String,
 }
 
 impl RpcError {
-    pub fn new(code: i64, message: impl Into<String>) -> RpcError {
+    pub(crate) fn new(code: i64, message: impl Into<String>) -> RpcError {
         RpcError {
             code,
             message: message.into(),
         }
     }
 
-    pub fn bad_request(message: impl Into<String>) -> RpcError {
+    pub(crate) fn bad_request(message: impl Into<String>) -> RpcError {
         RpcError::new(BAD_REQUEST, message)
     }
 
-    pub fn invalid_args(message: impl Into<String>) -> RpcError {
+    pub(crate) fn invalid_args(message: impl Into<String>) -> RpcError {
         RpcError::new(INVALID_ARGS, message)
     }
 
-    pub fn internal() -> RpcError {
+    pub(crate) fn internal() -> RpcError {
         RpcError::new(INTERNAL_ERROR, "internal server error")
     }
 
     /// The reply replacing one that would exceed `MAX_SEND` (aiorpcX omits the closing
     /// parenthesis; so do we).
-    pub fn response_too_large(max_send: usize) -> RpcError {
+    pub(crate) fn response_too_large(max_send: usize) -> RpcError {
         RpcError::new(
             INVALID_REQUEST,
             format!(
@@ -62,7 +62,7 @@ impl RpcError {
 
 /// Request arguments: by position or by name.
 #[derive(Clone, Debug, PartialEq)]
-pub enum Params {
+pub(crate) enum Params {
     Positional(Vec<Value>),
     Named(Map<String, Value>),
 }
@@ -70,26 +70,26 @@ pub enum Params {
 /// A request (with an id) or a notification (`id` is `None`: missing or null, as aiorpcX
 /// treats a null id).
 #[derive(Clone, Debug, PartialEq)]
-pub struct Call {
+pub(crate) struct Call {
     pub id: Option<Value>,
     pub method: String,
     pub params: Params,
 }
 
 impl Call {
-    pub fn is_notification(&self) -> bool {
+    pub(crate) fn is_notification(&self) -> bool {
         self.id.is_none()
     }
 
     /// The id to answer with (null for a notification, whose answers are never sent anyway).
-    pub fn reply_id(&self) -> Value {
+    pub(crate) fn reply_id(&self) -> Value {
         self.id.clone().unwrap_or(Value::Null)
     }
 }
 
 /// One member of a request batch, as parsed.
 #[derive(Clone, Debug, PartialEq)]
-pub enum Member {
+pub(crate) enum Member {
     Call(Call),
     /// A member that was invalid: its encoded error reply.
     Error(String),
@@ -97,7 +97,7 @@ pub enum Member {
 
 /// What one incoming line amounts to.
 #[derive(Clone, Debug, PartialEq)]
-pub enum Incoming {
+pub(crate) enum Incoming {
     Call(Call),
     Batch(Vec<Member>),
     /// A protocol error: send this encoded reply.
@@ -107,7 +107,7 @@ pub enum Incoming {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Dialect {
+pub(crate) enum Dialect {
     /// No message parsed yet; errors are sent in 2.0 form.
     Detect,
     V2,
@@ -154,7 +154,7 @@ fn detect(v: &Value) -> Dialect {
 
 impl Dialect {
     /// Parses one line (without its newline). Fixes the dialect on the first parsable message.
-    pub fn parse(&mut self, line: &[u8]) -> Incoming {
+    pub(crate) fn parse(&mut self, line: &[u8]) -> Incoming {
         let text = match std::str::from_utf8(line) {
             Ok(t) => t,
             Err(_) => {
@@ -297,7 +297,7 @@ impl Dialect {
     }
 
     /// A success reply, with the result already encoded as JSON.
-    pub fn result(&self, id: &Value, result: &RawValue) -> String {
+    pub(crate) fn result(&self, id: &Value, result: &RawValue) -> String {
         let id = serde_json::to_string(id).expect("ids serialize");
         match self {
             Dialect::V1 => format!("{{\"result\":{},\"error\":null,\"id\":{id}}}", result.get()),
@@ -308,7 +308,7 @@ impl Dialect {
         }
     }
 
-    pub fn error(&self, id: &Value, err: &RpcError) -> String {
+    pub(crate) fn error(&self, id: &Value, err: &RpcError) -> String {
         let id = serde_json::to_string(id).expect("ids serialize");
         let message = serde_json::to_string(&err.message).expect("strings serialize");
         let error = format!("{{\"code\":{},\"message\":{message}}}", err.code);
@@ -319,7 +319,7 @@ impl Dialect {
     }
 
     /// A server notification; `params` `None` omits them (as aiorpcX does for empty params).
-    pub fn notification(&self, method: &str, params: Option<&RawValue>) -> String {
+    pub(crate) fn notification(&self, method: &str, params: Option<&RawValue>) -> String {
         let method = serde_json::to_string(method).expect("strings serialize");
         match (self, params) {
             (Dialect::V1, Some(p)) => {
@@ -338,7 +338,7 @@ impl Dialect {
 }
 
 /// Joins batch replies the way aiorpcX does: `[` + members joined by `", "` + `]`.
-pub fn batch(parts: &[String]) -> String {
+pub(crate) fn batch(parts: &[String]) -> String {
     let mut out = String::with_capacity(parts.iter().map(|p| p.len() + 2).sum::<usize>() + 2);
     out.push('[');
     for (i, p) in parts.iter().enumerate() {

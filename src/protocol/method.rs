@@ -12,15 +12,15 @@ macro_rules! methods {
     ($($variant:ident => $name:literal,)*) => {
         /// A method of the protocol (or of a coin's dialect of it).
         #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-        pub enum Method {
+        pub(crate) enum Method {
             $($variant,)*
         }
 
         impl Method {
-            pub const ALL: &'static [Method] = &[$(Method::$variant,)*];
+            pub(crate) const ALL: &'static [Method] = &[$(Method::$variant,)*];
 
             /// The name clients call it by.
-            pub fn name(self) -> &'static str {
+            pub(crate) fn name(self) -> &'static str {
                 match self {
                     $(Method::$variant => $name,)*
                 }
@@ -66,7 +66,7 @@ const SCRIPTHASH: Signature = Signature::new(&["scripthash"], &[]);
 
 impl Method {
     /// Its parameters, by position and name.
-    pub fn signature(self) -> Signature {
+    pub(crate) fn signature(self) -> Signature {
         use Method::*;
         match self {
             ServerVersion => Signature {
@@ -105,7 +105,7 @@ impl Method {
 
     /// The flat cost charged for a call whatever it did (methods whose work varies charge the
     /// rest themselves; see `cost`).
-    pub fn base_cost(self) -> f64 {
+    pub(crate) fn base_cost(self) -> f64 {
         use Method::*;
         match self {
             ServerPing | ServerDonationAddress | Unsubscribe | EstimateFee => 0.1,
@@ -147,7 +147,7 @@ impl Method {
     }
 
     /// The method called `name`, if it exists at `version` for `coin`.
-    pub fn find(name: &str, version: &Version, coin: &Coin) -> Option<Method> {
+    pub(crate) fn find(name: &str, version: &Version, coin: &Coin) -> Option<Method> {
         Method::ALL
             .iter()
             .copied()
@@ -156,27 +156,23 @@ impl Method {
 
     /// Whether `name` names a method at all (any version, any coin): the bounded set of
     /// method labels in metrics.
-    pub fn is_known(name: &str) -> bool {
+    pub(crate) fn is_known(name: &str) -> bool {
         Method::ALL.iter().any(|m| m.name() == name)
     }
 }
 
 /// A call, parsed once: which method, and its arguments bound to its signature.
 #[derive(Debug)]
-pub struct Request {
+pub(crate) struct Request {
     pub method: Method,
     pub args: Args,
 }
 
 impl Request {
-    /// Finds the call's method at `version` for `coin` and binds its arguments; the error is
-    /// ElectrumX's for an unknown method or a wrong number of arguments.
-    pub fn parse(call: &Call, version: &Version, coin: &Coin) -> Result<Request, RpcError> {
-        Request::bind(Method::find(&call.method, version, coin), call)
-    }
-
-    /// Binds the call's arguments to `method` (found beforehand; `None`: unknown).
-    pub fn bind(method: Option<Method>, call: &Call) -> Result<Request, RpcError> {
+    /// Binds the call's arguments to `method` (found at the caller's version; `None`: there is
+    /// none by that name): the error is ElectrumX's for an unknown method or a wrong number of
+    /// arguments.
+    pub(crate) fn bind(method: Option<Method>, call: &Call) -> Result<Request, RpcError> {
         let method = method.ok_or_else(|| {
             RpcError::new(
                 METHOD_NOT_FOUND,
@@ -264,22 +260,13 @@ mod tests {
             params: super::super::jsonrpc::Params::Positional(params.as_array().unwrap().clone()),
         };
         let v = Version::new(&[1, 4]);
-        let r = Request::parse(
-            &call("blockchain.block.header", serde_json::json!([5])),
-            &v,
-            &ltc,
-        )
-        .unwrap();
+        let parse = |c: &Call| Request::bind(Method::find(&c.method, &v, &ltc), c);
+        let r = parse(&call("blockchain.block.header", serde_json::json!([5]))).unwrap();
         assert_eq!(r.method, Method::BlockHeader);
         assert_eq!(r.args.req(0), &serde_json::json!(5));
-        let e = Request::parse(&call("no.such", serde_json::json!([])), &v, &ltc).unwrap_err();
+        let e = parse(&call("no.such", serde_json::json!([]))).unwrap_err();
         assert_eq!(e.code, METHOD_NOT_FOUND);
         assert_eq!(e.message, "unknown method \"no.such\"");
-        assert!(Request::parse(
-            &call("blockchain.block.header", serde_json::json!([])),
-            &v,
-            &ltc
-        )
-        .is_err());
+        assert!(parse(&call("blockchain.block.header", serde_json::json!([]))).is_err());
     }
 }

@@ -22,10 +22,10 @@ use crate::query::HistoryError;
 use crate::types::{Height, Txid};
 
 /// Most headers one `blockchain.block.headers` returns.
-pub const MAX_CHUNK_SIZE: u64 = 2016;
+pub(crate) const MAX_CHUNK_SIZE: u64 = 2016;
 
 /// A float printed as Python prints it (`1e-05`, `20.0`), so replies match ElectrumX's bytes.
-pub struct PyFloat(pub f64);
+pub(crate) struct PyFloat(pub f64);
 
 impl Serialize for PyFloat {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
@@ -58,7 +58,7 @@ fn out_of_range(height: u64) -> RpcError {
 
 impl Electrum {
     /// The first `server.version`: negotiates, or fails and asks for a disconnect (`true`).
-    pub fn version_first(&self, caller: &dyn Caller, call: &Call) -> (Reply, bool) {
+    pub(crate) fn version_first(&self, caller: &dyn Caller, call: &Call) -> (Reply, bool) {
         let args = match Method::ServerVersion
             .signature()
             .bind(&call.method, &call.params)
@@ -94,7 +94,7 @@ impl Electrum {
     }
 
     /// Answers a request of a negotiated session.
-    pub async fn answer(self: &Arc<Self>, caller: &Arc<dyn Caller>, req: &Request) -> Reply {
+    pub(crate) async fn answer(self: &Arc<Self>, caller: &Arc<dyn Caller>, req: &Request) -> Reply {
         let a = &req.args;
         match req.method {
             Method::ServerVersion => Err(RpcError::bad_request("server.version already sent")),
@@ -202,7 +202,7 @@ impl<V: Serialize> Serialize for Ordered<V> {
 }
 
 #[derive(Serialize)]
-pub struct Features {
+pub(crate) struct Features {
     hosts: Ordered<Ordered<u16>>,
     pruning: Option<u32>,
     server_version: String,
@@ -214,7 +214,7 @@ pub struct Features {
 }
 
 /// Our `server.features`; peer discovery sends it with `server.add_peer`.
-pub fn server_features(settings: &ServerSettings, coin: &Coin) -> Features {
+pub(crate) fn server_features(settings: &ServerSettings, coin: &Coin) -> Features {
     let mut hosts: Vec<(String, Ordered<u16>)> = Vec::new();
     for s in &settings.report_services {
         let host = s.host.to_string();

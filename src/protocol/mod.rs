@@ -15,15 +15,15 @@
 //! | `keva` | Kevacoin's `blockchain.keva.*` methods |
 //! | `pyfmt` | Python-style text in messages |
 
-pub mod cost;
+pub(crate) mod cost;
 mod daemon_calls;
-pub mod jsonrpc;
+pub(crate) mod jsonrpc;
 mod keva;
 mod method;
 mod methods;
 mod params;
-pub mod pyfmt;
-pub mod version;
+pub(crate) mod pyfmt;
+pub(crate) mod version;
 
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
@@ -43,23 +43,23 @@ use crate::store::StoreError;
 use crate::types::HashX;
 use daemon_calls::DaemonCache;
 use jsonrpc::RpcError;
-pub use method::{Method, Request};
-pub use methods::{server_features, Features};
-pub use version::Version;
+pub(crate) use method::{Method, Request};
+pub(crate) use methods::server_features;
+pub(crate) use version::Version;
 
 /// A method's answer: the result's JSON, or the error to send.
-pub type Reply = Result<Box<RawValue>, RpcError>;
+pub(crate) type Reply = Result<Box<RawValue>, RpcError>;
 
-pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+pub(crate) type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// The software name and version, as `server.version` and `server.features` report it.
-pub fn server_version() -> String {
+pub(crate) fn server_version() -> String {
     format!("Sextant {}", env!("CARGO_PKG_VERSION"))
 }
 
 /// What the protocol needs of the connection a request came on. The session layer implements
 /// it: costs, the negotiated version and subscriptions live there.
-pub trait Caller: Send + Sync {
+pub(crate) trait Caller: Send + Sync {
     fn id(&self) -> u64;
     fn peer(&self) -> SocketAddr;
     /// Adds to the caller's cost (methods charge for the work they did).
@@ -78,13 +78,13 @@ pub trait Caller: Send + Sync {
 }
 
 /// Peer discovery as the protocol sees it (`server.peers.subscribe`, `server.add_peer`).
-pub trait Peers: Send + Sync {
+pub(crate) trait Peers: Send + Sync {
     fn subscribe(&self, client: IpAddr) -> Vec<Value>;
     fn add_peer<'a>(&'a self, features: &'a Value, source: IpAddr) -> BoxFuture<'a, bool>;
 }
 
 /// Everything the methods answer from.
-pub struct Electrum {
+pub(crate) struct Electrum {
     settings: ServerSettings,
     coin: Coin,
     query: Arc<Query>,
@@ -97,7 +97,7 @@ pub struct Electrum {
 }
 
 impl Electrum {
-    pub fn new(
+    pub(crate) fn new(
         settings: ServerSettings,
         coin: Coin,
         query: Arc<Query>,
@@ -117,24 +117,24 @@ impl Electrum {
         }
     }
 
-    pub fn settings(&self) -> &ServerSettings {
+    pub(crate) fn settings(&self) -> &ServerSettings {
         &self.settings
     }
 
-    pub fn coin(&self) -> &Coin {
+    pub(crate) fn coin(&self) -> &Coin {
         &self.coin
     }
 
-    pub fn query(&self) -> &Arc<Query> {
+    pub(crate) fn query(&self) -> &Arc<Query> {
         &self.query
     }
 
-    pub fn daemon(&self) -> &Daemon {
+    pub(crate) fn daemon(&self) -> &Daemon {
         &self.daemon
     }
 
     /// Most confirmed history entries a script may have to be served (from `MAX_SEND`).
-    pub fn history_limit(&self) -> usize {
+    pub(crate) fn history_limit(&self) -> usize {
         self.history_limit
     }
 
@@ -163,7 +163,7 @@ fn json<T: serde::Serialize + ?Sized>(v: &T) -> Reply {
 }
 
 /// A store failure seen by a client: logged, answered as an internal error.
-pub fn store_error(e: StoreError) -> RpcError {
+pub(crate) fn store_error(e: StoreError) -> RpcError {
     error!("store: {e}");
     RpcError::internal()
 }

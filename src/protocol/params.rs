@@ -10,14 +10,14 @@ use crate::types::{ScriptHash, Txid};
 /// A method's Python signature: required names, then optional names; `var_args` for methods
 /// that take and ignore anything extra (`server.version`).
 #[derive(Clone, Copy, Debug)]
-pub struct Signature {
+pub(crate) struct Signature {
     pub required: &'static [&'static str],
     pub optional: &'static [&'static str],
     pub var_args: bool,
 }
 
 impl Signature {
-    pub const fn new(required: &'static [&'static str], optional: &'static [&'static str]) -> Self {
+    pub(crate) const fn new(required: &'static [&'static str], optional: &'static [&'static str]) -> Self {
         Signature {
             required,
             optional,
@@ -31,7 +31,7 @@ impl Signature {
 
     /// Checks the arguments against the signature and returns them by position; a missing
     /// optional argument is `None` (the method applies its default).
-    pub fn bind(&self, method: &str, params: &Params) -> Result<Args, RpcError> {
+    pub(crate) fn bind(&self, method: &str, params: &Params) -> Result<Args, RpcError> {
         let plural = |n: usize| if n == 1 { "" } else { "s" };
         match params {
             Params::Positional(list) => {
@@ -103,15 +103,15 @@ impl Signature {
 
 /// Bound arguments by position.
 #[derive(Clone, Debug, Default)]
-pub struct Args(pub Vec<Option<Value>>);
+pub(crate) struct Args(pub Vec<Option<Value>>);
 
 impl Args {
     /// A required argument (present after [`Signature::bind`]).
-    pub fn req(&self, i: usize) -> &Value {
+    pub(crate) fn req(&self, i: usize) -> &Value {
         self.0[i].as_ref().expect("required arguments are bound")
     }
 
-    pub fn opt(&self, i: usize) -> Option<&Value> {
+    pub(crate) fn opt(&self, i: usize) -> Option<&Value> {
         self.0.get(i).and_then(|v| v.as_ref())
     }
 }
@@ -143,13 +143,13 @@ fn hash32(v: &Value) -> Option<[u8; 32]> {
     Some(out)
 }
 
-pub fn scripthash(v: &Value) -> Result<ScriptHash, RpcError> {
+pub(crate) fn scripthash(v: &Value) -> Result<ScriptHash, RpcError> {
     hash32(v)
         .map(ScriptHash)
         .ok_or_else(|| RpcError::bad_request(format!("{} is not a valid script hash", py_str(v))))
 }
 
-pub fn tx_hash(v: &Value) -> Result<Txid, RpcError> {
+pub(crate) fn tx_hash(v: &Value) -> Result<Txid, RpcError> {
     hash32(v)
         .map(Txid)
         .ok_or_else(|| RpcError::bad_request(format!("{} should be a transaction hash", py_str(v))))
@@ -157,7 +157,7 @@ pub fn tx_hash(v: &Value) -> Result<Txid, RpcError> {
 
 /// Anything Python's `int()` turns into a value ≥ 0: integers, floats (truncated), booleans and
 /// numeric strings. Values beyond `u64` saturate (they are out of every range anyway).
-pub fn non_negative_integer(v: &Value) -> Result<u64, RpcError> {
+pub(crate) fn non_negative_integer(v: &Value) -> Result<u64, RpcError> {
     let err =
         |shown: String| RpcError::bad_request(format!("{shown} should be a non-negative integer"));
     let n: i128 = match v {
@@ -185,7 +185,7 @@ pub fn non_negative_integer(v: &Value) -> Result<u64, RpcError> {
 }
 
 /// ElectrumX's `value in (False, True)`: Python equality also lets 0, 1, 0.0 and 1.0 through.
-pub fn boolean(v: &Value) -> Option<bool> {
+pub(crate) fn boolean(v: &Value) -> Option<bool> {
     match v {
         Value::Bool(b) => Some(*b),
         Value::Number(n) => {
@@ -203,7 +203,7 @@ pub fn boolean(v: &Value) -> Option<bool> {
 }
 
 /// An even-length hex string without whitespace (ElectrumX 2's check on `raw_tx`).
-pub fn hex_string(v: &Value) -> Result<&str, RpcError> {
+pub(crate) fn hex_string(v: &Value) -> Result<&str, RpcError> {
     match v.as_str() {
         Some(s) if s.len() % 2 == 0 && s.bytes().all(|c| c.is_ascii_hexdigit()) => Ok(s),
         _ => Err(RpcError::bad_request(format!(

@@ -6,7 +6,7 @@ use std::fmt::Write;
 use serde_json::Value;
 
 /// An integer with thousands separators, as Python's `f"{n:,d}"`.
-pub fn thousands(n: i128) -> String {
+pub(crate) fn thousands(n: i128) -> String {
     let digits = n.unsigned_abs().to_string();
     let mut out = String::with_capacity(digits.len() + digits.len() / 3 + 1);
     if n < 0 {
@@ -22,7 +22,7 @@ pub fn thousands(n: i128) -> String {
 }
 
 /// Python's `str()` of a decoded JSON value: strings unquoted, everything else as `repr()`.
-pub fn py_str(v: &Value) -> String {
+pub(crate) fn py_str(v: &Value) -> String {
     match v {
         Value::String(s) => s.clone(),
         other => py_repr(other),
@@ -30,7 +30,7 @@ pub fn py_str(v: &Value) -> String {
 }
 
 /// Python's `repr()` of a decoded JSON value (`None`, `True`, `'text'`, `[1, 2]`, `{'a': 1}`).
-pub fn py_repr(v: &Value) -> String {
+pub(crate) fn py_repr(v: &Value) -> String {
     let mut out = String::new();
     write_repr(&mut out, v);
     out
@@ -75,7 +75,7 @@ fn write_repr(out: &mut String, v: &Value) {
 
 /// Python's `repr()` of a string: single quotes unless the text has a single quote and no
 /// double quote; backslash escapes for the quote, `\\`, `\n`, `\r`, `\t` and other controls.
-pub fn py_repr_str(s: &str) -> String {
+pub(crate) fn py_repr_str(s: &str) -> String {
     let quote = if s.contains('\'') && !s.contains('"') {
         '"'
     } else {
@@ -109,7 +109,7 @@ pub fn py_repr_str(s: &str) -> String {
 /// Python's `repr()` of a float: the shortest round-tripping digits, scientific notation when
 /// the exponent is below -4 or at least 16 (`1e-05`, `1e+16`), otherwise fixed with at least
 /// one decimal (`20.0`). The output is also valid JSON, so results can carry it verbatim.
-pub fn py_float(f: f64) -> String {
+pub(crate) fn py_float(f: f64) -> String {
     if f.is_nan() {
         return "nan".into();
     }
@@ -151,7 +151,7 @@ pub fn py_float(f: f64) -> String {
 
 /// Python's `int()` of a string: surrounding whitespace, an optional sign, and digits with
 /// single underscores between them.
-pub fn py_int_from_str(s: &str) -> Option<i128> {
+pub(crate) fn py_int_from_str(s: &str) -> Option<i128> {
     let t = s.trim_matches(|c: char| c.is_ascii_whitespace());
     let (neg, body) = match t.as_bytes().first() {
         Some(b'-') => (true, &t[1..]),

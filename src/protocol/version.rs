@@ -11,15 +11,15 @@ use super::pyfmt::py_int_from_str;
 
 /// A protocol version as a tuple of integers.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Version(pub Vec<i64>);
+pub(crate) struct Version(pub Vec<i64>);
 
 impl Version {
-    pub fn new(parts: &[i64]) -> Version {
+    pub(crate) fn new(parts: &[i64]) -> Version {
         Version(parts.to_vec())
     }
 
     /// Python's `protocol_tuple`: a string split on dots into integers, else version 0.
-    pub fn parse(v: &Value) -> Version {
+    pub(crate) fn parse(v: &Value) -> Version {
         let zero = Version(vec![0]);
         let Some(s) = v.as_str() else { return zero };
         let parts: Option<Vec<i64>> = s
@@ -29,7 +29,7 @@ impl Version {
         parts.map(Version).unwrap_or(zero)
     }
 
-    pub fn at_least(&self, parts: &[i64]) -> bool {
+    pub(crate) fn at_least(&self, parts: &[i64]) -> bool {
         self.0.as_slice() >= parts
     }
 }
@@ -47,17 +47,17 @@ impl fmt::Display for Version {
 }
 
 /// The range this server speaks.
-pub fn server_min() -> Version {
+pub(crate) fn server_min() -> Version {
     Version::new(&[1, 4])
 }
 
-pub fn server_max() -> Version {
+pub(crate) fn server_max() -> Version {
     Version::new(&[1, 4, 2])
 }
 
 /// The highest common version, or `None` when there is none. `requested` is the client's
 /// `protocol_version` argument (missing or null = the server's minimum).
-pub fn negotiate(requested: Option<&Value>) -> Option<Version> {
+pub(crate) fn negotiate(requested: Option<&Value>) -> Option<Version> {
     let (min, max) = (server_min(), server_max());
     let (client_min, client_max) = match requested {
         None | Some(Value::Null) => (min.clone(), min.clone()),

@@ -32,7 +32,7 @@ pub enum HistoryError {
 
 /// A script's confirmed history in chain order, refused once it reaches `limit` entries.
 /// Blocking: RocksDB reads.
-pub fn confirmed_history(
+pub(crate) fn confirmed_history(
     store: &Store,
     hashx: &HashX,
     limit: usize,

@@ -16,23 +16,23 @@ use parking_lot::Mutex;
 use crate::config::CostSettings;
 
 /// The cost of opening a session.
-pub const CONNECTION_COST: f64 = 5.0;
+pub(crate) const CONNECTION_COST: f64 = 5.0;
 /// Every error reply.
-pub const ERROR_COST: f64 = 100.0;
+pub(crate) const ERROR_COST: f64 = 100.0;
 /// On top of [`ERROR_COST`] for a message that is not JSON at all.
-pub const PARSE_ERROR_COST: f64 = 1000.0;
+pub(crate) const PARSE_ERROR_COST: f64 = 1000.0;
 /// A session's throttle is recomputed once its cost moved this far since the last time.
 const RECALC_DRIFT: f64 = 100.0;
 /// Seconds between the periodic recalculation of every session and group.
-pub const RECALC_PERIOD: Duration = Duration::from_secs(300);
+pub(crate) const RECALC_PERIOD: Duration = Duration::from_secs(300);
 
 /// Monotonic time since an arbitrary origin.
-pub trait Clock: Send + Sync {
+pub(crate) trait Clock: Send + Sync {
     fn now(&self) -> Duration;
 }
 
 /// The process's monotonic clock.
-pub struct SystemClock(Instant);
+pub(crate) struct SystemClock(Instant);
 
 impl Default for SystemClock {
     fn default() -> Self {
@@ -47,15 +47,18 @@ impl Clock for SystemClock {
 }
 
 /// A clock moved by hand, for tests.
+#[cfg(test)]
 #[derive(Default)]
-pub struct ManualClock(Mutex<Duration>);
+pub(crate) struct ManualClock(Mutex<Duration>);
 
+#[cfg(test)]
 impl ManualClock {
-    pub fn advance(&self, by: Duration) {
+    pub(crate) fn advance(&self, by: Duration) {
         *self.0.lock() += by;
     }
 }
 
+#[cfg(test)]
 impl Clock for ManualClock {
     fn now(&self) -> Duration {
         *self.0.lock()
@@ -76,7 +79,7 @@ impl CostSettings {
 
 /// What a session's cost means for its next request.
 #[derive(Clone, Copy, Debug, PartialEq)]
-pub struct Throttle {
+pub(crate) struct Throttle {
     /// 0 below the soft limit, 1 at the hard limit.
     pub fraction: f64,
     /// How many of its requests may run at once; 0 means disconnect.
@@ -110,7 +113,7 @@ struct State {
 
 /// A group as the admin `groups` command shows it.
 #[derive(Clone, Debug, PartialEq)]
-pub struct GroupInfo {
+pub(crate) struct GroupInfo {
     pub name: String,
     pub members: Vec<u64>,
     pub cost: f64,
@@ -118,7 +121,7 @@ pub struct GroupInfo {
 }
 
 /// The costs of every session of a server.
-pub struct CostModel {
+pub(crate) struct CostModel {
     settings: CostSettings,
     clock: Arc<dyn Clock>,
     state: Mutex<State>,
@@ -126,7 +129,7 @@ pub struct CostModel {
 
 /// ElectrumX's group name: the CIDR subnet of the address; private addresses (loopback,
 /// RFC 1918, link-local…) join no group, so a local proxy's or test's clients are never pooled.
-pub fn group_name(ip: IpAddr, v4_prefix: u8, v6_prefix: u8) -> Option<String> {
+pub(crate) fn group_name(ip: IpAddr, v4_prefix: u8, v6_prefix: u8) -> Option<String> {
     if crate::types::is_private(&ip) {
         return None;
     }
@@ -150,16 +153,12 @@ pub fn group_name(ip: IpAddr, v4_prefix: u8, v6_prefix: u8) -> Option<String> {
 }
 
 impl CostModel {
-    pub fn new(settings: CostSettings, clock: Arc<dyn Clock>) -> CostModel {
+    pub(crate) fn new(settings: CostSettings, clock: Arc<dyn Clock>) -> CostModel {
         CostModel {
             settings,
             clock,
             state: Mutex::new(State::default()),
         }
-    }
-
-    pub fn settings(&self) -> &CostSettings {
-        &self.settings
     }
 
     fn unthrottled(&self) -> Throttle {
@@ -171,7 +170,7 @@ impl CostModel {
     }
 
     /// A new session from `ip`, starting at the connection cost; returns its group's name.
-    pub fn add(&self, id: u64, ip: IpAddr) -> Option<String> {
+    pub(crate) fn add(&self, id: u64, ip: IpAddr) -> Option<String> {
         let name = group_name(
             ip,
             self.settings.group_prefix_v4,
@@ -198,7 +197,7 @@ impl CostModel {
     }
 
     /// A session closed: its cost stays with its group.
-    pub fn remove(&self, id: u64) {
+    pub(crate) fn remove(&self, id: u64) {
         let mut st = self.state.lock();
         let Some(s) = st.sessions.remove(&id) else {
             return;
@@ -210,7 +209,7 @@ impl CostModel {
     }
 
     /// Adds `delta` to a session's cost; the throttle follows once the cost has drifted.
-    pub fn charge(&self, id: u64, delta: f64) {
+    pub(crate) fn charge(&self, id: u64, delta: f64) {
         let mut st = self.state.lock();
         let Some(s) = st.sessions.get_mut(&id) else {
             return;
@@ -222,14 +221,14 @@ impl CostModel {
     }
 
     /// Charges `bytes` of traffic in either direction.
-    pub fn charge_bytes(&self, id: u64, bytes: usize) {
+    pub(crate) fn charge_bytes(&self, id: u64, bytes: usize) {
         if self.settings.bandwidth_unit_cost > 0 {
             self.charge(id, bytes as f64 / self.settings.bandwidth_unit_cost as f64);
         }
     }
 
     /// The session's throttle as of its last recalculation.
-    pub fn throttle(&self, id: u64) -> Throttle {
+    pub(crate) fn throttle(&self, id: u64) -> Throttle {
         self.state
             .lock()
             .sessions
@@ -238,7 +237,7 @@ impl CostModel {
     }
 
     /// The session's own cost and the share of its group's cost added to it.
-    pub fn cost(&self, id: u64) -> Option<(f64, f64)> {
+    pub(crate) fn cost(&self, id: u64) -> Option<(f64, f64)> {
         let st = self.state.lock();
         st.sessions
             .get(&id)
@@ -248,7 +247,7 @@ impl CostModel {
     /// The periodic pass: groups refund part of their retained cost (empty, fully refunded
     /// groups are forgotten), decay rates follow subscription counts, every throttle is
     /// recomputed. `subs` gives a session's subscription count.
-    pub fn tick(&self, elapsed: Duration, subs: impl Fn(u64) -> usize) {
+    pub(crate) fn tick(&self, elapsed: Duration, subs: impl Fn(u64) -> usize) {
         let refund = elapsed.as_secs_f64() * self.settings.hard_limit / 5000.0;
         let mut st = self.state.lock();
         st.groups.retain(|_, g| {
@@ -264,7 +263,7 @@ impl CostModel {
         }
     }
 
-    pub fn groups(&self) -> Vec<GroupInfo> {
+    pub(crate) fn groups(&self) -> Vec<GroupInfo> {
         let st = self.state.lock();
         let mut out: Vec<GroupInfo> = st
             .groups
@@ -337,14 +336,14 @@ impl CostModel {
 /// How many of a session's requests run at once, following a target that the cost model
 /// lowers and raises (aiorpcX's `Concurrency`): raising adds permits at once, lowering
 /// retires permits as running requests finish.
-pub struct Concurrency {
+pub(crate) struct Concurrency {
     sem: Arc<tokio::sync::Semaphore>,
     /// (target, permits in circulation)
     counts: Arc<Mutex<(usize, usize)>>,
 }
 
 /// A running request's place; returned (or retired) when dropped.
-pub struct Slot {
+pub(crate) struct Slot {
     permit: Option<tokio::sync::OwnedSemaphorePermit>,
     counts: Arc<Mutex<(usize, usize)>>,
 }
@@ -362,18 +361,19 @@ impl Drop for Slot {
 }
 
 impl Concurrency {
-    pub fn new(target: usize) -> Concurrency {
+    pub(crate) fn new(target: usize) -> Concurrency {
         Concurrency {
             sem: Arc::new(tokio::sync::Semaphore::new(target)),
             counts: Arc::new(Mutex::new((target, target))),
         }
     }
 
-    pub fn target(&self) -> usize {
+    #[cfg(test)]
+    fn target(&self) -> usize {
         self.counts.lock().0
     }
 
-    pub fn set_target(&self, target: usize) {
+    pub(crate) fn set_target(&self, target: usize) {
         let mut c = self.counts.lock();
         c.0 = target;
         while c.1 < c.0 {
@@ -383,7 +383,7 @@ impl Concurrency {
     }
 
     /// Waits for a place; `None` when the semaphore is closed.
-    pub async fn acquire(&self) -> Option<Slot> {
+    pub(crate) async fn acquire(&self) -> Option<Slot> {
         let permit = self.sem.clone().acquire_owned().await.ok()?;
         Some(Slot {
             permit: Some(permit),

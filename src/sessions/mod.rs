@@ -10,10 +10,10 @@
 //! | `subs` | sessions and subscriptions, indexed by script, in one structure |
 //! | `notify` | fan-out of block and mempool changes |
 
-pub mod cost;
+pub(crate) mod cost;
 mod notify;
-pub mod session;
-pub mod stats;
+pub(crate) mod session;
+pub(crate) mod stats;
 mod subs;
 
 use std::collections::HashMap;
@@ -35,7 +35,7 @@ use stats::{Limit, Stats};
 use subs::Registry;
 
 /// State shared by every session.
-pub struct Sessions {
+pub(crate) struct Sessions {
     electrum: Arc<Electrum>,
     limits: SessionLimits,
     /// Largest request line / WebSocket message (`MAX_RECV`) and response (`MAX_SEND`).
@@ -55,7 +55,7 @@ pub struct Sessions {
 }
 
 impl Sessions {
-    pub fn new(electrum: Arc<Electrum>, metrics: Metrics) -> Sessions {
+    pub(crate) fn new(electrum: Arc<Electrum>, metrics: Metrics) -> Sessions {
         let settings = electrum.settings();
         let limits = settings.limits.clone();
         let costs = Arc::new(CostModel::new(
@@ -77,49 +77,41 @@ impl Sessions {
         }
     }
 
-    pub fn electrum(&self) -> &Arc<Electrum> {
-        &self.electrum
-    }
-
-    pub fn limits(&self) -> &SessionLimits {
+    pub(crate) fn limits(&self) -> &SessionLimits {
         &self.limits
     }
 
-    pub fn max_recv(&self) -> usize {
+    pub(crate) fn max_recv(&self) -> usize {
         self.max_recv
     }
 
-    pub fn stats(&self) -> &Stats {
+    pub(crate) fn stats(&self) -> &Stats {
         &self.stats
     }
 
     /// Open sessions.
-    pub fn sessions(&self) -> Vec<Arc<SessionHandle>> {
+    pub(crate) fn sessions(&self) -> Vec<Arc<SessionHandle>> {
         self.registry.sessions()
     }
 
-    pub fn session_count(&self) -> usize {
-        self.registry.session_count()
-    }
-
     /// Script subscriptions of session `id`.
-    pub fn subscriptions_of(&self, id: u64) -> usize {
+    pub(crate) fn subscriptions_of(&self, id: u64) -> usize {
         self.registry.count_of(id)
     }
 
     /// Every session's subnet group, with its cost.
-    pub fn groups(&self) -> Vec<GroupInfo> {
+    pub(crate) fn groups(&self) -> Vec<GroupInfo> {
         self.costs.groups()
     }
 
     /// A session's cost and its group's (`None` once it closed).
-    pub fn cost(&self, id: u64) -> Option<(f64, f64)> {
+    pub(crate) fn cost(&self, id: u64) -> Option<(f64, f64)> {
         self.costs.cost(id)
     }
 
     /// Sets (`Some`) or flips (`None`) whether new sessions have their requests logged;
     /// returns the new setting.
-    pub fn log_new(&self, set: Option<bool>) -> bool {
+    pub(crate) fn log_new(&self, set: Option<bool>) -> bool {
         match set {
             Some(on) => {
                 self.log_new.store(on, Ordering::Relaxed);
@@ -130,12 +122,12 @@ impl Sessions {
     }
 
     /// Counts one action of a limit (here and in the metrics).
-    pub fn limit(&self, what: Limit) {
+    pub(crate) fn limit(&self, what: Limit) {
         self.stats.limit(what);
     }
 
     /// Whether the client listeners should accept connections now (see `MAX_SESSIONS`).
-    pub fn accepting(&self) -> watch::Receiver<bool> {
+    pub(crate) fn accepting(&self) -> watch::Receiver<bool> {
         self.accepting.subscribe()
     }
 
@@ -164,7 +156,7 @@ impl Sessions {
     /// Starts the background work of the runtime: notifications from `index_events` and
     /// `mempool_events`, and the periodic pass over the cost model. Call it once the index has
     /// caught up: clients are answered from the store as it is.
-    pub async fn start(
+    pub(crate) async fn start(
         self: &Arc<Self>,
         index_events: broadcast::Receiver<IndexEvent>,
         mempool_events: broadcast::Receiver<MempoolDelta>,
@@ -187,7 +179,7 @@ impl Sessions {
 }
 
 /// The runtime's background tasks; dropping it stops them and closes every session.
-pub struct Running {
+pub(crate) struct Running {
     sessions: Arc<Sessions>,
     tasks: Vec<JoinHandle<()>>,
 }

@@ -25,21 +25,21 @@ use crate::protocol::{Caller, Method, Reply, Request, Version};
 use crate::types::HashX;
 
 /// aiorpcX's error for a session over the cost hard limit (it is then disconnected).
-pub const EXCESSIVE_RESOURCE_USAGE: i64 = -101;
+pub(crate) const EXCESSIVE_RESOURCE_USAGE: i64 = -101;
 /// aiorpcX's error for a request that overran `REQUEST_TIMEOUT`.
-pub const SERVER_BUSY: i64 = -102;
+pub(crate) const SERVER_BUSY: i64 = -102;
 /// Queued outgoing messages before a session counts as not reading.
-pub const SEND_QUEUE: usize = 1024;
+pub(crate) const SEND_QUEUE: usize = 1024;
 
 /// What a session hands its transport's writer.
-pub enum Outgoing {
+pub(crate) enum Outgoing {
     Line(String),
     Close,
 }
 
 /// What reading one message produced.
 #[derive(Debug, PartialEq, Eq)]
-pub enum Line {
+pub(crate) enum Line {
     Complete,
     /// Longer than `MAX_RECV`: dropped (a line-framed transport resynchronises at the next
     /// newline).
@@ -48,7 +48,7 @@ pub enum Line {
 }
 
 /// A transport's incoming messages, one JSON-RPC message (or batch) at a time.
-pub trait Source: Send {
+pub(crate) trait Source: Send {
     /// Reads the next message into `buf`.
     fn next<'a>(
         &'a mut self,
@@ -57,7 +57,7 @@ pub trait Source: Send {
 }
 
 /// What the rest of the server sees of a session.
-pub struct SessionHandle {
+pub(crate) struct SessionHandle {
     pub id: u64,
     pub peer: SocketAddr,
     /// "TCP", "SSL", "WS", "WSS".
@@ -85,7 +85,7 @@ pub struct SessionHandle {
 
 /// Traffic and requests of one session, as the admin `sessions` command shows them.
 #[derive(Default)]
-pub struct SessionCounters {
+pub(crate) struct SessionCounters {
     pub recv_count: AtomicU64,
     pub recv_bytes: AtomicU64,
     pub send_count: AtomicU64,
@@ -97,26 +97,26 @@ pub struct SessionCounters {
 
 impl SessionHandle {
     /// The negotiated protocol version; `None` before `server.version`.
-    pub fn version(&self) -> Option<Version> {
+    pub(crate) fn version(&self) -> Option<Version> {
         self.version.lock().clone()
     }
 
-    pub fn dialect(&self) -> Dialect {
+    pub(crate) fn dialect(&self) -> Dialect {
         *self.dialect.lock()
     }
 
-    pub fn is_closing(&self) -> bool {
+    pub(crate) fn is_closing(&self) -> bool {
         self.closing.load(Ordering::Relaxed)
     }
 
     /// Adds to the session's cost (methods charge for the work they did).
-    pub fn charge(&self, cost: f64) {
+    pub(crate) fn charge(&self, cost: f64) {
         self.costs.charge(self.id, cost);
     }
 
     /// ElectrumX's flags: the transport's letter, `C` while closing, `L` when logged, then the
     /// concurrency target.
-    pub fn flags(&self) -> String {
+    pub(crate) fn flags(&self) -> String {
         let mut f = self.kind[..1].to_string();
         if self.kind.starts_with("WS") {
             f = "W".into();
@@ -141,7 +141,7 @@ impl SessionHandle {
 
     /// Queues a notification without waiting; a full queue means the client is not reading,
     /// and it is disconnected rather than buffered without bound.
-    pub fn notify(&self, method: &str, params: &RawValue) {
+    pub(crate) fn notify(&self, method: &str, params: &RawValue) {
         let line = self.dialect().notification(method, Some(params));
         self.sent(&line);
         if let Err(mpsc::error::TrySendError::Full(_)) = self.out.try_send(Outgoing::Line(line)) {
@@ -159,7 +159,7 @@ impl SessionHandle {
     }
 
     /// Asks the writer to flush what is queued and close the connection.
-    pub fn close(&self) {
+    pub(crate) fn close(&self) {
         if !self.closing.swap(true, Ordering::Relaxed) {
             let out = self.out.clone();
             tokio::spawn(async move {
@@ -235,7 +235,7 @@ fn use_server_version() -> RpcError {
 /// Serves one connection, whatever its transport, until either side closes it: `source`
 /// yields its messages, `tx` feeds its writer (`write_task`, awaited at the end so what is
 /// queued goes out).
-pub async fn serve<R: Source>(
+pub(crate) async fn serve<R: Source>(
     server: Arc<Sessions>,
     mut source: R,
     tx: mpsc::Sender<Outgoing>,

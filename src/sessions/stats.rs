@@ -13,7 +13,7 @@ use crate::protocol::Method;
 
 /// Requests of one method.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct MethodStats {
+pub(crate) struct MethodStats {
     pub count: u64,
     pub errors: u64,
     /// Summed handling time (throttling sleep excluded), for a mean.
@@ -23,7 +23,7 @@ pub struct MethodStats {
 
 /// Counts of actions taken by the limits.
 #[derive(Debug, Default)]
-pub struct LimitCounters {
+pub(crate) struct LimitCounters {
     /// Requests that waited because their session was over the soft limit.
     pub throttled: AtomicU64,
     /// Sessions closed at the hard limit.
@@ -42,7 +42,7 @@ pub struct LimitCounters {
 
 /// One kind of action a limit takes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Limit {
+pub(crate) enum Limit {
     Throttled,
     CostDisconnect,
     Timeout,
@@ -54,7 +54,7 @@ pub enum Limit {
 
 impl Limit {
     /// The action's label in metrics (`sextant_cost_limit_actions_total{action=…}`).
-    pub fn label(self) -> &'static str {
+    pub(crate) fn label(self) -> &'static str {
         match self {
             Limit::Throttled => "throttle",
             Limit::CostDisconnect => "disconnect",
@@ -83,9 +83,9 @@ impl LimitCounters {
 
 /// Name under which requests for methods that do not exist are counted (as ElectrumX does), so
 /// clients cannot grow the table.
-pub const INVALID_METHOD: &str = "invalid method";
+pub(crate) const INVALID_METHOD: &str = "invalid method";
 
-pub struct Stats {
+pub(crate) struct Stats {
     methods: Mutex<BTreeMap<String, MethodStats>>,
     pub limits: LimitCounters,
     pub txs_sent: AtomicU64,
@@ -99,7 +99,7 @@ impl Default for Stats {
 }
 
 impl Stats {
-    pub fn new(metrics: Metrics) -> Stats {
+    pub(crate) fn new(metrics: Metrics) -> Stats {
         Stats {
             methods: Mutex::default(),
             limits: LimitCounters::default(),
@@ -109,14 +109,14 @@ impl Stats {
     }
 
     /// Counts one action of a limit, here and in the metrics.
-    pub fn limit(&self, what: Limit) {
+    pub(crate) fn limit(&self, what: Limit) {
         self.limits.counter(what).fetch_add(1, Ordering::Relaxed);
         self.metrics.cost_action(what.label());
     }
 
     /// Records one answered request; `method` must be a known method or [`INVALID_METHOD`]
     /// (the admin RPC records its commands too: they count as `other` in metrics).
-    pub fn record(&self, method: &str, elapsed: Duration, error: bool) {
+    pub(crate) fn record(&self, method: &str, elapsed: Duration, error: bool) {
         let label = if Method::is_known(method) {
             method
         } else {
@@ -134,11 +134,11 @@ impl Stats {
         s.max_time = s.max_time.max(elapsed);
     }
 
-    pub fn methods(&self) -> BTreeMap<String, MethodStats> {
+    pub(crate) fn methods(&self) -> BTreeMap<String, MethodStats> {
         self.methods.lock().clone()
     }
 
-    pub fn request_total(&self) -> u64 {
+    pub(crate) fn request_total(&self) -> u64 {
         self.methods.lock().values().map(|s| s.count).sum()
     }
 }

@@ -64,7 +64,7 @@ impl<S> Default for Registry<S> {
 }
 
 impl<S> Registry<S> {
-    pub fn add_session(&self, id: u64, session: Arc<S>) {
+    pub(crate) fn add_session(&self, id: u64, session: Arc<S>) {
         let entry = Entry {
             session,
             scripts: HashSet::new(),
@@ -73,7 +73,7 @@ impl<S> Registry<S> {
     }
 
     /// Forgets a session and all its subscriptions.
-    pub fn remove_session(&self, id: u64) {
+    pub(crate) fn remove_session(&self, id: u64) {
         let mut inner = self.inner.write();
         let Some(entry) = inner.sessions.remove(&id) else {
             return;
@@ -83,17 +83,17 @@ impl<S> Registry<S> {
         }
     }
 
-    pub fn session_count(&self) -> usize {
+    pub(crate) fn session_count(&self) -> usize {
         self.inner.read().sessions.len()
     }
 
-    pub fn sessions(&self) -> Vec<Arc<S>> {
+    pub(crate) fn sessions(&self) -> Vec<Arc<S>> {
         let inner = self.inner.read();
         inner.sessions.values().map(|e| e.session.clone()).collect()
     }
 
     /// Subscriptions of session `id`.
-    pub fn count_of(&self, id: u64) -> usize {
+    pub(crate) fn count_of(&self, id: u64) -> usize {
         self.inner
             .read()
             .sessions
@@ -103,7 +103,7 @@ impl<S> Registry<S> {
 
     /// Whether session `id` may take one more subscription to `hashx` under `cap` (0: no cap);
     /// renewing one it holds is always allowed.
-    pub fn may_subscribe(&self, id: u64, hashx: &HashX, cap: usize) -> bool {
+    pub(crate) fn may_subscribe(&self, id: u64, hashx: &HashX, cap: usize) -> bool {
         let inner = self.inner.read();
         let Some(e) = inner.sessions.get(&id) else {
             return true;
@@ -113,7 +113,7 @@ impl<S> Registry<S> {
 
     /// Stores (or renews) a subscription with the status just sent. A session already gone is
     /// not subscribed.
-    pub fn subscribe(&self, id: u64, hashx: HashX, alias: String, status: Option<String>) {
+    pub(crate) fn subscribe(&self, id: u64, hashx: HashX, alias: String, status: Option<String>) {
         let mut inner = self.inner.write();
         let Some(e) = inner.sessions.get_mut(&id) else {
             return;
@@ -127,7 +127,7 @@ impl<S> Registry<S> {
     }
 
     /// Whether there was a subscription to drop.
-    pub fn unsubscribe(&self, id: u64, hashx: &HashX) -> bool {
+    pub(crate) fn unsubscribe(&self, id: u64, hashx: &HashX) -> bool {
         let mut inner = self.inner.write();
         let held = inner
             .sessions
@@ -138,7 +138,7 @@ impl<S> Registry<S> {
     }
 
     /// Which of `touched` somebody is subscribed to.
-    pub fn subscribed(&self, touched: &HashSet<HashX>) -> Vec<HashX> {
+    pub(crate) fn subscribed(&self, touched: &HashSet<HashX>) -> Vec<HashX> {
         let inner = self.inner.read();
         if touched.len() < inner.by_hashx.len() {
             touched
@@ -157,7 +157,7 @@ impl<S> Registry<S> {
     }
 
     /// Every subscribed script hash (after missed events, everything is re-checked).
-    pub fn all_subscribed(&self) -> HashSet<HashX> {
+    pub(crate) fn all_subscribed(&self) -> HashSet<HashX> {
         self.inner.read().by_hashx.keys().copied().collect()
     }
 
@@ -165,7 +165,7 @@ impl<S> Registry<S> {
     /// the status computed for it) and whom to tell: every subscriber last sent another status.
     /// `None` means the history grew too large: as in ElectrumX, the subscriptions are dropped
     /// and a null status is sent.
-    pub fn status_changed(
+    pub(crate) fn status_changed(
         &self,
         hashx: &HashX,
         status: Option<&Option<String>>,

@@ -14,7 +14,7 @@ use crate::coin::keva::script;
 use crate::coin::Coin;
 
 /// An address label of an output script (keva prefix included or not).
-pub fn address(coin: &Coin, script: &[u8]) -> String {
+pub(crate) fn address(coin: &Coin, script: &[u8]) -> String {
     let owner = match script::split(script) {
         Some((_, prefix_len)) => &script[prefix_len..],
         None => script,
@@ -37,12 +37,12 @@ pub fn address(coin: &Coin, script: &[u8]) -> String {
 }
 
 /// A namespace id as users see it: Base58Check of its 21 bytes (`N…`).
-pub fn namespace_id(namespace: &[u8]) -> String {
+pub(crate) fn namespace_id(namespace: &[u8]) -> String {
     bitcoin::base58::encode_check(namespace)
 }
 
 /// An input's spent output, as the record describes it.
-pub struct SpentOutput {
+pub(crate) struct SpentOutput {
     pub address: String,
     pub value: u64,
     /// Created in the same block: the fork lists such inputs one by one, while inputs from
@@ -52,7 +52,7 @@ pub struct SpentOutput {
 
 /// The `kv` part added with `namespace_info`.
 #[derive(Clone, Debug, Serialize)]
-pub struct KeyValue {
+pub(crate) struct KeyValue {
     pub op: u8,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub key: Option<String>,
@@ -61,7 +61,7 @@ pub struct KeyValue {
 }
 
 #[derive(Clone, Debug, Serialize)]
-pub struct TxInfo {
+pub(crate) struct TxInfo {
     pub o: Vec<Value>,
     pub t: i64,
     pub h: i64,
@@ -75,7 +75,7 @@ pub struct TxInfo {
 impl TxInfo {
     /// `outputs` as `(value, script)` in vout order; `inputs` resolved (unresolvable inputs left
     /// out, as the fork skips them).
-    pub fn new(
+    pub(crate) fn new(
         coin: &Coin,
         outputs: &[(u64, Vec<u8>)],
         inputs: Vec<SpentOutput>,

@@ -35,11 +35,11 @@ use crate::types::{HashX, Height, TxNum, Txid};
 use info::{namespace_id, KeyValue, SpentOutput, TxInfo};
 
 /// Items per page (the fork's `HASHTAG_LIMIT`).
-pub const PAGE: usize = 25;
+pub(crate) const PAGE: usize = 25;
 /// Replies listed by `get_keyvalue_reactions`.
-pub const MAX_REPLIES: usize = 2000;
+pub(crate) const MAX_REPLIES: usize = 2000;
 /// Most txids one `get_transactions_info` takes.
-pub const MAX_INFO_TXS: usize = 200;
+pub(crate) const MAX_INFO_TXS: usize = 200;
 
 /// Answers a keva method (the method table binds their arguments and offers them only for
 /// coins of the `kevacoin` transaction family).
