@@ -8,14 +8,14 @@ use super::{Store, StoreError, ALL_CFS, CF_META, KEY_TIP, SCHEMA_VERSION};
 use crate::coin::TxFamily;
 
 /// One upgrade step: the version it starts from and what it does.
-pub struct Step {
+pub(crate) struct Step {
     pub from: u32,
     pub describe: &'static str,
     pub run: fn(&Store) -> Result<(), StoreError>,
 }
 
 /// Every step, oldest first. Schema 1 is the first released layout.
-pub const STEPS: &[Step] = &[Step {
+pub(crate) const STEPS: &[Step] = &[Step {
     from: 1,
     describe: "the keva column family (a Kevacoin index is rebuilt for its namespace index)",
     run: keva_index,
@@ -52,7 +52,7 @@ fn keva_index(store: &Store) -> Result<(), StoreError> {
 }
 
 /// Brings a database at `version` up to [`SCHEMA_VERSION`].
-pub fn upgrade(store: &Store, mut version: u32) -> Result<(), StoreError> {
+pub(crate) fn upgrade(store: &Store, mut version: u32) -> Result<(), StoreError> {
     upgrade_with(store, &mut version, STEPS, SCHEMA_VERSION)
 }
 

@@ -55,7 +55,7 @@ pub enum DaemonError {
 
 /// Tower layer that turns Bitcoin Core's 1.0-style replies into JSON-RPC 2.0 for jsonrpsee.
 #[derive(Clone, Copy, Debug, Default)]
-pub struct CoreCompatLayer;
+pub(crate) struct CoreCompatLayer;
 
 impl<S> tower::Layer<S> for CoreCompatLayer {
     type Service = CoreCompat<S>;
@@ -65,7 +65,7 @@ impl<S> tower::Layer<S> for CoreCompatLayer {
 }
 
 #[derive(Clone, Debug)]
-pub struct CoreCompat<S> {
+pub(crate) struct CoreCompat<S> {
     inner: S,
 }
 
@@ -256,24 +256,24 @@ impl Daemon {
     }
 
     /// The URL list in use.
-    pub fn urls(&self) -> Vec<DaemonUrl> {
+    pub(crate) fn urls(&self) -> Vec<DaemonUrl> {
         self.inner.current.lock().urls.clone()
     }
 
     /// Whether credentials come from `DAEMON_COOKIE` (URLs then need none).
-    pub fn has_cookie(&self) -> bool {
+    pub(crate) fn has_cookie(&self) -> bool {
         self.inner.cookie.is_some()
     }
 
     /// The daemon's block count when it last answered `getblockchaininfo` (ElectrumX's
     /// `cached_height`); `None` before that.
-    pub fn cached_height(&self) -> Option<u32> {
+    pub(crate) fn cached_height(&self) -> Option<u32> {
         u32::try_from(self.inner.cached_height.load(Ordering::Relaxed)).ok()
     }
 
     /// Replaces the URL list and switches to its first entry, as ElectrumX's `daemon_url`
     /// admin command does. Calls under way finish on the client they started with.
-    pub fn set_urls(&self, urls: Vec<DaemonUrl>) -> anyhow::Result<()> {
+    pub(crate) fn set_urls(&self, urls: Vec<DaemonUrl>) -> anyhow::Result<()> {
         anyhow::ensure!(!urls.is_empty(), "no daemon URL");
         let client = Arc::new(build_client(&urls[0], self.inner.cookie.as_ref())?);
         for (n, u) in urls.iter().enumerate() {
@@ -450,11 +450,6 @@ impl Daemon {
         Ok(info)
     }
 
-    pub async fn best_block_hash(&self) -> Result<BlockHash, DaemonError> {
-        let s: String = self.call("getbestblockhash", vec![]).await?;
-        parse_hash("getbestblockhash", &s)
-    }
-
     /// Block hashes of consecutive heights; a height past the tip is an error.
     pub async fn block_hashes(&self, heights: &[Height]) -> Result<Vec<BlockHash>, DaemonError> {
         let params: Vec<Vec<Value>> = heights.iter().map(|h| vec![Value::from(h.0)]).collect();
@@ -500,7 +495,7 @@ impl Daemon {
             .collect()
     }
 
-    pub async fn raw_mempool(&self) -> Result<Vec<Txid>, DaemonError> {
+    pub(crate) async fn raw_mempool(&self) -> Result<Vec<Txid>, DaemonError> {
         let ids: Vec<String> = self.call("getrawmempool", vec![]).await?;
         ids.iter()
             .map(|s| {

@@ -134,7 +134,7 @@ impl Metrics {
 
     /// A client request answered after `elapsed`. `label` must come from a bounded set (the
     /// protocol's method names and `other`), so clients cannot create series at will.
-    pub fn request_done(&self, label: &str, elapsed: Duration) {
+    pub(crate) fn request_done(&self, label: &str, elapsed: Duration) {
         let m = &self.inner;
         m.requests.with_label_values(&[label]).inc();
         m.request_seconds
@@ -143,7 +143,7 @@ impl Metrics {
     }
 
     /// The cost limits acted on a session: `throttle`, `disconnect`, `refuse`, …
-    pub fn cost_action(&self, action: &'static str) {
+    pub(crate) fn cost_action(&self, action: &'static str) {
         self.inner.cost_actions.with_label_values(&[action]).inc();
     }
 
@@ -153,7 +153,7 @@ impl Metrics {
     }
 
     /// One daemon RPC attempt of `method` took `elapsed`.
-    pub fn daemon_call(&self, method: &str, elapsed: Duration, outcome: DaemonOutcome) {
+    pub(crate) fn daemon_call(&self, method: &str, elapsed: Duration, outcome: DaemonOutcome) {
         let m = &self.inner;
         m.daemon_seconds
             .with_label_values(&[method])
@@ -167,13 +167,13 @@ impl Metrics {
     }
 
     /// Registers `f`, called at every scrape to set the state gauges.
-    pub fn on_scrape(&self, f: impl Fn(&Scrape) + Send + Sync + 'static) {
+    pub(crate) fn on_scrape(&self, f: impl Fn(&Scrape) + Send + Sync + 'static) {
         self.inner.scrapers.lock().push(Box::new(f));
     }
 
     /// Everything in the text exposition format, state gauges read now. Blocking: scrapers may
     /// read the database.
-    pub fn render(&self) -> String {
+    pub(crate) fn render(&self) -> String {
         let m = &self.inner;
         let scrape = Scrape { m };
         for f in m.scrapers.lock().iter() {
@@ -190,29 +190,29 @@ impl Metrics {
 }
 
 /// The state gauges, as a scraper sets them.
-pub struct Scrape<'a> {
+pub(crate) struct Scrape<'a> {
     m: &'a Inner,
 }
 
 impl Scrape<'_> {
     /// The indexed tip (`None`: empty index) and the daemon's (`None`: not known yet).
-    pub fn heights(&self, index: Option<u32>, daemon: Option<u32>) {
+    pub(crate) fn heights(&self, index: Option<u32>, daemon: Option<u32>) {
         self.m.index_height.set(index.map_or(-1, i64::from));
         if let Some(h) = daemon {
             self.m.daemon_height.set(i64::from(h));
         }
     }
 
-    pub fn db_size(&self, bytes: u64) {
+    pub(crate) fn db_size(&self, bytes: u64) {
         self.m.db_size.set(bytes as i64);
     }
 
     /// Komodo chains: the daemon's last notarized height; `None` elsewhere.
-    pub fn notarized_height(&self, height: Option<u32>) {
+    pub(crate) fn notarized_height(&self, height: Option<u32>) {
         self.m.notarized_height.set(height.map_or(-1, i64::from));
     }
 
-    pub fn peers(&self, good: usize, stale: usize, never: usize, bad: usize) {
+    pub(crate) fn peers(&self, good: usize, stale: usize, never: usize, bad: usize) {
         for (status, n) in [
             ("good", good),
             ("stale", stale),
@@ -226,7 +226,7 @@ impl Scrape<'_> {
 
 /// Whether a daemon RPC attempt succeeded.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum DaemonOutcome {
+pub(crate) enum DaemonOutcome {
     Ok,
     /// The daemon answered with an error.
     RpcError,

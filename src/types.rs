@@ -17,14 +17,14 @@ pub struct TxNum(pub u64);
 
 impl TxNum {
     /// Bytes of a serialized `TxNum` in keys: 2^40 transactions is far beyond any chain.
-    pub const LEN: usize = 5;
+    pub(crate) const LEN: usize = 5;
 
-    pub fn to_bytes(self) -> [u8; Self::LEN] {
+    pub(crate) fn to_bytes(self) -> [u8; Self::LEN] {
         let b = self.0.to_be_bytes();
         [b[3], b[4], b[5], b[6], b[7]]
     }
 
-    pub fn from_bytes(b: &[u8]) -> TxNum {
+    pub(crate) fn from_bytes(b: &[u8]) -> TxNum {
         let mut full = [0u8; 8];
         full[3..].copy_from_slice(&b[..Self::LEN]);
         TxNum(u64::from_be_bytes(full))
@@ -32,7 +32,7 @@ impl TxNum {
 }
 
 impl Height {
-    pub fn to_bytes(self) -> [u8; 4] {
+    pub(crate) fn to_bytes(self) -> [u8; 4] {
         self.0.to_be_bytes()
     }
 
@@ -152,7 +152,7 @@ pub struct OutPoint {
 
 /// Python's `ip_address(…).is_private` (roughly): loopback, RFC 1918, link-local, documentation,
 /// shared and reserved ranges. Such clients are never grouped or rate-limited as a subnet.
-pub fn is_private(ip: &IpAddr) -> bool {
+pub(crate) fn is_private(ip: &IpAddr) -> bool {
     match ip {
         IpAddr::V4(v4) => {
             v4.is_private()

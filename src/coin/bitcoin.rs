@@ -13,7 +13,7 @@ use crate::types::{OutPoint, Txid};
 pub const HEADER_LEN: usize = 80;
 
 /// The flag bit announcing per-input witness stacks after the outputs.
-pub const FLAG_WITNESS: u8 = 0x01;
+pub(crate) const FLAG_WITNESS: u8 = 0x01;
 
 /// Version, empty input and output counts, lock time: nothing smaller is a transaction.
 const MIN_TX_LEN: usize = 4 + 1 + 1 + 4;
@@ -30,7 +30,7 @@ pub fn read_header<'a>(r: &mut Reader<'a>) -> Result<&'a [u8], ParseError> {
 }
 
 /// A block's transactions: a CompactSize count, then the transactions.
-pub fn read_block_txs(r: &mut Reader<'_>) -> Result<Vec<ParsedTx>, ParseError> {
+pub(crate) fn read_block_txs(r: &mut Reader<'_>) -> Result<Vec<ParsedTx>, ParseError> {
     read_tx_list(r, read_tx)
 }
 

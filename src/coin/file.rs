@@ -127,7 +127,7 @@ impl CoinRegistry {
 
     /// The embedded coins plus every `*.toml` in `dir`; a file there replaces an embedded coin
     /// of the same name, so an operator can also adjust a built-in chain.
-    pub fn with_dir(dir: Option<&Path>) -> Result<CoinRegistry, CoinError> {
+    pub(crate) fn with_dir(dir: Option<&Path>) -> Result<CoinRegistry, CoinError> {
         let mut reg = CoinRegistry::embedded()?;
         let Some(dir) = dir else { return Ok(reg) };
         let read_err = |source| CoinError::Dir {
@@ -148,7 +148,7 @@ impl CoinRegistry {
     }
 
     /// Parses and checks one coin file, so a mistake is reported at start-up with the file name.
-    pub fn add(&mut self, file: &str, text: &str) -> Result<(), CoinError> {
+    pub(crate) fn add(&mut self, file: &str, text: &str) -> Result<(), CoinError> {
         let bad = |message: String| CoinError::BadFile {
             file: file.to_string(),
             message,

@@ -49,7 +49,7 @@ pub fn read_tx(r: &mut Reader<'_>) -> Result<ParsedTx, ParseError> {
 }
 
 /// A block's transactions.
-pub fn read_block_txs(r: &mut Reader<'_>) -> Result<Vec<ParsedTx>, ParseError> {
+pub(crate) fn read_block_txs(r: &mut Reader<'_>) -> Result<Vec<ParsedTx>, ParseError> {
     bitcoin::read_tx_list(r, read_tx)
 }
 

@@ -15,7 +15,7 @@ use super::reader::Reader;
 use super::{ParseError, ParsedTx};
 
 /// The flag bit announcing an optional MWEB transaction after the witness.
-pub const FLAG_MWEB: u8 = 0x08;
+pub(crate) const FLAG_MWEB: u8 = 0x08;
 
 /// Fixed sizes of MWEB fields, in bytes.
 const HASH_LEN: usize = 32;
@@ -55,7 +55,7 @@ const I32_MAX: u64 = i32::MAX as u64;
 const I64_MAX: u64 = i64::MAX as u64;
 
 /// A block's transactions, then its MWEB body when the last transaction is a HogEx.
-pub fn read_block_txs(r: &mut Reader<'_>) -> Result<Vec<ParsedTx>, ParseError> {
+pub(crate) fn read_block_txs(r: &mut Reader<'_>) -> Result<Vec<ParsedTx>, ParseError> {
     let mut last_is_hogex = false;
     let txs = bitcoin::read_tx_list(r, |r| {
         let (tx, is_hogex) = read_tx_kind(r)?;

@@ -174,7 +174,7 @@ impl Chain {
 
 /// The script hash an output is indexed under, or `None` for scripts that can never be spent
 /// and that ElectrumX does not index (OP_RETURN).
-pub fn output_scripthash(script: &[u8]) -> Option<ScriptHash> {
+pub(crate) fn output_scripthash(script: &[u8]) -> Option<ScriptHash> {
     const OP_RETURN: u8 = 0x6a;
     if script.first() == Some(&OP_RETURN) {
         None

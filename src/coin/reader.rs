@@ -8,7 +8,7 @@ use super::ParseError;
 
 /// Bitcoin Core refuses any vector or byte string longer than this (`MAX_SIZE` in serialize.h);
 /// the daemon never serves data that breaks it, so larger values mean corrupt input.
-pub const MAX_SIZE: u64 = 0x0200_0000;
+pub(crate) const MAX_SIZE: u64 = 0x0200_0000;
 
 /// A read position over a byte slice.
 #[derive(Clone, Debug)]
@@ -48,7 +48,7 @@ impl<'a> Reader<'a> {
         }
     }
 
-    pub fn read_bytes(&mut self, n: usize) -> Result<&'a [u8], ParseError> {
+    pub(crate) fn read_bytes(&mut self, n: usize) -> Result<&'a [u8], ParseError> {
         let remaining = self.remaining();
         if n > remaining {
             return Err(ParseError::Truncated {
@@ -61,7 +61,7 @@ impl<'a> Reader<'a> {
         Ok(bytes)
     }
 
-    pub fn read_array<const N: usize>(&mut self) -> Result<&'a [u8; N], ParseError> {
+    pub(crate) fn read_array<const N: usize>(&mut self) -> Result<&'a [u8; N], ParseError> {
         let bytes = self.read_bytes(N)?;
         Ok(bytes.try_into().expect("read_bytes returned N bytes"))
     }
@@ -70,11 +70,11 @@ impl<'a> Reader<'a> {
         self.read_bytes(n).map(|_| ())
     }
 
-    pub fn read_u8(&mut self) -> Result<u8, ParseError> {
+    pub(crate) fn read_u8(&mut self) -> Result<u8, ParseError> {
         Ok(self.read_array::<1>()?[0])
     }
 
-    pub fn read_u16_le(&mut self) -> Result<u16, ParseError> {
+    pub(crate) fn read_u16_le(&mut self) -> Result<u16, ParseError> {
         Ok(u16::from_le_bytes(*self.read_array()?))
     }
 
@@ -82,11 +82,7 @@ impl<'a> Reader<'a> {
         Ok(u32::from_le_bytes(*self.read_array()?))
     }
 
-    pub fn read_i32_le(&mut self) -> Result<i32, ParseError> {
-        Ok(i32::from_le_bytes(*self.read_array()?))
-    }
-
-    pub fn read_u64_le(&mut self) -> Result<u64, ParseError> {
+    pub(crate) fn read_u64_le(&mut self) -> Result<u64, ParseError> {
         Ok(u64::from_le_bytes(*self.read_array()?))
     }
 
@@ -138,7 +134,7 @@ impl<'a> Reader<'a> {
 
     /// Bitcoin Core's VARINT (serialize.h): MSB-first base-128 where every continuation digit
     /// is stored minus one, so each number has exactly one encoding. MWEB structures use it.
-    pub fn read_varint(&mut self) -> Result<u64, ParseError> {
+    pub(crate) fn read_varint(&mut self) -> Result<u64, ParseError> {
         let start = self.pos;
         let mut n: u64 = 0;
         loop {
@@ -158,7 +154,7 @@ impl<'a> Reader<'a> {
 
     /// A VARINT that must not exceed `max`, as Core's typed `ReadVarInt<I>` enforces for signed
     /// and 32-bit fields.
-    pub fn read_varint_max(&mut self, max: u64, what: &str) -> Result<u64, ParseError> {
+    pub(crate) fn read_varint_max(&mut self, max: u64, what: &str) -> Result<u64, ParseError> {
         let start = self.pos;
         let value = self.read_varint()?;
         if value > max {
@@ -267,17 +263,14 @@ mod tests {
 
     #[test]
     fn fixed_width_integers_are_little_endian() {
-        let data = [
-            0x01, 0x00, 0x00, 0x80, 0xff, 0xff, 0xff, 0xff, 1, 2, 3, 4, 5, 6, 7, 8,
-        ];
+        let data = [0x01, 0x00, 0x00, 0x80, 1, 2, 3, 4, 5, 6, 7, 8];
         let mut r = Reader::new(&data);
         assert_eq!(r.read_u32_le(), Ok(0x8000_0001));
-        assert_eq!(r.read_i32_le(), Ok(-1));
         assert_eq!(r.read_u64_le(), Ok(0x0807_0605_0403_0201));
         assert!(matches!(
             r.read_u8(),
             Err(ParseError::Truncated {
-                offset: 16,
+                offset: 12,
                 needed: 1
             })
         ));

@@ -23,24 +23,24 @@ use super::{ParseError, ParsedTx};
 use crate::types::{sha256d, OutPoint, Txid};
 
 /// `nVersionGroupId` of Overwinter (v3) transactions.
-pub const OVERWINTER_VERSION_GROUP_ID: u32 = 0x03C4_8270;
+pub(crate) const OVERWINTER_VERSION_GROUP_ID: u32 = 0x03C4_8270;
 /// `nVersionGroupId` of Sapling (v4) transactions.
-pub const SAPLING_VERSION_GROUP_ID: u32 = 0x892F_2085;
+pub(crate) const SAPLING_VERSION_GROUP_ID: u32 = 0x892F_2085;
 
 /// A Sapling spend description: cv, anchor, nullifier, rk (32 each), Groth16 proof (192),
 /// spendAuthSig (64).
-pub const SPEND_DESCRIPTION_LEN: usize = 384;
+pub(crate) const SPEND_DESCRIPTION_LEN: usize = 384;
 /// A Sapling output description: cv, cmu, ephemeralKey (32 each), encCiphertext (580),
 /// outCiphertext (80), Groth16 proof (192).
-pub const OUTPUT_DESCRIPTION_LEN: usize = 948;
+pub(crate) const OUTPUT_DESCRIPTION_LEN: usize = 948;
 /// A JoinSplit description without its proof: vpub_old, vpub_new (8 each), anchor (32),
 /// 2 nullifiers, 2 commitments, ephemeralKey, randomSeed, 2 MACs (32 each), 2 ciphertexts (601
 /// each).
-pub const JOINSPLIT_BASE_LEN: usize = 1506;
+pub(crate) const JOINSPLIT_BASE_LEN: usize = 1506;
 /// PHGR13 zk-SNARK proof, in v2 and v3 JoinSplits.
-pub const PHGR13_PROOF_LEN: usize = 296;
+pub(crate) const PHGR13_PROOF_LEN: usize = 296;
 /// Groth16 proof, in v4 JoinSplits.
-pub const GROTH16_PROOF_LEN: usize = 192;
+pub(crate) const GROTH16_PROOF_LEN: usize = 192;
 /// joinSplitPubKey and joinSplitSig, present once when there is any JoinSplit.
 const JOINSPLIT_SIG_LEN: usize = 32 + 64;
 const BINDING_SIG_LEN: usize = 64;
@@ -63,7 +63,7 @@ enum Format {
 }
 
 /// A block's transactions: a CompactSize count, then the transactions.
-pub fn read_block_txs(r: &mut Reader<'_>) -> Result<Vec<ParsedTx>, ParseError> {
+pub(crate) fn read_block_txs(r: &mut Reader<'_>) -> Result<Vec<ParsedTx>, ParseError> {
     read_tx_list(r, read_tx)
 }
 

@@ -65,11 +65,11 @@ impl Default for SessionLimits {
 
 impl SessionLimits {
     /// Sessions are accepted again once their count falls to this (ElectrumX: 19/20).
-    pub fn low_watermark(&self) -> usize {
+    pub(crate) fn low_watermark(&self) -> usize {
         self.max_sessions * 19 / 20
     }
 
-    pub fn from_env(env: &dyn Env) -> Result<SessionLimits, ConfigError> {
+    pub(crate) fn from_env(env: &dyn Env) -> Result<SessionLimits, ConfigError> {
         let d = SessionLimits::default();
         let soft: usize = integer(env, "COST_SOFT_LIMIT", d.cost.soft_limit as usize)?;
         let mut hard = integer(env, "COST_HARD_LIMIT", d.cost.hard_limit as usize)?;

@@ -27,11 +27,11 @@ use std::time::Duration;
 use crate::coin::{Coin, CoinRegistry};
 pub(crate) use daemon_url::redact;
 pub use daemon_url::DaemonUrl;
-pub use limits::{CostSettings, SessionLimits};
-pub use peers::{PeerConfig, Proxy, Timings};
-pub use server::{PeerDiscovery, ServerSettings, MIN_MAX_SEND};
+pub(crate) use limits::{CostSettings, SessionLimits};
+pub(crate) use peers::PeerConfig;
+pub(crate) use server::{PeerDiscovery, ServerSettings};
 pub(crate) use services::is_valid_hostname;
-pub use services::{Host, Kind, Service};
+pub(crate) use services::{Host, Kind, Service};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {

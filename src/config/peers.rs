@@ -25,7 +25,7 @@ pub struct Timings {
 }
 
 impl Timings {
-    pub const ELECTRUMX: Timings = Timings {
+    pub(crate) const ELECTRUMX: Timings = Timings {
         stale: Duration::from_secs(3 * 3600),
         wakeup: Duration::from_secs(300),
         add_pause: Duration::from_secs(600),
@@ -36,7 +36,7 @@ impl Timings {
 
     /// Every interval times `factor`; request timeouts stay as they are (a slow peer is not
     /// faster in a test).
-    pub fn scaled(factor: f64) -> Timings {
+    pub(crate) fn scaled(factor: f64) -> Timings {
         let s = |d: Duration| d.mul_f64(factor);
         let e = Timings::ELECTRUMX;
         Timings {
@@ -48,11 +48,11 @@ impl Timings {
         }
     }
 
-    pub fn recheck(&self) -> Duration {
+    pub(crate) fn recheck(&self) -> Duration {
         self.stale.saturating_sub(self.wakeup * 2)
     }
 
-    pub fn retry_after(&self, failures: u32) -> Duration {
+    pub(crate) fn retry_after(&self, failures: u32) -> Duration {
         self.wakeup * 2u32.saturating_pow(failures.min(20))
     }
 }

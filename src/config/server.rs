@@ -48,7 +48,7 @@ pub struct ServerSettings {
 }
 
 pub(crate) const DEFAULT_MAX_SEND: usize = 1_000_000;
-pub const MIN_MAX_SEND: usize = 350_000;
+pub(crate) const MIN_MAX_SEND: usize = 350_000;
 pub(crate) const DEFAULT_MAX_RECV: usize = 1_000_000;
 const DEFAULT_TCP_PORT: u16 = 50001;
 const DEFAULT_SSL_PORT: u16 = 50002;
@@ -76,7 +76,7 @@ impl ServerSettings {
         self
     }
 
-    pub fn from_env(env: &dyn Env) -> Result<ServerSettings, ConfigError> {
+    pub(crate) fn from_env(env: &dyn Env) -> Result<ServerSettings, ConfigError> {
         let ssl_certfile = non_empty(env, "SSL_CERTFILE").map(PathBuf::from);
         let ssl_keyfile = non_empty(env, "SSL_KEYFILE").map(PathBuf::from);
         let services = match env.get("SERVICES") {

@@ -28,7 +28,7 @@ impl Kind {
         }
     }
 
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Kind::Tcp => "tcp",
             Kind::Ssl => "ssl",
@@ -39,7 +39,7 @@ impl Kind {
     }
 
     /// Served over TLS.
-    pub fn is_tls(self) -> bool {
+    pub(crate) fn is_tls(self) -> bool {
         matches!(self, Kind::Ssl | Kind::Wss)
     }
 }
@@ -81,7 +81,7 @@ impl fmt::Display for Service {
 
 impl Service {
     /// The socket addresses to bind.
-    pub fn bind_addrs(&self) -> Vec<SocketAddr> {
+    pub(crate) fn bind_addrs(&self) -> Vec<SocketAddr> {
         match &self.host {
             Host::AllInterfaces => vec![
                 SocketAddr::new(IpAddr::V6(Ipv6Addr::UNSPECIFIED), self.port),

@@ -12,11 +12,8 @@ use crate::daemon::Daemon;
 use crate::types::Height;
 
 /// Blocks fetched together, in height order.
-pub struct FetchedBatch {
-    pub first: Height,
+pub(crate) struct FetchedBatch {
     pub blocks: Vec<ParsedBlock>,
-    /// Raw bytes the daemon sent for these blocks.
-    pub raw_bytes: usize,
 }
 
 /// Bytes of raw blocks to ask for in one `getblock` batch: big enough to amortize the round
@@ -27,7 +24,7 @@ const BATCHES_IN_FLIGHT: usize = 4;
 
 /// Fetches and parses heights `from..=to`, sending batches in order until done, an error, or
 /// the receiver hangs up.
-pub async fn fetch_range(
+pub(crate) async fn fetch_range(
     daemon: Daemon,
     chain: Chain,
     from: Height,
@@ -85,11 +82,7 @@ pub async fn fetch_range(
                         block.hash
                     );
                 }
-                Ok(FetchedBatch {
-                    first: Height(start),
-                    blocks,
-                    raw_bytes,
-                })
+                Ok(FetchedBatch { blocks })
             }
         })
         .buffered(BATCHES_IN_FLIGHT);

@@ -32,7 +32,7 @@ pub struct IndexEvent {
 /// Forced reorgs asked for by the admin RPC's `reorg` (ElectrumX's `force_chain_reorg`): the
 /// indexer undoes that many blocks at its next pass, then syncs them again from the daemon.
 #[derive(Clone)]
-pub struct ForcedReorg {
+pub(crate) struct ForcedReorg {
     inner: Arc<ForcedInner>,
 }
 
@@ -45,7 +45,7 @@ struct ForcedInner {
 
 /// Why a forced reorg was refused.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub enum ForcedReorgError {
+pub(crate) enum ForcedReorgError {
     #[error("still catching up with daemon")]
     CatchingUp,
     #[error("cannot reorg {count} blocks: undo information is kept for {limit} (REORG_LIMIT)")]
@@ -66,7 +66,7 @@ impl ForcedReorg {
 
     /// Whether a reorg of `count` blocks would be accepted now: not before the first catch-up
     /// (as in ElectrumX), nor deeper than the reorg limit.
-    pub fn check(&self, count: u32) -> Result<(), ForcedReorgError> {
+    pub(crate) fn check(&self, count: u32) -> Result<(), ForcedReorgError> {
         use std::sync::atomic::Ordering;
         if !self.inner.caught_up.load(Ordering::Acquire) {
             return Err(ForcedReorgError::CatchingUp);
@@ -79,7 +79,7 @@ impl ForcedReorg {
     }
 
     /// Schedules a reorg of `count` blocks, if [`check`](Self::check) allows it.
-    pub fn request(&self, count: u32) -> Result<(), ForcedReorgError> {
+    pub(crate) fn request(&self, count: u32) -> Result<(), ForcedReorgError> {
         self.check(count)?;
         *self.inner.pending.lock() = Some(count);
         self.inner.wake.notify_one();
@@ -93,7 +93,7 @@ impl ForcedReorg {
 
 /// The highest of the top `count` blocks (the genesis block excepted) that has no undo record,
 /// so that a forced reorg of `count` could not take it back.
-pub fn missing_undo(store: &Store, count: u32) -> Result<Option<Height>, StoreError> {
+pub(crate) fn missing_undo(store: &Store, count: u32) -> Result<Option<Height>, StoreError> {
     let Some(tip) = store.tip() else {
         return Ok(None);
     };
@@ -173,7 +173,7 @@ impl Indexer {
     }
 
     /// A handle for asking this indexer to undo and redo blocks while it runs.
-    pub fn forced_reorg(&self) -> ForcedReorg {
+    pub(crate) fn forced_reorg(&self) -> ForcedReorg {
         self.forced.clone()
     }
 

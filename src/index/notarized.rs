@@ -18,11 +18,11 @@ use crate::types::{BlockHash, Height};
 
 /// The daemon's last notarization (height, block hash) as last polled; `None` for coins without
 /// dPoW, before the first poll, or while the daemon reports none. For admin `getinfo` and metrics.
-pub type Notarized = Option<(Height, BlockHash)>;
+pub(crate) type Notarized = Option<(Height, BlockHash)>;
 
 /// The notarization in a komodod `getinfo` reply; `None` when the chain has none yet (komodod
 /// reports height 0 then).
-pub fn from_getinfo(info: &Value) -> Result<Option<(Height, BlockHash)>, String> {
+pub(crate) fn from_getinfo(info: &Value) -> Result<Option<(Height, BlockHash)>, String> {
     let height = match info.get("notarized") {
         None | Some(Value::Null) => return Ok(None),
         Some(h) => h

@@ -5,7 +5,7 @@ use crate::types::{HashX, OutPoint, TxNum, Txid};
 
 /// What one block did to the index.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct UndoRecord {
+pub(crate) struct UndoRecord {
     /// Outputs of earlier blocks that this block spent: restored on undo.
     pub spent: Vec<(OutPoint, StoredUtxo)>,
     /// Outputs this block created (spent or not): removed on undo.
@@ -45,7 +45,7 @@ fn get_utxo(b: &[u8]) -> (OutPoint, StoredUtxo) {
 }
 
 impl UndoRecord {
-    pub fn encode(&self) -> Vec<u8> {
+    pub(crate) fn encode(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(
             12 + (self.spent.len() + self.created.len()) * UTXO_LEN
                 + self.history.len() * HISTORY_LEN,
@@ -64,7 +64,7 @@ impl UndoRecord {
         out
     }
 
-    pub fn decode(mut b: &[u8]) -> Option<UndoRecord> {
+    pub(crate) fn decode(mut b: &[u8]) -> Option<UndoRecord> {
         fn count(b: &mut &[u8], item: usize) -> Option<usize> {
             let n = u32::from_le_bytes(b.get(..4)?.try_into().ok()?) as usize;
             *b = &b[4..];

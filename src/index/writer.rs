@@ -183,7 +183,7 @@ impl Writer {
     }
 
     /// Whether to remember touched scripts (only worth it once clients may be listening).
-    pub fn collect_touched(&mut self, yes: bool) {
+    pub(crate) fn collect_touched(&mut self, yes: bool) {
         self.collect_touched = yes;
     }
 
@@ -235,7 +235,7 @@ impl Writer {
 
     /// Commits everything staged. Returns the committed tip and the scripts touched since the
     /// previous call.
-    pub fn commit(&mut self) -> Result<Applied, WriteError> {
+    pub(crate) fn commit(&mut self) -> Result<Applied, WriteError> {
         self.commit_pending()?;
         Ok(Applied {
             tip: self.tip,
@@ -421,7 +421,7 @@ impl Writer {
     }
 
     /// Rolls back the tip block using its undo record. Returns the scripts it touched.
-    pub fn undo_tip(&mut self) -> Result<Vec<HashX>, UndoError> {
+    pub(crate) fn undo_tip(&mut self) -> Result<Vec<HashX>, UndoError> {
         self.commit_pending()
             .map_err(|e| UndoError::Commit(Box::new(e)))?;
         let tip = self.tip.ok_or(UndoError::NothingToUndo)?;
@@ -470,7 +470,7 @@ impl Writer {
 }
 
 #[derive(Debug, thiserror::Error)]
-pub enum UndoError {
+pub(crate) enum UndoError {
     #[error("nothing to undo: the index is empty")]
     NothingToUndo,
     #[error(

@@ -223,7 +223,7 @@ impl Mempool {
     /// conflict with) and resolves the rest again against the new UTXO set. Readers hold the read lock across their store
     /// reads, so no transaction is ever seen both confirmed and unconfirmed — the daemon's next
     /// snapshot would come only after a poll. Returns the scripts whose mempool entries changed.
-    pub fn blocks_connected(
+    pub(crate) fn blocks_connected(
         &mut self,
         blocks: &[ParsedBlock],
         store: &Store,
@@ -376,7 +376,7 @@ impl Mempool {
     }
 
     /// The unconfirmed change to a script's balance: received minus spent, in mempool.
-    pub fn balance_delta(&self, hashx: &HashX) -> i64 {
+    pub(crate) fn balance_delta(&self, hashx: &HashX) -> i64 {
         let Some(set) = self.by_hashx.get(hashx) else {
             return 0;
         };
@@ -423,13 +423,13 @@ impl Mempool {
     }
 
     /// Whether a mempool transaction spends this outpoint.
-    pub fn is_spent(&self, outpoint: &OutPoint) -> bool {
+    pub(crate) fn is_spent(&self, outpoint: &OutPoint) -> bool {
         self.spends.contains_key(outpoint)
     }
 
     /// ElectrumX's compact fee histogram: `[fee_rate, vsize]` pairs, highest rate first (the
     /// algorithm, with its 0.1 sat/vB rounding and bin rules, is in `electrum::histogram`).
-    pub fn fee_histogram(&self) -> Vec<(f64, u64)> {
+    pub(crate) fn fee_histogram(&self) -> Vec<(f64, u64)> {
         histogram::fee_histogram(self.txs.values().map(|t| (t.fee, t.vsize)))
     }
 }

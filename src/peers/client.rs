@@ -227,7 +227,11 @@ impl Conn {
     }
 
     /// Sends one request and waits for its reply, skipping notifications.
-    pub(crate) async fn request(&mut self, method: &str, params: Value) -> Result<Value, PeerError> {
+    pub(crate) async fn request(
+        &mut self,
+        method: &str,
+        params: Value,
+    ) -> Result<Value, PeerError> {
         let timeout = self.timeout;
         with_timeout(timeout, self.request_inner(method, params)).await
     }

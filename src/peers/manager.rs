@@ -852,11 +852,7 @@ mod tests {
             peer("1.2.3.6", now, false),
             peer("5.6.7.8", now, false),
             peer("9.9.9.9", now, true),
-            peer(
-                "8.8.8.8",
-                now - ms(crate::config::Timings::ELECTRUMX.stale) - 1,
-                false,
-            ),
+            peer("8.8.8.8", now - ms(m.config.timings.stale) - 1, false),
             peer("7.7.7.7", 0, false),
             peer("xyzxyzxyzxyzxyzx.onion", now, false),
         ];

@@ -125,7 +125,11 @@ impl Peer {
 
     /// Parses `host [v1.4.2] [pNNN] [s[port]] [t[port]]`; a bare `s`/`t` is the coin's default
     /// port. `None` without a host.
-    pub(crate) fn from_real_name(text: &str, default_ports: (u16, u16), source: Source) -> Option<Peer> {
+    pub(crate) fn from_real_name(
+        text: &str,
+        default_ports: (u16, u16),
+        source: Source,
+    ) -> Option<Peer> {
         let mut words = text.split_whitespace();
         let mut peer = Peer::new(words.next()?, source);
         for w in words {

@@ -17,7 +17,10 @@ pub(crate) struct Signature {
 }
 
 impl Signature {
-    pub(crate) const fn new(required: &'static [&'static str], optional: &'static [&'static str]) -> Self {
+    pub(crate) const fn new(
+        required: &'static [&'static str],
+        optional: &'static [&'static str],
+    ) -> Self {
         Signature {
             required,
             optional,

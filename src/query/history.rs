@@ -17,7 +17,7 @@ use crate::types::HashX;
 
 /// How many confirmed entries fit in a `MAX_SEND` reply (each is about 99 bytes of JSON):
 /// ElectrumX 2's `(MAX_SEND - 100) // 99`.
-pub fn history_limit(max_send: usize) -> usize {
+pub(crate) fn history_limit(max_send: usize) -> usize {
     (max_send.saturating_sub(100) / 99).max(1)
 }
 
@@ -59,7 +59,7 @@ pub struct FullHistory {
 
 impl FullHistory {
     /// Blocking: RocksDB reads.
-    pub fn read(
+    pub(crate) fn read(
         store: &Store,
         mempool: &RwLock<Mempool>,
         hashx: &HashX,
@@ -79,7 +79,7 @@ impl FullHistory {
 }
 
 /// The Electrum status hash of a history, `None` for an empty one.
-pub fn status(confirmed: &[Confirmed], mempool: &[MempoolEntry]) -> Option<String> {
+pub(crate) fn status(confirmed: &[Confirmed], mempool: &[MempoolEntry]) -> Option<String> {
     if confirmed.is_empty() && mempool.is_empty() {
         return None;
     }

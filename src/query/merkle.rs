@@ -42,7 +42,11 @@ fn natural_depth(n: usize) -> u32 {
 
 /// The branch for `index` and the root, hashing exactly `depth` levels (default: the natural
 /// depth). A fixed depth lets a segment's root stand for a node of a larger tree.
-pub fn branch_and_root(hashes: &[Hash], index: usize, depth: Option<u32>) -> (Vec<Hash>, Hash) {
+pub(crate) fn branch_and_root(
+    hashes: &[Hash],
+    index: usize,
+    depth: Option<u32>,
+) -> (Vec<Hash>, Hash) {
     assert!(index < hashes.len(), "merkle index out of range");
     let depth = depth.unwrap_or_else(|| natural_depth(hashes.len()));
     let mut level = hashes.to_vec();
@@ -72,7 +76,7 @@ pub struct TxTree {
 }
 
 impl TxTree {
-    pub fn new(block: BlockHash, txids: &[Txid]) -> TxTree {
+    pub(crate) fn new(block: BlockHash, txids: &[Txid]) -> TxTree {
         let mut levels = vec![txids.iter().map(|t| t.0).collect::<Vec<_>>()];
         while levels.last().expect("one level").len() > 1 {
             let next = next_level(levels.last().expect("one level"));
@@ -89,11 +93,11 @@ impl TxTree {
         self.levels[0].is_empty()
     }
 
-    pub fn txid(&self, pos: usize) -> Option<Txid> {
+    pub(crate) fn txid(&self, pos: usize) -> Option<Txid> {
         self.levels[0].get(pos).map(|h| Txid(*h))
     }
 
-    pub fn position(&self, txid: &Txid) -> Option<usize> {
+    pub(crate) fn position(&self, txid: &Txid) -> Option<usize> {
         self.levels[0].iter().position(|h| *h == txid.0)
     }
 

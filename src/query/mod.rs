@@ -23,7 +23,7 @@ use tracing::error;
 use crate::mempool::{Mempool, MempoolEntry};
 use crate::store::{Store, StoreError};
 use crate::types::{BlockHash, HashX, Height, OutPoint, ScriptHash, Txid};
-pub use history::{history_limit, status, FullHistory, HistoryError};
+pub(crate) use history::{history_limit, FullHistory, HistoryError};
 use merkle::{HeaderMerkle, HeaderProof, TxTree, TxTreeCache};
 
 /// A confirmed history entry.
@@ -159,7 +159,7 @@ impl Query {
     }
 
     /// The store's height: what "chain height" means in range checks.
-    pub fn db_height(&self) -> Option<Height> {
+    pub(crate) fn db_height(&self) -> Option<Height> {
         self.store.tip().map(|t| t.height)
     }
 
@@ -180,18 +180,22 @@ impl Query {
     }
 
     /// The proof of header `height` in the tree of the headers up to `cp_height`.
-    pub fn header_proof(&self, height: u32, cp_height: u32) -> Result<HeaderProof, StoreError> {
+    pub(crate) fn header_proof(
+        &self,
+        height: u32,
+        cp_height: u32,
+    ) -> Result<HeaderProof, StoreError> {
         self.header_merkle
             .proof(&self.store, cp_height as usize + 1, height as usize)
     }
 
     /// The txids of the block at `height`, as a merkle tree.
-    pub fn tx_tree(&self, height: Height) -> Result<Option<Arc<TxTree>>, StoreError> {
+    pub(crate) fn tx_tree(&self, height: Height) -> Result<Option<Arc<TxTree>>, StoreError> {
         self.tx_trees.get(&self.store, height)
     }
 
     /// Re-reads the tip from the store; returns the new value when it changed.
-    pub fn refresh_tip(&self) -> Result<Option<TipHeader>, StoreError> {
+    pub(crate) fn refresh_tip(&self) -> Result<Option<TipHeader>, StoreError> {
         let Some(tip) = self.store.tip() else {
             return Ok(None);
         };
@@ -233,12 +237,12 @@ impl Query {
             .truncate(height.saturating_sub(depth.max(1)));
     }
 
-    pub fn mempool_changed(&self) {
+    pub(crate) fn mempool_changed(&self) {
         self.histogram.lock().dirty = true;
     }
 
     /// The compact fee histogram, recomputed (off the reactor) when stale.
-    pub async fn fee_histogram(self: &Arc<Self>) -> Arc<Vec<(f64, u64)>> {
+    pub(crate) async fn fee_histogram(self: &Arc<Self>) -> Arc<Vec<(f64, u64)>> {
         {
             let h = self.histogram.lock();
             let fresh = h

@@ -30,7 +30,7 @@ pub struct TxRecord {
 }
 
 impl TxRecord {
-    pub fn of(tx: &ParsedTx, keva: &KevaTx) -> TxRecord {
+    pub(crate) fn of(tx: &ParsedTx, keva: &KevaTx) -> TxRecord {
         TxRecord {
             outputs: tx
                 .outputs
@@ -42,7 +42,7 @@ impl TxRecord {
         }
     }
 
-    pub fn encode(&self) -> Vec<u8> {
+    pub(crate) fn encode(&self) -> Vec<u8> {
         let size: usize = self.outputs.iter().map(|(_, s)| s.len() + 12).sum();
         let mut out = Vec::with_capacity(size + self.inputs.len() * 36 + 10);
         compact_size(&mut out, self.outputs.len());
@@ -59,7 +59,7 @@ impl TxRecord {
         out
     }
 
-    pub fn decode(raw: &[u8]) -> Option<TxRecord> {
+    pub(crate) fn decode(raw: &[u8]) -> Option<TxRecord> {
         let mut r = Reader::new(raw);
         let n = r.read_count(9).ok()?;
         let mut outputs = Vec::with_capacity(n);
@@ -109,7 +109,7 @@ fn txid_key(txid: &Txid) -> [u8; 33] {
 /// The indexer's hook for one confirmed transaction: its rows go into the block's batch, and its
 /// name-index entries join the scripts whose history gets the transaction (and so the block's
 /// undo record, which removes them again in a reorg).
-pub fn add_confirmed(
+pub(crate) fn add_confirmed(
     rows: &mut Vec<(Vec<u8>, Vec<u8>)>,
     txnum: TxNum,
     tx: &ParsedTx,
@@ -123,7 +123,7 @@ pub fn add_confirmed(
 
 /// Removes the rows of the transactions numbered `range` (a block being undone). Reads the
 /// store as it was before the batch, so it runs before the batch is committed.
-pub fn undo_block(
+pub(crate) fn undo_block(
     store: &Store,
     batch: &mut Batch<'_>,
     range: Range<u64>,

@@ -397,7 +397,7 @@ impl Store {
     }
 
     /// The hash of a header, by the coin's header family.
-    pub fn chain_hash(&self, header: &[u8]) -> BlockHash {
+    pub(crate) fn chain_hash(&self, header: &[u8]) -> BlockHash {
         self.chain.header_hash(header)
     }
 
@@ -424,7 +424,7 @@ impl Store {
     }
 
     /// The range of tx numbers of the block at `height`.
-    pub fn block_txnums(&self, height: Height) -> Option<Range<u64>> {
+    pub(crate) fn block_txnums(&self, height: Height) -> Option<Range<u64>> {
         let counts = self.txcounts.read();
         let end = *counts.get(height.0 as usize)?;
         let start = if height.0 == 0 {
@@ -443,7 +443,7 @@ impl Store {
     }
 
     /// Heights for many tx numbers at once (sorted input is fastest), under one lock.
-    pub fn txnum_heights(&self, txnums: &[TxNum]) -> Vec<Height> {
+    pub(crate) fn txnum_heights(&self, txnums: &[TxNum]) -> Vec<Height> {
         let counts = self.txcounts.read();
         txnums
             .iter()
@@ -563,7 +563,10 @@ impl Store {
     /// Like [`Store::lookup_utxo`] for an outpoint that a valid block spends, so it must be in
     /// the UTXO set: a single candidate is it, and the txid read is needed only on a prefix
     /// collision. Saves a random read per input during sync.
-    pub fn lookup_spent_utxo(&self, outpoint: &OutPoint) -> Result<Option<StoredUtxo>, StoreError> {
+    pub(crate) fn lookup_spent_utxo(
+        &self,
+        outpoint: &OutPoint,
+    ) -> Result<Option<StoredUtxo>, StoreError> {
         let mut candidates = self.utxo_candidates(outpoint)?;
         if candidates.len() == 1 {
             return Ok(candidates.pop());
@@ -577,12 +580,12 @@ impl Store {
     }
 
     /// A row of the `keva` column family (its layout belongs to `keva::record`).
-    pub fn keva_get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+    pub(crate) fn keva_get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
         Ok(self.db.get_cf(self.cf(CF_KEVA), key)?)
     }
 
     /// Rows of the `keva` column family from `start` on, in key order, until `f` says stop.
-    pub fn keva_scan(
+    pub(crate) fn keva_scan(
         &self,
         start: &[u8],
         mut f: impl FnMut(&[u8], &[u8]) -> bool,
@@ -603,7 +606,10 @@ impl Store {
 
     /// Drops the undo records of `heights` in one atomic write (a range tombstone), outside the
     /// writer's batches: for blocks no reorg can reach (at or below a dPoW notarization).
-    pub fn delete_undo_range(&self, heights: std::ops::Range<Height>) -> Result<(), StoreError> {
+    pub(crate) fn delete_undo_range(
+        &self,
+        heights: std::ops::Range<Height>,
+    ) -> Result<(), StoreError> {
         let mut wb = WriteBatch::default();
         wb.delete_range_cf(
             self.cf(CF_UNDO),
@@ -614,7 +620,7 @@ impl Store {
         Ok(())
     }
 
-    pub fn batch(&self) -> Batch<'_> {
+    pub(crate) fn batch(&self) -> Batch<'_> {
         Batch {
             store: self,
             wb: WriteBatch::default(),
@@ -622,7 +628,7 @@ impl Store {
     }
 
     /// A batch with room for about `bytes` of rows.
-    pub fn batch_with_capacity(&self, bytes: usize) -> Batch<'_> {
+    pub(crate) fn batch_with_capacity(&self, bytes: usize) -> Batch<'_> {
         Batch {
             store: self,
             wb: WriteBatch::with_capacity_bytes(bytes),
@@ -631,7 +637,7 @@ impl Store {
 
     /// Applies a batch atomically, with the tip it leads to. `new_counts` are the cumulative tx
     /// counts of the heights above the common part (`counts_from` onward).
-    pub fn commit(
+    pub(crate) fn commit(
         &self,
         mut batch: Batch<'_>,
         tip: Option<Tip>,
@@ -671,7 +677,7 @@ impl Store {
 
     /// At most how much bulk-loading progress a crash may lose (see `bulk_flush`); zero makes
     /// every commit durable.
-    pub fn set_sync_flush_interval(&self, every: Duration) {
+    pub(crate) fn set_sync_flush_interval(&self, every: Duration) {
         self.bulk_flush.lock().1 = every;
     }
 
@@ -740,7 +746,7 @@ impl Store {
     }
 
     /// Approximate bytes on disk, for logs and metrics.
-    pub fn disk_size(&self) -> u64 {
+    pub(crate) fn disk_size(&self) -> u64 {
         ALL_CFS
             .iter()
             .filter_map(|n| {
@@ -758,23 +764,23 @@ impl Store {
 const KEY_PEERS: &[u8] = b"peers";
 
 impl Store {
-    pub fn peer_table(&self) -> Result<Option<Vec<u8>>, StoreError> {
+    pub(crate) fn peer_table(&self) -> Result<Option<Vec<u8>>, StoreError> {
         Ok(self.db.get_cf(self.cf(CF_META), KEY_PEERS)?)
     }
 
-    pub fn put_peer_table(&self, value: &[u8]) -> Result<(), StoreError> {
+    pub(crate) fn put_peer_table(&self, value: &[u8]) -> Result<(), StoreError> {
         Ok(self.db.put_cf(self.cf(CF_META), KEY_PEERS, value)?)
     }
 }
 
 /// Rows to write together; created by [`Store::batch`], applied by [`Store::commit`].
-pub struct Batch<'a> {
+pub(crate) struct Batch<'a> {
     store: &'a Store,
     wb: WriteBatch,
 }
 
 impl Batch<'_> {
-    pub fn put_block(&mut self, height: Height, header: &[u8], tx_count_after: u64) {
+    pub(crate) fn put_block(&mut self, height: Height, header: &[u8], tx_count_after: u64) {
         let s = self.store;
         self.wb.put_cf(s.cf(CF_HEADERS), height.to_bytes(), header);
         self.wb.put_cf(
@@ -784,39 +790,39 @@ impl Batch<'_> {
         );
     }
 
-    pub fn delete_block(&mut self, height: Height) {
+    pub(crate) fn delete_block(&mut self, height: Height) {
         let s = self.store;
         self.wb.delete_cf(s.cf(CF_HEADERS), height.to_bytes());
         self.wb.delete_cf(s.cf(CF_TXCOUNTS), height.to_bytes());
         self.wb.delete_cf(s.cf(CF_UNDO), height.to_bytes());
     }
 
-    pub fn put_txid(&mut self, txnum: TxNum, txid: &Txid) {
+    pub(crate) fn put_txid(&mut self, txnum: TxNum, txid: &Txid) {
         self.wb
             .put_cf(self.store.cf(CF_TXIDS), txnum.to_bytes(), txid.0);
     }
 
-    pub fn delete_txid(&mut self, txnum: TxNum) {
+    pub(crate) fn delete_txid(&mut self, txnum: TxNum) {
         self.wb.delete_cf(self.store.cf(CF_TXIDS), txnum.to_bytes());
     }
 
-    pub fn put_history(&mut self, hashx: &HashX, txnum: TxNum) {
+    pub(crate) fn put_history(&mut self, hashx: &HashX, txnum: TxNum) {
         self.wb
             .put_cf(self.store.cf(CF_HISTORY), history_key(hashx, txnum), []);
     }
 
-    pub fn delete_history(&mut self, hashx: &HashX, txnum: TxNum) {
+    pub(crate) fn delete_history(&mut self, hashx: &HashX, txnum: TxNum) {
         self.wb
             .delete_cf(self.store.cf(CF_HISTORY), history_key(hashx, txnum));
     }
 
     /// Both rows of an unspent output: by outpoint and by script.
-    pub fn put_utxo(&mut self, outpoint: &OutPoint, utxo: &StoredUtxo) {
+    pub(crate) fn put_utxo(&mut self, outpoint: &OutPoint, utxo: &StoredUtxo) {
         self.put_utxo_outpoint(outpoint, utxo);
         self.put_utxo_script(outpoint, utxo);
     }
 
-    pub fn put_utxo_outpoint(&mut self, outpoint: &OutPoint, utxo: &StoredUtxo) {
+    pub(crate) fn put_utxo_outpoint(&mut self, outpoint: &OutPoint, utxo: &StoredUtxo) {
         let mut v = Vec::with_capacity(HashX::LEN + 8);
         v.extend_from_slice(&utxo.hashx.0);
         v.extend_from_slice(&utxo.value.to_le_bytes());
@@ -827,7 +833,7 @@ impl Batch<'_> {
         );
     }
 
-    pub fn put_utxo_script(&mut self, outpoint: &OutPoint, utxo: &StoredUtxo) {
+    pub(crate) fn put_utxo_script(&mut self, outpoint: &OutPoint, utxo: &StoredUtxo) {
         self.wb.put_cf(
             self.store.cf(CF_SCRIPTUTXO),
             scriptutxo_key(&utxo.hashx, utxo.txnum, outpoint.vout),
@@ -835,58 +841,46 @@ impl Batch<'_> {
         );
     }
 
-    pub fn delete_utxo_outpoint(&mut self, outpoint: &OutPoint, utxo: &StoredUtxo) {
+    pub(crate) fn delete_utxo_outpoint(&mut self, outpoint: &OutPoint, utxo: &StoredUtxo) {
         self.wb.delete_cf(
             self.store.cf(CF_UTXO),
             utxo_key(&outpoint.txid, outpoint.vout, utxo.txnum),
         );
     }
 
-    pub fn delete_utxo_script(&mut self, outpoint: &OutPoint, utxo: &StoredUtxo) {
+    pub(crate) fn delete_utxo_script(&mut self, outpoint: &OutPoint, utxo: &StoredUtxo) {
         self.wb.delete_cf(
             self.store.cf(CF_SCRIPTUTXO),
             scriptutxo_key(&utxo.hashx, utxo.txnum, outpoint.vout),
         );
     }
 
-    pub fn delete_utxo(&mut self, outpoint: &OutPoint, utxo: &StoredUtxo) {
+    pub(crate) fn delete_utxo(&mut self, outpoint: &OutPoint, utxo: &StoredUtxo) {
         self.delete_utxo_outpoint(outpoint, utxo);
         self.delete_utxo_script(outpoint, utxo);
     }
 
-    pub fn put_undo(&mut self, height: Height, record: &[u8]) {
+    pub(crate) fn put_undo(&mut self, height: Height, record: &[u8]) {
         self.wb
             .put_cf(self.store.cf(CF_UNDO), height.to_bytes(), record);
     }
 
-    pub fn put_keva(&mut self, key: &[u8], value: &[u8]) {
+    pub(crate) fn put_keva(&mut self, key: &[u8], value: &[u8]) {
         self.wb.put_cf(self.store.cf(CF_KEVA), key, value);
     }
 
-    pub fn delete_keva(&mut self, key: &[u8]) {
+    pub(crate) fn delete_keva(&mut self, key: &[u8]) {
         self.wb.delete_cf(self.store.cf(CF_KEVA), key);
     }
 
-    pub fn delete_undo(&mut self, height: Height) {
+    pub(crate) fn delete_undo(&mut self, height: Height) {
         self.wb.delete_cf(self.store.cf(CF_UNDO), height.to_bytes());
-    }
-
-    pub fn len(&self) -> usize {
-        self.wb.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.wb.is_empty()
-    }
-
-    pub fn size_in_bytes(&self) -> usize {
-        self.wb.size_in_bytes()
     }
 }
 
 pub mod keva;
 #[path = "../../migrations/mod.rs"]
-pub mod migrate;
+pub(crate) mod migrate;
 
 #[cfg(test)]
 mod tests {

@@ -26,7 +26,7 @@ pub struct KevaTx {
 }
 
 /// The scripthash a wallet computes for `index_script(name)`.
-pub fn index_scripthash(name: &[u8]) -> ScriptHash {
+pub(crate) fn index_scripthash(name: &[u8]) -> ScriptHash {
     ScriptHash::of_script(&script::index_script(name))
 }
 
@@ -37,7 +37,7 @@ fn push_unique(list: &mut Vec<ScriptHash>, sh: ScriptHash) {
 }
 
 impl KevaTx {
-    pub fn from_scripts(scripts: Vec<Vec<u8>>) -> KevaTx {
+    pub(crate) fn from_scripts(scripts: Vec<Vec<u8>>) -> KevaTx {
         let mut tx = KevaTx {
             scripts: Vec::new(),
             op: None,
@@ -71,12 +71,12 @@ impl KevaTx {
     }
 
     /// The index entries of a confirmed transaction.
-    pub fn confirmed_hashxs(&self) -> impl Iterator<Item = HashX> + '_ {
+    pub(crate) fn confirmed_hashxs(&self) -> impl Iterator<Item = HashX> + '_ {
         self.index.iter().chain(&self.hashtags).map(|s| s.hashx())
     }
 
     /// The index entries of a mempool transaction (no hashtags).
-    pub fn mempool_hashxs(&self) -> impl Iterator<Item = HashX> + '_ {
+    pub(crate) fn mempool_hashxs(&self) -> impl Iterator<Item = HashX> + '_ {
         self.index.iter().map(|s| s.hashx())
     }
 }

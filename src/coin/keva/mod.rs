@@ -9,4 +9,4 @@
 pub mod index;
 pub mod script;
 
-pub use index::KevaTx;
+pub(crate) use index::KevaTx;

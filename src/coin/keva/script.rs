@@ -14,9 +14,9 @@
 //! (opcodes 0x00–0x4e; `OP_1`… do not count). kevacoind itself is more lenient (any run of drops),
 //! but wallets see the fork's index, so the fork's reading is the one to match.
 
-pub const OP_KEVA_NAMESPACE: u8 = 0xd0;
-pub const OP_KEVA_PUT: u8 = 0xd1;
-pub const OP_KEVA_DELETE: u8 = 0xd2;
+pub(crate) const OP_KEVA_NAMESPACE: u8 = 0xd0;
+pub(crate) const OP_KEVA_PUT: u8 = 0xd1;
+pub(crate) const OP_KEVA_DELETE: u8 = 0xd2;
 
 const OP_PUSHDATA1: u8 = 0x4c;
 const OP_PUSHDATA2: u8 = 0x4d;
@@ -28,9 +28,9 @@ const OP_RETURN: u8 = 0x6a;
 /// The key under which a namespace keeps its profile (display name, JSON with `displayName`).
 pub const ROOT_KEY: &[u8] = b"\x01_KEVA_NS_";
 /// Social keys: `prefix ‖ target txid in display order`.
-pub const REPLY_PREFIX: [u8; 2] = [0x00, 0x01];
-pub const SHARE_PREFIX: [u8; 2] = [0x00, 0x02];
-pub const LIKE_PREFIX: [u8; 2] = [0x00, 0x03];
+pub(crate) const REPLY_PREFIX: [u8; 2] = [0x00, 0x01];
+pub(crate) const SHARE_PREFIX: [u8; 2] = [0x00, 0x02];
+pub(crate) const LIKE_PREFIX: [u8; 2] = [0x00, 0x03];
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum OpKind {
@@ -41,7 +41,7 @@ pub enum OpKind {
 }
 
 impl OpKind {
-    pub fn opcode(self) -> u8 {
+    pub(crate) fn opcode(self) -> u8 {
         match self {
             OpKind::Namespace => OP_KEVA_NAMESPACE,
             OpKind::Put => OP_KEVA_PUT,
@@ -50,7 +50,7 @@ impl OpKind {
     }
 
     /// The fork's `type` field.
-    pub fn label(self) -> &'static str {
+    pub(crate) fn label(self) -> &'static str {
         match self {
             OpKind::Namespace => "REG",
             OpKind::Put => "PUT",
@@ -156,7 +156,7 @@ pub fn split(script: &[u8]) -> Option<(KevaOp, usize)> {
 }
 
 /// Bitcoin's data push, as ElectrumX's `Script.push_data` writes it.
-pub fn push_data(out: &mut Vec<u8>, data: &[u8]) {
+pub(crate) fn push_data(out: &mut Vec<u8>, data: &[u8]) {
     let n = data.len();
     if n < OP_PUSHDATA1 as usize {
         out.push(n as u8);
@@ -174,7 +174,7 @@ pub fn push_data(out: &mut Vec<u8>, data: &[u8]) {
 
 /// The fork's `build_name_index_script(name)`: `d1 ‖ push(name) ‖ push("") ‖ OP_2DROP OP_DROP
 /// OP_RETURN`. It ends in OP_RETURN so it can never be a real output's owner script.
-pub fn index_script(name: &[u8]) -> Vec<u8> {
+pub(crate) fn index_script(name: &[u8]) -> Vec<u8> {
     let mut s = Vec::with_capacity(name.len() + 9);
     s.push(OP_KEVA_PUT);
     push_data(&mut s, name);
