@@ -16,10 +16,12 @@
 # debootstrap (Debian packages).
 set -euo pipefail
 
-SLIM=docker.io/library/debian:bookworm-slim
-RUST=docker.io/library/rust:1-bookworm
+# Other names (for trying this script without touching the real ones) through the environment.
+SLIM=${BASE_SLIM:-docker.io/library/debian:bookworm-slim}
+RUST=${BASE_RUST:-docker.io/library/rust:1-bookworm}
 MIRROR=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
 WORK=${IMAGE_BASES_DIR:-${TMPDIR:-/tmp}/sextant-image-bases}
+mkdir -p "$WORK"
 # podman's flags for this machine (runtime, isolation), from scripts/image-test.sh.
 PODMAN=(${PODMAN_CMD:-podman})
 BUILD_FLAGS=(${PODMAN_BUILD_FLAGS:-})
@@ -57,19 +59,19 @@ if ! have "$RUST"; then
     (cd "$toolchain" && tar -c --exclude ./share/doc --exclude ./lib/rustlib/src --exclude ./lib/rustlib/etc .) \
       | tar -C "$ctx/rust" -x
     cp /usr/local/share/ca-certificates/*.crt "$ctx/ca/" 2>/dev/null || true
-    cat >"$ctx/Containerfile" <<'EOF'
-FROM debian:bookworm-slim
+    cat >"$ctx/Containerfile" <<EOF
+FROM $SLIM
 RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates gcc g++ libc6-dev \
       make pkg-config git && rm -rf /var/lib/apt/lists/*
 COPY ca/ /usr/local/share/ca-certificates/
 RUN update-ca-certificates
 COPY rust /usr/local/rust
 RUN mkdir -p /usr/local/cargo/bin && ln -s /usr/local/rust/bin/* /usr/local/cargo/bin/
-ENV CARGO_HOME=/usr/local/cargo \
+ENV CARGO_HOME=/usr/local/cargo \\
     PATH=/usr/local/cargo/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 EOF
     nice -n 15 "${PODMAN[@]}" build -q --pull=never "${BUILD_FLAGS[@]}" -f "$ctx/Containerfile" -t "$RUST" "$ctx" >/dev/null
     rm -rf "$ctx"
   fi
 fi
-"${PODMAN[@]}" image ls --format '{{.Repository}}:{{.Tag}} {{.Size}}' | grep -E "debian:bookworm-slim|rust:1-bookworm" >&2
+"${PODMAN[@]}" image ls --format '{{.Repository}}:{{.Tag}} {{.Size}}' | grep -F -e "$SLIM" -e "$RUST" >&2
