@@ -53,6 +53,7 @@ run_server() {
   DB_DIRECTORY="$db" "$@" >"$log" 2>&1 &
   server_pid=$!
   if [[ $done == port:* ]]; then done_args=(--done-port "${done#port:}"); else done_args=(--done "$done"); fi
+  : >"$work/$name.jsonl"
   python3 bench/scale/monitor.py --name "$name" --pid "$server_pid" --rpc-port "$rpc" --db "$db" \
     --chain "$chain" --log "$log" "${done_args[@]}" --start "$start" --segment "$SEGMENT" \
     >"$work/$name.jsonl" || { tail -n 30 "$log" >&2; exit 1; } &
