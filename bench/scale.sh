@@ -8,12 +8,14 @@
 #   FULCRUM=/opt/fulcrum/Fulcrum bench/scale.sh  # Fulcrum too (see ../shared/anchors/fulcrum.md)
 #
 # For each size: `scale-chain build --txs SIZE` (bench/scale/, cached in
-# ${SEXTANT_BENCH_DIR:-~/.cache/sextant-bench}/scale-<params-hash>/), `scale-daemon` on it, the
-# floor (`bench-chain floor` pulling every block from the stand-in), then each server from an
-# empty DB with bench/scale/monitor.py beside it: one JSON line per SEGMENT (1M) transactions and
-# one summary line per server (`"summary": true`; db_bytes measured after the server stopped).
-# ElectrumX runs on chains of at most 10M transactions. Every line is printed and appended to
-# the chain's results/scale-<stamp>.jsonl.
+# ${SEXTANT_BENCH_DIR:-~/.cache/sextant-bench}/scale-<params-hash>/), the floor (`bench-chain
+# floor` pulling every block from `scale-daemon`), then each server from an empty DB, each
+# against a fresh `scale-daemon`, with bench/scale/monitor.py beside it: one JSON line per
+# SEGMENT (1M) transactions and one summary line per server (`"summary": true`; db_bytes
+# measured after the server stopped). Once synced, bench/scale/fresh.py subscribes to the
+# scripts of the first held-back block, has the stand-in reveal it and times the notifications
+# (`"fresh_block": true`). ElectrumX runs on chains of at most 10M transactions. Every line is
+# printed and appended to the chain's results/scale-<stamp>.jsonl.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/sextant-target}"
@@ -39,11 +41,27 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 json_field() { python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])' "$1" "$2"; }
 emit() { echo "$1"; echo "$1" >>"$results"; }
 
-# run_server NAME SIGNAL RPC_PORT DONE -- CMD...: CMD from an empty DB (DB_DIRECTORY) with the
-# monitor beside it until synced (DONE: a log line, or port:N), then stopped with SIGNAL.
+# start_daemon / stop_daemon: a stand-in on $chain at $port ($url), its held-back blocks hidden.
+start_daemon() {
+  port=$(free_port)
+  "$bin/examples/scale-daemon" --dir "$chain" --port "$port" >"$work/daemon.out" 2>&1 &
+  daemon_pid=$!
+  for _ in $(seq 300); do grep -q '"url"' "$work/daemon.out" && break; sleep 0.1; done
+  url=$(python3 -c 'import json,sys; print(json.loads(open(sys.argv[1]).readline())["url"])' "$work/daemon.out")
+}
+
+stop_daemon() {
+  kill "$daemon_pid" 2>/dev/null || true
+  wait "$daemon_pid" 2>/dev/null || true
+  daemon_pid=""
+}
+
+# run_server NAME SIGNAL RPC_PORT TCP_PORT DONE -- CMD...: CMD from an empty DB (DB_DIRECTORY)
+# with the monitor beside it until synced (DONE: a log line, or port:N), then the fresh block,
+# then stopped with SIGNAL. The caller has started a stand-in.
 run_server() {
-  local name=$1 sig=$2 rpc=$3 done=$4
-  shift 5
+  local name=$1 sig=$2 rpc=$3 tcp=$4 done=$5
+  shift 6
   local db="$work/$name-db" log="$work/$name.log"
   rm -rf "$db"
   mkdir -p "$db"
@@ -55,11 +73,12 @@ run_server() {
   if [[ $done == port:* ]]; then done_args=(--done-port "${done#port:}"); else done_args=(--done "$done"); fi
   : >"$work/$name.jsonl"
   python3 bench/scale/monitor.py --name "$name" --pid "$server_pid" --rpc-port "$rpc" --db "$db" \
-    --chain "$chain" --log "$log" "${done_args[@]}" --start "$start" --segment "$SEGMENT" \
+    --chain "$chain" --log "$log" "${done_args[@]}" ${LOG_HEIGHT:+--log-height "$LOG_HEIGHT"} --start "$start" --segment "$SEGMENT" \
     >"$work/$name.jsonl" || { tail -n 30 "$log" >&2; exit 1; } &
   local mon=$!
-  tail -n +1 -f "$work/$name.jsonl" --pid "$mon" | grep -v '"summary"' | while read -r l; do emit "$l"; done
+  tail -n +1 -f "$work/$name.jsonl" --pid "$mon" | grep --line-buffered -v '"summary"' | while read -r l; do emit "$l"; done
   wait "$mon" || { tail -n 30 "$log" >&2; exit 1; }
+  emit "$(python3 bench/scale/fresh.py --name "$name" --port "$tcp" --daemon "$url" --chain "$chain")"
   kill "-$sig" "$server_pid"
   wait "$server_pid" || true
   server_pid=""
@@ -84,41 +103,49 @@ for size in $SIZES; do
   txs=$(json_field "$chain/chain.json" txs)
   echo "chain: $chain ($(json_field "$chain/chain.json" blocks) blocks, $txs transactions, $(json_field "$chain/chain.json" bytes) bytes)" >&2
 
-  port=$(free_port)
-  "$bin/examples/scale-daemon" --dir "$chain" --port "$port" >"$work/daemon.out" 2>&1 &
-  daemon_pid=$!
-  for _ in $(seq 300); do grep -q '"url"' "$work/daemon.out" && break; sleep 0.1; done
-  url=$(python3 -c 'import json,sys; print(json.loads(open(sys.argv[1]).readline())["url"])' "$work/daemon.out")
-
   if [[ " $ONLY " == *" floor "* ]]; then
+    start_daemon
     for run in "rest 16" "rpc 4"; do
       read -r mode inflight <<<"$run"
       r=$("$bin/examples/bench-chain" floor --port "$port" --mode "$mode" --inflight "$inflight")
       emit "$(python3 -c 'import json,sys; r=json.loads(sys.argv[1]); r["server"]="floor"; r["txs"]=int(sys.argv[2]); r["tx_per_s"]=round(r["txs"]/r["seconds"]); print(json.dumps(r))' "$r" "$txs")"
     done
+    stop_daemon
   fi
 
+  # Both servers poll the daemon every 100 ms (for the fresh block) and run without cost limits
+  # (the fresh block's session holds 1,000 subscriptions).
   if [[ " $ONLY " == *" sextant "* ]]; then
+    start_daemon
     rpc=$(free_port)
+    tcp=$(free_port)
     COIN=Litecoin NET=regtest DAEMON_URL="$url" PEER_DISCOVERY=off \
-      SERVICES="tcp://127.0.0.1:$(free_port),rpc://127.0.0.1:$rpc" \
-      run_server sextant TERM "$rpc" "caught up with the daemon" -- "$bin/sextant"
+      DAEMON_POLL_INTERVAL_BLOCKS=100 COST_SOFT_LIMIT=0 COST_HARD_LIMIT=0 \
+      SERVICES="tcp://127.0.0.1:$tcp,rpc://127.0.0.1:$rpc" \
+      run_server sextant TERM "$rpc" "$tcp" "caught up with the daemon" -- "$bin/sextant"
+    stop_daemon
   fi
 
   if [[ " $ONLY " == *" electrumx "* ]] && [ "$txs" -le $((ELECTRUMX_MAX_TXS + 1)) ]; then
     venv=$(bash scripts/electrumx-venv.sh)
+    start_daemon
     rpc=$(free_port)
-    # "synced to height N" is logged after ElectrumX's final flush.
-    COIN=Litecoin NET=regtest DB_ENGINE=leveldb ALLOW_ROOT=1 PEER_DISCOVERY=off PEER_ANNOUNCE= \
-      DAEMON_URL="$url" SERVICES="tcp://127.0.0.1:$(free_port),rpc://127.0.0.1:$rpc" \
-      run_server electrumx INT "$rpc" "synced to height" -- "$venv/bin/electrumx_server"
+    tcp=$(free_port)
+    # "synced to height N" is logged after ElectrumX's final flush. Its getinfo says "db
+    # height" -1 until then, so its progress is read from the log.
+    LOG_HEIGHT='our height: ([0-9,]+)|Height ([0-9,]+) txs' \
+      COIN=Litecoin NET=regtest DB_ENGINE=leveldb ALLOW_ROOT=1 PEER_DISCOVERY=off PEER_ANNOUNCE= \
+      DAEMON_URL="$url" DAEMON_POLL_INTERVAL_BLOCKS=100 COST_SOFT_LIMIT=0 COST_HARD_LIMIT=0 \
+      SERVICES="tcp://127.0.0.1:$tcp,rpc://127.0.0.1:$rpc" \
+      run_server electrumx INT "$rpc" "$tcp" "synced to height" -- "$venv/bin/electrumx_server"
+    stop_daemon
   fi
 
   if [[ " $ONLY " == *" fulcrum "* ]] && [ -n "${FULCRUM:-}" ]; then
+    start_daemon
     tcp=$(free_port)
-    mkdir -p "$work/fulcrum-db"
-    # Fulcrum opens its ports only once synced; it has no admin getinfo with a height to follow,
-    # so it gets a summary line only.
+    # Fulcrum opens its ports only once synced and has no admin getinfo with a height to
+    # follow: it gets a summary line only.
     cat >"$work/fulcrum.conf" <<CONF
 datadir = $work/fulcrum-db
 bitcoind = 127.0.0.1:$port
@@ -130,11 +157,8 @@ announce = false
 polltime = 0.5
 db_max_open_files = -1
 CONF
-    run_server fulcrum INT 0 "port:$tcp" -- "$FULCRUM" "$work/fulcrum.conf"
+    run_server fulcrum INT 0 "$tcp" "port:$tcp" -- "$FULCRUM" "$work/fulcrum.conf"
+    stop_daemon
   fi
-
-  kill "$daemon_pid" 2>/dev/null || true
-  wait "$daemon_pid" 2>/dev/null || true
-  daemon_pid=""
   echo "(kept in $results)" >&2
 done

@@ -4,8 +4,10 @@
     monitor.py --name sextant --pid PID --rpc-port P --db DIR --chain DIR --log LOG \
                --done "caught up with the daemon" [--segment 1000000] [--interval 0.25]
 
-Every `--interval` seconds it asks the server's admin RPC (`getinfo`, as both Sextant and
-ElectrumX answer it during the sync) for its `db height`, turns heights into transaction counts
+Every `--interval` seconds it asks the server's admin RPC `getinfo` for its `db height`
+(Sextant's is its indexed tip during the sync; ElectrumX answers -1 until synced), or else
+reads the last height `--log-height` (a regular expression) matched in the server's log
+(ElectrumX: `our height: N` and `flush took … Height N`), turns heights into transaction counts
 with the chain's index.bin, and reads the process's RSS and CPU time from /proc. Each time the
 count passes a multiple of `--segment` it prints a segment line (the crossing time interpolated
 between samples):
@@ -20,6 +22,7 @@ are measured again by the caller after the server has stopped (final flush inclu
 import argparse
 import json
 import os
+import re
 import socket
 import struct
 import subprocess
@@ -82,6 +85,28 @@ def du(path):
         return 0
 
 
+class LogHeight:
+    """The last height a regular expression matched in a growing log."""
+
+    def __init__(self, path, pattern):
+        self.path, self.re, self.offset, self.height = path, re.compile(pattern), 0, None
+
+    def poll(self):
+        try:
+            with open(self.path, errors="replace") as f:
+                f.seek(self.offset)
+                text = f.read()
+        except OSError:
+            return self.height
+        # Only whole lines: a line being written is read again next time.
+        end = text.rfind("\n") + 1
+        self.offset += len(text[:end].encode())
+        for m in self.re.finditer(text[:end]):
+            digits = next(g for g in m.groups() if g)
+            self.height = int(digits.replace(",", ""))
+        return self.height
+
+
 def log_has(path, text):
     try:
         with open(path, errors="replace") as f:
@@ -108,12 +133,14 @@ def main():
     ap.add_argument("--log", required=True)
     ap.add_argument("--done", help="log line that means synced")
     ap.add_argument("--done-port", type=int, default=0, help="or: a port that opens when synced")
+    ap.add_argument("--log-height", help="regex whose first matching group is a height in the log")
     ap.add_argument("--segment", type=int, default=1_000_000)
     ap.add_argument("--interval", type=float, default=0.25)
     ap.add_argument("--start", type=float, default=None, help="process start (epoch seconds)")
     a = ap.parse_args()
 
     cum = cumulative_txs(a.chain)
+    from_log = LogHeight(a.log, a.log_height) if a.log_height else None
     t0 = a.start or time.time()
     prev_t, prev_txs = t0, 0
     next_boundary = a.segment
@@ -124,6 +151,8 @@ def main():
     while True:
         now = time.time()
         h = db_height(a.rpc_port) if a.rpc_port else None
+        if from_log and (h is None or h < 0):
+            h = from_log.poll()
         st = proc_stats(a.pid)
         if st is None:
             print(json.dumps({"server": a.name, "error": "exited before the sync finished"}))
