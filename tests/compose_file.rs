@@ -344,7 +344,7 @@ fn the_ltc_service_environment_starts_a_server() {
     );
     make_cert(dir.path(), &cert, &key, "localhost");
     let (tcp, ssl, rpc, metrics) = (free_port(), free_port(), free_port(), free_port());
-    let mut cmd = base_command(Path::new(env!("CARGO_BIN_EXE_sextant")));
+    let mut cmd = sextant_command();
     cmd.env("DB_DIRECTORY", dir.path().join("db"));
     for (k, v) in env(ltc) {
         let v = match k.as_str() {

@@ -397,7 +397,7 @@ fn queries_read_only_what_sextant_exports_and_evaluate_in_prometheus() {
     d.mine(3);
     let dir = tempfile::tempdir().unwrap();
     let (port, metrics_port, prom_port) = (free_port(), free_port(), free_port());
-    let mut cmd = base_command(Path::new(env!("CARGO_BIN_EXE_sextant")));
+    let mut cmd = sextant_command();
     cmd.envs([
         ("COIN", "Litecoin".to_string()),
         ("NET", "regtest".into()),

@@ -148,7 +148,7 @@ impl CoinRegistry {
     }
 
     /// Parses and checks one coin file, so a mistake is reported at start-up with the file name.
-    pub(crate) fn add(&mut self, file: &str, text: &str) -> Result<(), CoinError> {
+    pub fn add(&mut self, file: &str, text: &str) -> Result<(), CoinError> {
         let bad = |message: String| CoinError::BadFile {
             file: file.to_string(),
             message,

@@ -21,7 +21,7 @@ use std::time::Instant;
 use base64::Engine as _;
 use serde_json::{json, Value};
 
-use common::{free_port, start_sextant, wait_listening, Client};
+use common::{free_port, start_sextant, Client};
 use oracle::{scripthash, Oracle};
 use scale::gen::{self, Params};
 use scale::serve::Daemon;
@@ -227,7 +227,7 @@ fn generated_chain_indexes_to_the_oracles_answers() {
     std::fs::create_dir_all(&work).unwrap();
     let mut sx = start_sextant(&env, &work);
     // Sextant listens once it has caught up with the daemon.
-    wait_listening(&mut sx, port);
+    sx.wait_listening(port);
     let synced = started.elapsed();
     let mut c = Client::connect(port);
     // The client writes a request and its newline separately: without this, Nagle holds the
