@@ -428,7 +428,7 @@ impl Mempool {
     }
 
     /// ElectrumX's compact fee histogram: `[fee_rate, vsize]` pairs, highest rate first (the
-    /// algorithm, with its 0.1 sat/vB rounding and bin rules, is in `electrum::histogram`).
+    /// algorithm, with its 0.1 sat/vB rounding and bin rules, is in `histogram`).
     pub(crate) fn fee_histogram(&self) -> Vec<(f64, u64)> {
         histogram::fee_histogram(self.txs.values().map(|t| (t.fee, t.vsize)))
     }
