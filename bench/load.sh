@@ -5,6 +5,7 @@
 #   bench/load.sh --preset large        # the numbers in bench/README.md
 #   SESSIONS=200 RATE=1000 bench/load.sh --preset tiny
 #   ONLY=sextant bench/load.sh          # skip ElectrumX
+#   SEXTANT_BIN=/path/to/sextant bench/load.sh # load another build (e.g. an older commit)
 #   POOL_BLOCKS=300 bench/load.sh --preset tiny  # draw wallets' scripts from more blocks
 #
 # Arguments go to `bench-chain build` (the cached chain of bench/sync.sh). The daemon runs on a
@@ -94,7 +95,7 @@ if [[ " $ONLY " == *" sextant "* ]]; then
   port_of[sextant]=$(free_port)
   DB_DIRECTORY="$work/sextant-db" SERVICES="tcp://127.0.0.1:${port_of[sextant]}" \
     COST_SOFT_LIMIT="${SEXTANT_SOFT:-0}" COST_HARD_LIMIT="${SEXTANT_HARD:-0}" \
-    serve sextant "${port_of[sextant]}" -- "$rel/sextant"
+    serve sextant "${port_of[sextant]}" -- "${SEXTANT_BIN:-$rel/sextant}"
   pid_of[sextant]=$server_pid
 fi
 if [[ " $ONLY " == *" electrumx "* ]]; then

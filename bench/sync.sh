@@ -7,6 +7,7 @@
 #   bench/sync.sh --preset tiny        # CI smoke run
 #   bench/sync.sh --txs 50000 --blocks 300 --payees 10000
 #   ONLY="floor sextant" bench/sync.sh # skip ElectrumX
+#   SEXTANT_BIN=/path/to/sextant bench/sync.sh # time another build (e.g. an older commit)
 #
 # Arguments go to `bench-chain build` (bench/chain/main.rs), which builds the chain once and
 # caches it in ${SEXTANT_BENCH_DIR:-~/.cache/sextant-bench}/chain-<params-hash>/. Results are
@@ -23,7 +24,7 @@ command -v litecoind >/dev/null || { apt-get update -qq && apt-get install -y -q
 
 cargo build --release --locked --bin sextant --example bench-chain >&2
 gen="$CARGO_TARGET_DIR/release/examples/bench-chain"
-sextant="$CARGO_TARGET_DIR/release/sextant"
+sextant="${SEXTANT_BIN:-$CARGO_TARGET_DIR/release/sextant}"
 chain=$("$gen" build "$@" | tail -n 1)
 blocks=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["blocks"])' "$chain/chain.json")
 txs=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["txs"])' "$chain/chain.json")
