@@ -105,7 +105,7 @@ fn serves_electrum_like_electrumx() {
     assert_eq!(c.result("server.peers.subscribe", json!([])), json!([]));
     let f = c.result("server.features", json!([]));
     assert_eq!(f["genesis_hash"], d.block_hash(0));
-    assert_eq!(f["protocol_max"], "1.4.2");
+    assert_eq!(f["protocol_max"], "1.6.0");
     assert_eq!(c.result("blockchain.relayfee", json!([])), json!(0.00001));
 
     // Headers.
@@ -305,6 +305,192 @@ fn a_broadcast_refreshes_the_mempool_at_once() {
     assert_eq!(n[0], payee_sh);
     let hist = c.result("blockchain.scripthash.get_mempool", json!([payee_sh]));
     assert_eq!(hist[0]["tx_hash"], txid);
+
+    server.stop();
+}
+
+/// Protocol 1.6 as Electrum 4.7 negotiates it, next to 1.4 as the Komodo DeFi Framework and
+/// KevaWallet do: headers as a list, `mempool.get_info` (its increment taken from
+/// `getnetworkinfo`, as litecoind 0.21's `getmempoolinfo` has none), packages refused with the
+/// daemon's reason, `blockchain.relayfee` gone; and the same script status at both versions.
+#[test]
+fn speaks_1_6_to_new_wallets_and_1_4_to_old_ones() {
+    let d = Litecoind::start();
+    d.mine(110);
+    let payee = d.new_address(AddrType::Bech32);
+    let payee_sh = scripthash(&d.script_of(&payee));
+    let confirmed_tx = d.send(&payee, 50_000_000);
+    d.mine(1);
+    // Two mempool payments at height 0 (confirmed inputs): their order in the status is by txid.
+    let mut mempool = [
+        d.pay_from_confirmed(&[(payee.clone(), 20_000_000)], false)
+            .0,
+        d.pay_from_confirmed(&[(payee.clone(), 30_000_000)], false)
+            .0,
+    ];
+    mempool.sort();
+    let tip = d.height();
+    let port = free_port();
+    let server = InProcess::start(&d, &[("SERVICES", format!("tcp://127.0.0.1:{port}"))]);
+
+    let mut new = Client::connect(port);
+    let v = new.result(
+        "server.version",
+        json!(["electrum/4.7.0", ["1.4", "1.6"], "future", {"x": 1}]),
+    );
+    assert_eq!(v[1], "1.6");
+    let f = new.result("server.features", json!([]));
+    assert_eq!(
+        (&f["protocol_min"], &f["protocol_max"]),
+        (&json!("1.4"), &json!("1.6.0"))
+    );
+    assert_eq!(f["hash_function"], "sha256");
+    assert_eq!(
+        new.result("blockchain.headers.subscribe", json!([]))["height"],
+        tip
+    );
+
+    let hs = new.result("blockchain.block.headers", json!([0, 3]));
+    let want: Vec<Value> = (0..3)
+        .map(|h| d.call("getblockheader", json!([d.block_hash(h), false])))
+        .collect();
+    assert_eq!(hs, json!({"count": 3, "max": 2016, "headers": want}));
+    let proved = new.result("blockchain.block.headers", json!([tip - 1, 5, tip]));
+    assert_eq!(proved["count"], 2);
+    assert_eq!(proved["headers"].as_array().unwrap().len(), 2);
+    assert!(proved.get("hex").is_none());
+    let tip_hash = d.block_hash(tip);
+    assert_eq!(
+        fold(&tip_hash, &proved["branch"], tip),
+        proved["root"].as_str().unwrap()
+    );
+    assert_eq!(
+        new.result("blockchain.block.headers", json!([tip + 1, 3])),
+        json!({"count": 0, "max": 2016, "headers": []})
+    );
+
+    let net = d.call("getnetworkinfo", json!([]));
+    let pool = d.call("getmempoolinfo", json!([]));
+    assert!(pool.get("incrementalrelayfee").is_none(), "litecoind 0.21");
+    assert_eq!(
+        new.result("mempool.get_info", json!([])),
+        json!({
+            "mempoolminfee": pool["mempoolminfee"],
+            "minrelaytxfee": pool["minrelaytxfee"],
+            "incrementalrelayfee": net["incrementalfee"],
+        })
+    );
+    assert_eq!(
+        new.error("blockchain.relayfee", json!([])),
+        (-32601, "unknown method \"blockchain.relayfee\"".to_string())
+    );
+    let raw = d.raw_tx_hex(&confirmed_tx);
+    assert_eq!(
+        new.error("blockchain.transaction.broadcast_package", json!([[raw]])),
+        (
+            1,
+            "the tx package was rejected by network rules.\n\nMethod not found.".to_string()
+        )
+    );
+    assert_eq!(
+        new.error("blockchain.transaction.broadcast_package", json!(["00"])),
+        (1, "00 should be a list".to_string())
+    );
+    assert_eq!(
+        new.error(
+            "blockchain.transaction.broadcast_package",
+            json!([["00", "zz"]])
+        ),
+        (1, "zz should be a hex string".to_string())
+    );
+    assert_eq!(
+        new.result("blockchain.estimatefee", json!([2, "economical"])),
+        new.result("blockchain.estimatefee", json!([2, "ECONOMICAL"]))
+    );
+
+    // The status and get_mempool: mempool transactions by txid, the same at 1.4 and 1.6.
+    let preimage = format!("{confirmed_tx}:{tip}:{}:0:{}:0:", mempool[0], mempool[1]);
+    let status = hex::encode(bitcoin::hashes::sha256::Hash::hash(preimage.as_bytes()));
+    assert_eq!(
+        new.result("blockchain.scripthash.subscribe", json!([payee_sh])),
+        status
+    );
+    let listed = new.result("blockchain.scripthash.get_mempool", json!([payee_sh]));
+    let order: Vec<&str> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["tx_hash"].as_str().unwrap())
+        .collect();
+    assert_eq!(order, mempool);
+
+    for (client, asked) in [
+        ("AtomicDEX", json!(["1.2", "1.4"])),
+        ("bluewallet", json!("1.4")),
+    ] {
+        let mut old = Client::connect(port);
+        let v = old.result("server.version", json!([client, asked]));
+        assert_eq!(v[1], "1.4", "{client}");
+        let hs = old.result("blockchain.block.headers", json!([0, 3]));
+        assert_eq!(
+            hs["hex"],
+            json!(want.iter().map(|h| h.as_str().unwrap()).collect::<String>())
+        );
+        assert!(hs.get("headers").is_none());
+        assert_eq!(
+            old.result("blockchain.relayfee", json!([])),
+            net["relayfee"]
+        );
+        assert_eq!(
+            old.error("mempool.get_info", json!([])).0,
+            -32601,
+            "{client}: 1.6 only"
+        );
+        assert_eq!(
+            old.result("blockchain.scripthash.subscribe", json!([payee_sh])),
+            status,
+            "{client}"
+        );
+    }
+
+    // A block: the 1.6 subscriber hears the new status.
+    d.mine(1);
+    let n = new.notification("blockchain.headers.subscribe");
+    assert_eq!(n[0]["height"], tip + 1);
+    let n = new.notification("blockchain.scripthash.subscribe");
+    let preimage = format!(
+        "{confirmed_tx}:{tip}:{}:{h}:{}:{h}:",
+        mempool[0],
+        mempool[1],
+        h = tip + 1
+    );
+    // Within a block, transactions are in block order, not txid order.
+    let block = d.block_json(&d.best_hash());
+    let pos = |t: &str| {
+        block["tx"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .position(|x| x["txid"] == t || *x == t)
+            .unwrap()
+    };
+    let preimage = if pos(&mempool[0]) < pos(&mempool[1]) {
+        preimage
+    } else {
+        format!(
+            "{confirmed_tx}:{tip}:{}:{h}:{}:{h}:",
+            mempool[1],
+            mempool[0],
+            h = tip + 1
+        )
+    };
+    assert_eq!(
+        n,
+        json!([
+            payee_sh,
+            hex::encode(bitcoin::hashes::sha256::Hash::hash(preimage.as_bytes()))
+        ])
+    );
 
     server.stop();
 }

@@ -903,8 +903,22 @@ fn keva_methods_answer_as_the_fork_on_a_built_chain() {
     let mut sx = start_sextant(&env(&d, port), dir.path());
     sx.wait_listening(port);
     wait_tip(port, &w, &json!([]));
-    let mut c = Conn::session(port);
+    // As KevaWallet connects (BlueElectrum.js: `initElectrum({client: 'bluewallet', version:
+    // '1.4'})`): protocol 1.4, whatever newer versions Sextant speaks.
+    let mut c = Conn::open(port);
+    let v = c.call("server.version", json!(["bluewallet", "1.4"]));
+    assert_eq!(v["result"][1], "1.4", "{v}");
     check_confirmed(&mut c, &w);
+    // At 1.6 headers come as a list, each a whole Kevacoin header (80 bytes and the CryptoNote
+    // blob), split at the index's own header boundaries.
+    let mut c16 = Conn::session_at(port, &json!(["1.4", "1.6"]), "1.6");
+    let n = w.chain.blocks.len();
+    let got = result(&mut c16, "blockchain.block.headers", json!([0, n]));
+    let each: Vec<String> = w.chain.blocks[..n]
+        .iter()
+        .map(|b| hex::encode(&b.header))
+        .collect();
+    assert_eq!(got, json!({"count": n, "max": 2016, "headers": each}));
 
     // A put in the mempool: first on every page at height 0, in its key's index, not under its
     // hashtag; transaction info with h = t = -1.

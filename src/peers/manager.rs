@@ -25,6 +25,7 @@ use super::peer::{Peer, Source};
 use crate::coin::Coin;
 use crate::config::{Host, Kind, PeerConfig, PeerDiscovery};
 use crate::protocol::server_version;
+use crate::protocol::version::{server_max, server_min};
 use crate::store::Store;
 use crate::types::is_private;
 use crate::types::Height;
@@ -37,10 +38,14 @@ const MAX_CHAINSPLIT_LEN: u64 = 10;
 const FROM_ONE_LIST: usize = 2;
 /// Verifications running at once.
 const MAX_IN_FLIGHT: usize = 16;
-/// Protocol versions we offer peers, as a client.
-const CLIENT_PROTOCOLS: [&str; 2] = ["1.4", "1.4.2"];
 /// Script hashes of every coin we serve.
 const HASH_FUNCTION: &str = "sha256";
+
+/// The protocol versions we offer peers, as a client: everything we speak (as ElectrumX sends
+/// its own range). What verification asks of a peer means the same at each of them.
+fn client_protocols() -> [String; 2] {
+    [server_min().to_string(), server_max().to_string()]
+}
 
 fn now_ms() -> u64 {
     SystemTime::now()
@@ -383,7 +388,7 @@ impl PeerManager {
         let v = conn
             .request(
                 "server.version",
-                json!([server_version(), CLIENT_PROTOCOLS]),
+                json!([server_version(), client_protocols()]),
             )
             .await?;
         match v.as_array().map(Vec::as_slice) {

@@ -1,5 +1,6 @@
 //! Daemon-backed answers and their caches: `getnetworkinfo` (60 s, as ElectrumX) for the relay
-//! fee and banner, and `estimatesmartfee` per (target, mode) until the tip changes.
+//! fee and banner, `estimatesmartfee` per (target, mode) until the tip changes, and
+//! `getmempoolinfo` (not cached: its minimum fee moves with the mempool).
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -9,7 +10,7 @@ use serde_json::Value;
 use tracing::warn;
 
 use super::jsonrpc::{RpcError, DAEMON_ERROR};
-use super::pyfmt::py_repr_str;
+use super::pyfmt::{py_float, py_repr_str};
 use crate::daemon::{Daemon, DaemonError};
 use crate::types::{BlockHash, Txid};
 
@@ -172,6 +173,46 @@ impl DaemonCache {
     }
 }
 
+/// `mempool.get_info`'s answer: fee rates in coins per kvB, in ElectrumX's key order.
+#[derive(Debug, serde::Serialize)]
+pub(crate) struct MempoolInfo {
+    mempoolminfee: Box<RawValue>,
+    minrelaytxfee: Box<RawValue>,
+    incrementalrelayfee: Box<RawValue>,
+}
+
+impl MempoolInfo {
+    /// From `getmempoolinfo`, numbers printed as Python prints them. Daemons older than Bitcoin
+    /// Core 25 (Litecoin Core 0.21 among them) have no `incrementalrelayfee` there; their
+    /// `getnetworkinfo` has the same setting as `incrementalfee`, which `networkinfo` supplies.
+    /// `None` when a rate is missing from both (ElectrumX then fails with an internal error).
+    pub(crate) fn from_daemon(mempool: &Value, networkinfo: Option<&Value>) -> Option<MempoolInfo> {
+        let rate = |v: Option<&Value>| v.filter(|v| v.is_number()).map(py_number);
+        let incremental = mempool
+            .get("incrementalrelayfee")
+            .or_else(|| networkinfo?.get("incrementalfee"));
+        Some(MempoolInfo {
+            mempoolminfee: rate(mempool.get("mempoolminfee"))?,
+            minrelaytxfee: rate(mempool.get("minrelaytxfee"))?,
+            incrementalrelayfee: rate(incremental)?,
+        })
+    }
+
+    /// Whether `getmempoolinfo`'s answer needs `getnetworkinfo` to be complete.
+    pub(crate) fn needs_networkinfo(mempool: &Value) -> bool {
+        mempool.get("incrementalrelayfee").is_none()
+    }
+}
+
+/// A daemon number: integers as they are, floats in Python's form (`1e-05`, `0.0`).
+pub(crate) fn py_number(v: &Value) -> Box<RawValue> {
+    let text = match v {
+        Value::Number(n) if n.is_f64() => py_float(n.as_f64().unwrap_or(0.0)),
+        other => other.to_string(),
+    };
+    RawValue::from_string(text).expect("a number is valid JSON")
+}
+
 /// `getnetworkinfo.version` as a dotted version: 290100 → `29.1.0`.
 pub(crate) fn daemon_version(networkinfo: &Value) -> String {
     let v = networkinfo
@@ -229,6 +270,32 @@ mod tests {
         assert_eq!(bitcoin_target_bucket(27), 26);
         assert_eq!(bitcoin_target_bucket(100), 96);
         assert_eq!(bitcoin_target_bucket(5000), 1008);
+    }
+
+    #[test]
+    fn mempool_info_from_old_and_new_daemons() {
+        let text = |m: &MempoolInfo| serde_json::to_string(m).unwrap();
+        // Bitcoin Core 25+: everything in getmempoolinfo.
+        let core = json!({"loaded": true, "mempoolminfee": 0.00001, "minrelaytxfee": 0.00001,
+                          "incrementalrelayfee": 0.00002, "size": 3});
+        assert!(!MempoolInfo::needs_networkinfo(&core));
+        assert_eq!(
+            text(&MempoolInfo::from_daemon(&core, None).unwrap()),
+            r#"{"mempoolminfee":1e-05,"minrelaytxfee":1e-05,"incrementalrelayfee":2e-05}"#
+        );
+        // Litecoin Core 0.21: the increment from getnetworkinfo.
+        let ltc: Value = serde_json::from_str(
+            r#"{"loaded": true, "mempoolminfee": 0.00001000, "minrelaytxfee": 0.00000000}"#,
+        )
+        .unwrap();
+        assert!(MempoolInfo::needs_networkinfo(&ltc));
+        assert!(MempoolInfo::from_daemon(&ltc, None).is_none());
+        let net = json!({"relayfee": 0.00001, "incrementalfee": 0.00001});
+        assert_eq!(
+            text(&MempoolInfo::from_daemon(&ltc, Some(&net)).unwrap()),
+            r#"{"mempoolminfee":1e-05,"minrelaytxfee":0.0,"incrementalrelayfee":1e-05}"#
+        );
+        assert!(MempoolInfo::from_daemon(&json!({"minrelaytxfee": 1}), Some(&net)).is_none());
     }
 
     #[test]

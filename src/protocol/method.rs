@@ -49,10 +49,12 @@ methods! {
     Subscribe => "blockchain.scripthash.subscribe",
     Unsubscribe => "blockchain.scripthash.unsubscribe",
     Broadcast => "blockchain.transaction.broadcast",
+    BroadcastPackage => "blockchain.transaction.broadcast_package",
     TransactionGet => "blockchain.transaction.get",
     GetMerkle => "blockchain.transaction.get_merkle",
     IdFromPos => "blockchain.transaction.id_from_pos",
     FeeHistogram => "mempool.get_fee_histogram",
+    MempoolInfo => "mempool.get_info",
     // The Kevacoin ElectrumX fork's.
     BlockCount => "blockchain.block.count",
     KevaGetKeyvalues => "blockchain.keva.get_keyvalues",
@@ -81,6 +83,7 @@ impl Method {
             | HeadersSubscribe
             | RelayFee
             | FeeHistogram
+            | MempoolInfo
             | BlockCount => NO_ARGS,
             ServerAddPeer => Signature::new(&["features"], &[]),
             // ElectrumX 2 takes (and ignores below 1.7) up to two arguments.
@@ -92,6 +95,7 @@ impl Method {
                 SCRIPTHASH
             }
             Broadcast => Signature::new(&["raw_tx"], &[]),
+            BroadcastPackage => Signature::new(&["raw_txs"], &["verbose"]),
             TransactionGet => Signature::new(&["tx_hash"], &["verbose"]),
             GetMerkle => Signature::new(&["tx_hash", "height"], &[]),
             IdFromPos => Signature::new(&["height", "tx_pos"], &["merkle"]),
@@ -112,7 +116,7 @@ impl Method {
             ServerFeatures => 0.2,
             HeadersSubscribe => 0.25,
             ServerVersion | ServerBanner => 0.5,
-            ServerPeersSubscribe | RelayFee | FeeHistogram | TransactionGet => 1.0,
+            ServerPeersSubscribe | RelayFee | FeeHistogram | MempoolInfo | TransactionGet => 1.0,
             ServerAddPeer => 100.0,
             BlockHeader
             | BlockHeaders
@@ -122,6 +126,7 @@ impl Method {
             | ListUnspent
             | Subscribe
             | Broadcast
+            | BroadcastPackage
             | GetMerkle
             | IdFromPos
             | BlockCount
@@ -136,7 +141,9 @@ impl Method {
     fn exists(self, version: &Version, coin: &Coin) -> bool {
         use Method::*;
         match self {
-            Unsubscribe => version.at_least(&[1, 4, 2]),
+            Unsubscribe => version.has_unsubscribe(),
+            RelayFee => !version.has_mempool_info(),
+            MempoolInfo | BroadcastPackage => version.has_mempool_info(),
             BlockCount
             | KevaGetKeyvalues
             | KevaGetHashtag
@@ -161,18 +168,24 @@ impl Method {
     }
 }
 
-/// A call, parsed once: which method, and its arguments bound to its signature.
+/// A call, parsed once: which method, its arguments bound to its signature, and the protocol
+/// version it is answered at (some answers change form with it).
 #[derive(Debug)]
 pub(crate) struct Request {
     pub method: Method,
     pub args: Args,
+    pub version: Version,
 }
 
 impl Request {
-    /// Binds the call's arguments to `method` (found at the caller's version; `None`: there is
-    /// none by that name): the error is ElectrumX's for an unknown method or a wrong number of
+    /// Binds the call's arguments to `method` (found at `version`, the caller's; `None`: there
+    /// is none by that name): the error is ElectrumX's for an unknown method or a wrong number of
     /// arguments.
-    pub(crate) fn bind(method: Option<Method>, call: &Call) -> Result<Request, RpcError> {
+    pub(crate) fn bind(
+        method: Option<Method>,
+        call: &Call,
+        version: Version,
+    ) -> Result<Request, RpcError> {
         let method = method.ok_or_else(|| {
             RpcError::new(
                 METHOD_NOT_FOUND,
@@ -180,7 +193,11 @@ impl Request {
             )
         })?;
         let args = method.signature().bind(&call.method, &call.params)?;
-        Ok(Request { method, args })
+        Ok(Request {
+            method,
+            args,
+            version,
+        })
     }
 }
 
@@ -221,6 +238,26 @@ mod tests {
             Some(Method::Unsubscribe)
         );
         assert!(Method::find("blockchain.relayfee", &v142, &ltc).is_some());
+        for v in [Version::new(&[1, 6]), Version::new(&[1, 6, 0])] {
+            assert!(Method::find("blockchain.relayfee", &v, &ltc).is_none());
+            assert_eq!(
+                Method::find("mempool.get_info", &v, &ltc),
+                Some(Method::MempoolInfo)
+            );
+            assert_eq!(
+                Method::find("blockchain.transaction.broadcast_package", &v, &ltc),
+                Some(Method::BroadcastPackage)
+            );
+            assert_eq!(
+                Method::find(unsubscribe, &v, &ltc),
+                Some(Method::Unsubscribe)
+            );
+        }
+        let v15 = Version::new(&[1, 5]);
+        assert!(Method::find("blockchain.relayfee", &v15, &ltc).is_some());
+        assert!(Method::find("mempool.get_info", &v15, &ltc).is_none());
+        assert!(Method::find("blockchain.transaction.broadcast_package", &v15, &ltc).is_none());
+        assert!(Method::is_known("mempool.get_info"));
         for gone in [
             "blockchain.address.get_balance",
             "blockchain.numblocks.subscribe",
@@ -228,9 +265,18 @@ mod tests {
             "blockchain.block.get_chunk",
             "blockchain.utxo.get_address",
             "mempool.get_info",
+            "blockchain.transaction.broadcast_package",
         ] {
             assert!(Method::find(gone, &v142, &ltc).is_none(), "{gone}");
-            assert!(!Method::is_known(gone), "{gone}");
+        }
+        for never in [
+            "blockchain.address.get_balance",
+            "blockchain.numblocks.subscribe",
+            "blockchain.block.get_header",
+            "blockchain.block.get_chunk",
+            "blockchain.utxo.get_address",
+        ] {
+            assert!(!Method::is_known(never), "{never}");
         }
     }
 
@@ -260,10 +306,11 @@ mod tests {
             params: super::super::jsonrpc::Params::Positional(params.as_array().unwrap().clone()),
         };
         let v = Version::new(&[1, 4]);
-        let parse = |c: &Call| Request::bind(Method::find(&c.method, &v, &ltc), c);
+        let parse = |c: &Call| Request::bind(Method::find(&c.method, &v, &ltc), c, v.clone());
         let r = parse(&call("blockchain.block.header", serde_json::json!([5]))).unwrap();
         assert_eq!(r.method, Method::BlockHeader);
         assert_eq!(r.args.req(0), &serde_json::json!(5));
+        assert_eq!(r.version, v);
         let e = parse(&call("no.such", serde_json::json!([]))).unwrap_err();
         assert_eq!(e.code, METHOD_NOT_FOUND);
         assert_eq!(e.message, "unknown method \"no.such\"");

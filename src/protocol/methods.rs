@@ -1,4 +1,4 @@
-//! The answers of protocol 1.4 – 1.4.2, with ElectrumX's validation order and error texts.
+//! The answers of protocol 1.4 – 1.6, with ElectrumX's validation order and error texts.
 
 use std::sync::Arc;
 
@@ -6,18 +6,20 @@ use serde::ser::Error as _;
 use serde::{Serialize, Serializer};
 use serde_json::value::RawValue;
 use serde_json::Value;
-use tracing::{info, warn};
+use tracing::warn;
 
-use super::daemon_calls::{bitcoin_target_bucket, daemon_error, daemon_version, estimatefee_mode};
+use super::broadcast::{broadcast, broadcast_package};
+use super::daemon_calls::{
+    self, bitcoin_target_bucket, daemon_error, daemon_version, estimatefee_mode, MempoolInfo,
+};
 use super::jsonrpc::{Call, RpcError};
 use super::method::{Method, Request};
-use super::params::{boolean, hex_string, non_negative_integer, scripthash, tx_hash, Args};
+use super::params::{boolean, non_negative_integer, scripthash, tx_hash, Args};
 use super::pyfmt::{py_float, py_str, thousands};
 use super::version::{negotiate, server_max, server_min};
 use super::{cost, json, keva, server_version, store_error, Caller, Electrum, Reply};
 use crate::coin::Coin;
 use crate::config::ServerSettings;
-use crate::daemon::DaemonError;
 use crate::query::HistoryError;
 use crate::types::{Height, Txid};
 
@@ -35,12 +37,9 @@ impl Serialize for PyFloat {
     }
 }
 
-/// A daemon number: integers as they are, floats in Python's form.
+/// A daemon number as the reply: integers as they are, floats in Python's form.
 fn py_number(v: &Value) -> Reply {
-    match v {
-        Value::Number(n) if n.is_f64() => json(&PyFloat(n.as_f64().unwrap_or(0.0))),
-        other => json(other),
-    }
+    Ok(daemon_calls::py_number(v))
 }
 
 fn history_error(e: HistoryError) -> RpcError {
@@ -118,7 +117,7 @@ impl Electrum {
             Method::BlockHeaders => {
                 let count = a.req(1).as_u64().unwrap_or(0);
                 caller.charge(cost::headers(count, a.opt(2).is_some_and(truthy)));
-                block_headers(self, a).await
+                block_headers(self, a, req.version.headers_as_list()).await
             }
             Method::EstimateFee => estimatefee(self, a).await,
             Method::RelayFee => {
@@ -135,6 +134,10 @@ impl Electrum {
                 json(&caller.unsubscribe(&hashx))
             }
             Method::Broadcast => broadcast(self, caller.as_ref(), a).await,
+            Method::BroadcastPackage => {
+                let verbose = a.opt(1).is_some_and(truthy);
+                broadcast_package(self, caller.as_ref(), a, verbose).await
+            }
             Method::TransactionGet => transaction_get(self, a).await,
             Method::GetMerkle => get_merkle(self, caller, a).await,
             Method::IdFromPos => id_from_pos(self, caller, a).await,
@@ -143,6 +146,7 @@ impl Electrum {
                 let pairs: Vec<(PyFloat, u64)> = h.iter().map(|(r, s)| (PyFloat(*r), *s)).collect();
                 json(&pairs)
             }
+            Method::MempoolInfo => mempool_info(self).await,
             Method::BlockCount => json(&self.query.db_height().map_or(0, |h| h.0)),
             Method::KevaGetKeyvalues
             | Method::KevaGetHashtag
@@ -153,7 +157,7 @@ impl Electrum {
 }
 
 /// Python truthiness of an argument.
-fn truthy(v: &Value) -> bool {
+pub(super) fn truthy(v: &Value) -> bool {
     match v {
         Value::Null => false,
         Value::Bool(b) => *b,
@@ -307,7 +311,9 @@ async fn block_header(server: &Arc<Electrum>, a: &Args) -> Reply {
         .await
 }
 
-async fn block_headers(server: &Arc<Electrum>, a: &Args) -> Reply {
+/// Up to [`MAX_CHUNK_SIZE`] headers from `start`: one concatenated hex string (`hex`) before
+/// 1.6, a list (`headers`) from 1.6; with a proof of the last one when `cp_height` is given.
+async fn block_headers(server: &Arc<Electrum>, a: &Args, as_list: bool) -> Reply {
     let start = non_negative_integer(a.req(0))?;
     let count = non_negative_integer(a.req(1))?.min(MAX_CHUNK_SIZE);
     let cp_height = a.opt(2).map(non_negative_integer).transpose()?.unwrap_or(0);
@@ -321,27 +327,65 @@ async fn block_headers(server: &Arc<Electrum>, a: &Args) -> Reply {
                 Err(_) => Vec::new(),
             };
             let n = headers.len() as u64;
+            let proof = if n > 0 && cp_height > 0 {
+                Some(header_proof(s, start + n - 1, cp_height)?)
+            } else {
+                None
+            };
+            // Fields in ElectrumX's order.
             #[derive(Serialize)]
-            struct Headers {
+            struct Concatenated {
                 hex: String,
                 count: u64,
                 max: u64,
                 #[serde(flatten, skip_serializing_if = "Option::is_none")]
                 proof: Option<Proof>,
             }
-            let proof = if n > 0 && cp_height > 0 {
-                Some(header_proof(s, start + n - 1, cp_height)?)
+            #[derive(Serialize)]
+            struct Listed {
+                count: u64,
+                max: u64,
+                headers: Vec<String>,
+                #[serde(flatten, skip_serializing_if = "Option::is_none")]
+                proof: Option<Proof>,
+            }
+            if as_list {
+                json(&Listed {
+                    count: n,
+                    max: MAX_CHUNK_SIZE,
+                    headers: headers.iter().map(hex::encode).collect(),
+                    proof,
+                })
             } else {
-                None
-            };
-            json(&Headers {
-                hex: hex::encode(headers.concat()),
-                count: n,
-                max: MAX_CHUNK_SIZE,
-                proof,
-            })
+                json(&Concatenated {
+                    hex: hex::encode(headers.concat()),
+                    count: n,
+                    max: MAX_CHUNK_SIZE,
+                    proof,
+                })
+            }
         })
         .await
+}
+
+/// `getmempoolinfo`'s fee rates (with `getnetworkinfo`'s increment for daemons that lack it
+/// there); uncached, as ElectrumX.
+async fn mempool_info(server: &Electrum) -> Reply {
+    let mempool: Value = server
+        .daemon
+        .call("getmempoolinfo", vec![])
+        .await
+        .map_err(daemon_error)?;
+    let networkinfo = if MempoolInfo::needs_networkinfo(&mempool) {
+        Some(server.daemon_cache.networkinfo(&server.daemon).await?)
+    } else {
+        None
+    };
+    let info = MempoolInfo::from_daemon(&mempool, networkinfo.as_ref()).ok_or_else(|| {
+        warn!("getmempoolinfo lacks a fee rate: {mempool}");
+        RpcError::internal()
+    })?;
+    json(&info)
 }
 
 async fn estimatefee(server: &Arc<Electrum>, a: &Args) -> Reply {
@@ -497,35 +541,6 @@ async fn subscribe(server: &Arc<Electrum>, session: &Arc<dyn Caller>, a: &Args) 
     json(&status)
 }
 
-async fn broadcast(server: &Electrum, session: &dyn Caller, a: &Args) -> Reply {
-    let raw = hex_string(a.req(0))?.to_string();
-    session.charge(cost::broadcast(raw.len()));
-    match server
-        .daemon
-        .call::<Value>("sendrawtransaction", vec![Value::from(raw.clone())])
-        .await
-    {
-        Ok(txid) => {
-            info!("session {}: sent tx {}", session.id(), py_str(&txid));
-            session.sent_tx();
-            server.mempool_kick.notify_one();
-            json(&txid)
-        }
-        Err(DaemonError::Rpc(e)) => {
-            info!(
-                "session {}: error sending transaction: {}",
-                session.id(),
-                e.message
-            );
-            Err(RpcError::bad_request(format!(
-                "the transaction was rejected by network rules.\n\n{}\n[{raw}]",
-                e.message
-            )))
-        }
-        Err(e) => Err(daemon_error(e)),
-    }
-}
-
 async fn transaction_get(server: &Electrum, a: &Args) -> Reply {
     let txid: Txid = tx_hash(a.req(0))?;
     let verbose = match a.opt(1) {
@@ -650,6 +665,7 @@ mod tests {
             py_number(&serde_json::json!(0.00001)).unwrap().get(),
             "1e-05"
         );
+        assert_eq!(py_number(&serde_json::json!(2.0)).unwrap().get(), "2.0");
         assert_eq!(py_number(&serde_json::json!(-1)).unwrap().get(), "-1");
     }
 
@@ -667,14 +683,14 @@ mod tests {
             pruning: None,
             server_version: "Sextant 0".into(),
             protocol_min: "1.4".into(),
-            protocol_max: "1.4.2".into(),
+            protocol_max: "1.6.0".into(),
             genesis_hash: "00".into(),
             hash_function: "sha256",
             services: vec!["tcp://h.example:50001".into()],
         };
         assert_eq!(
             serde_json::to_string(&f).unwrap(),
-            r#"{"hosts":{"h.example":{"tcp_port":50001,"ssl_port":50002}},"pruning":null,"server_version":"Sextant 0","protocol_min":"1.4","protocol_max":"1.4.2","genesis_hash":"00","hash_function":"sha256","services":["tcp://h.example:50001"]}"#
+            r#"{"hosts":{"h.example":{"tcp_port":50001,"ssl_port":50002}},"pruning":null,"server_version":"Sextant 0","protocol_min":"1.4","protocol_max":"1.6.0","genesis_hash":"00","hash_function":"sha256","services":["tcp://h.example:50001"]}"#
         );
     }
 }

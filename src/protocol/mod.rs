@@ -1,4 +1,4 @@
-//! The Electrum protocol, 1.4 – 1.4.2, answer for answer like ElectrumX: what a request means
+//! The Electrum protocol, 1.4 – 1.6, answer for answer like ElectrumX: what a request means
 //! and what its answer is, read from [`Query`] and the daemon. Connections, costs and
 //! subscriptions are the session layer's; it reaches them through the [`Caller`] a request
 //! comes with.
@@ -10,11 +10,13 @@
 //! | `params` | argument arity and value validation |
 //! | `version` | `server.version` negotiation |
 //! | `methods` | the answers |
+//! | `broadcast` | transactions and packages sent through the daemon |
 //! | `cost` | what each method's work costs |
 //! | `daemon_calls` | daemon-backed answers, their caches and error form |
 //! | `keva` | Kevacoin's `blockchain.keva.*` methods |
 //! | `pyfmt` | Python-style text in messages |
 
+mod broadcast;
 pub(crate) mod cost;
 mod daemon_calls;
 pub(crate) mod jsonrpc;

@@ -2,6 +2,20 @@
 //! versions are tuples of integers compared lexicographically (so `1.4 < 1.4.0`), the client
 //! may send one version or a `[min, max]` pair, and the chosen version is printed back as the
 //! tuple it came from.
+//!
+//! We speak 1.4 to 1.6.0. What changes with the version is decided here, in one place per
+//! change, so the method table and the answers ask a question instead of comparing tuples:
+//!
+//! | version | change (as ElectrumX 2.0 makes it) |
+//! |---|---|
+//! | 1.4.2 | `blockchain.scripthash.unsubscribe` |
+//! | 1.5 | none: the number was skipped, and ElectrumX answers it as 1.4.2 |
+//! | 1.6 | `blockchain.block.headers` answers a list; `mempool.get_info` and `blockchain.transaction.broadcast_package`; `blockchain.relayfee` gone |
+//!
+//! What 1.6 also states — `server.version` first, extra `server.version` arguments ignored,
+//! `blockchain.estimatefee`'s `mode`, the canonical order of mempool transactions in statuses and
+//! `get_mempool` — ElectrumX 2.0 does at every version, and so do we: a script's status is the
+//! same at every version, so one status per script serves every subscriber.
 
 use std::fmt;
 
@@ -32,6 +46,23 @@ impl Version {
     pub(crate) fn at_least(&self, parts: &[i64]) -> bool {
         self.0.as_slice() >= parts
     }
+
+    /// 1.4.2 added `blockchain.scripthash.unsubscribe`.
+    pub(crate) fn has_unsubscribe(&self) -> bool {
+        self.at_least(&[1, 4, 2])
+    }
+
+    /// 1.6: `blockchain.block.headers` answers a list of headers, not one concatenated hex
+    /// string.
+    pub(crate) fn headers_as_list(&self) -> bool {
+        self.at_least(&[1, 6])
+    }
+
+    /// 1.6 added `mempool.get_info` and `blockchain.transaction.broadcast_package`, and removed
+    /// `blockchain.relayfee` (`mempool.get_info`'s `minrelaytxfee` replaces it).
+    pub(crate) fn has_mempool_info(&self) -> bool {
+        self.at_least(&[1, 6])
+    }
 }
 
 impl fmt::Display for Version {
@@ -51,8 +82,10 @@ pub(crate) fn server_min() -> Version {
     Version::new(&[1, 4])
 }
 
+/// `1.6.0` rather than `1.6`, as ElectrumX spells its maxima: a client asking for exactly
+/// `1.6.0` is then served too (`1.6 < 1.6.0`).
 pub(crate) fn server_max() -> Version {
-    Version::new(&[1, 4, 2])
+    Version::new(&[1, 6, 0])
 }
 
 /// The highest common version, or `None` when there is none. `requested` is the client's
@@ -92,11 +125,20 @@ mod tests {
         assert_eq!(n(json!("1.4.1")).as_deref(), Some("1.4.1"));
         assert_eq!(n(json!("1.4.2")).as_deref(), Some("1.4.2"));
         assert_eq!(n(json!(["1.4", "1.4.2"])).as_deref(), Some("1.4.2"));
-        assert_eq!(n(json!(["1.0", "9.9"])).as_deref(), Some("1.4.2"));
-        // The Komodo DeFi client.
+        assert_eq!(n(json!(["1.0", "9.9"])).as_deref(), Some("1.6.0"));
+        // The Komodo DeFi client, and the Kevacoin wallet (KevaWallet's `initElectrum`).
         assert_eq!(n(json!(["1.2", "1.4"])).as_deref(), Some("1.4"));
-        assert_eq!(n(json!("1.5")), None, "above our maximum when sent alone");
-        assert_eq!(n(json!(["1.4", "1.5"])).as_deref(), Some("1.4.2"));
+        assert_eq!(n(json!("1.4")).as_deref(), Some("1.4"));
+        // Electrum 4.7.
+        assert_eq!(n(json!(["1.4", "1.6"])).as_deref(), Some("1.6"));
+        assert_eq!(n(json!("1.5")).as_deref(), Some("1.5"));
+        assert_eq!(n(json!(["1.4", "1.5"])).as_deref(), Some("1.5"));
+        assert_eq!(n(json!("1.6")).as_deref(), Some("1.6"));
+        assert_eq!(n(json!("1.6.0")).as_deref(), Some("1.6.0"));
+        assert_eq!(n(json!(["1.4", "1.7"])).as_deref(), Some("1.6.0"));
+        assert_eq!(n(json!("1.6.1")), None, "above our maximum when sent alone");
+        assert_eq!(n(json!("1.7")), None);
+        assert_eq!(n(json!(["1.7", "1.8"])), None);
         assert_eq!(n(json!("1.3")), None);
         assert_eq!(n(json!(["1.8", "2.0"])), None);
         assert_eq!(n(json!(1.4)), None, "a number is version 0");
@@ -111,5 +153,21 @@ mod tests {
         assert!(Version::new(&[1, 4, 2]).at_least(&[1, 4, 2]));
         assert!(!Version::new(&[1, 4, 1]).at_least(&[1, 4, 2]));
         assert_eq!(Version::new(&[1]).to_string(), "1.0");
+    }
+
+    #[test]
+    fn changes_by_version() {
+        let v = |p: &[i64]| Version::new(p);
+        assert!(!v(&[1, 4, 1]).has_unsubscribe());
+        assert!(v(&[1, 4, 2]).has_unsubscribe());
+        assert!(v(&[1, 5]).has_unsubscribe());
+        for old in [&[1, 4][..], &[1, 4, 2], &[1, 5], &[1, 5, 9]] {
+            assert!(!v(old).headers_as_list(), "{old:?}");
+            assert!(!v(old).has_mempool_info(), "{old:?}");
+        }
+        for new in [&[1, 6][..], &[1, 6, 0]] {
+            assert!(v(new).headers_as_list(), "{new:?}");
+            assert!(v(new).has_mempool_info(), "{new:?}");
+        }
     }
 }

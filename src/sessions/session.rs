@@ -433,7 +433,7 @@ async fn run_request(server: &Arc<Sessions>, session: &Arc<SessionHandle>, call:
         }
         let t = Instant::now();
         let caller: Arc<dyn Caller> = session.clone();
-        let reply = match Request::bind(method, call) {
+        let reply = match Request::bind(method, call, version) {
             Ok(request) => electrum.answer(&caller, &request).await,
             Err(e) => Err(e),
         };

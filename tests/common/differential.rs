@@ -110,9 +110,15 @@ impl Conn {
 
     /// Connects and negotiates protocol 1.4.2.
     pub fn session(port: u16) -> Conn {
+        Conn::session_at(port, &json!(["1.4", "1.4.2"]), PROTOCOL)
+    }
+
+    /// Connects asking for `protocol` (a version or a `[min, max]` pair); the server must
+    /// choose `expect`.
+    pub fn session_at(port: u16, protocol: &Value, expect: &str) -> Conn {
         let mut c = Conn::open(port);
-        let v = c.call("server.version", json!(["differential", ["1.4", "1.4.2"]]));
-        assert_eq!(v["result"][1], PROTOCOL, "{v}");
+        let v = c.call("server.version", json!(["differential", protocol]));
+        assert_eq!(v["result"][1], expect, "{v}");
         c
     }
 
@@ -442,9 +448,14 @@ pub fn compare_transcripts(diffs: &mut Diffs, ex_port: u16, sx_port: u16, cases:
 }
 
 pub fn version_line(id: u64) -> String {
+    version_line_at(id, &json!(["1.4", "1.4.2"]))
+}
+
+/// A `server.version` request asking for `protocol`.
+pub fn version_line_at(id: u64, protocol: &Value) -> String {
     format!(
         "{}\n",
-        json!({"jsonrpc":"2.0","id":id,"method":"server.version","params":["differential",["1.4","1.4.2"]]})
+        json!({"jsonrpc":"2.0","id":id,"method":"server.version","params":["differential",protocol]})
     )
 }
 

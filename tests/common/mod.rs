@@ -17,6 +17,7 @@ pub mod oracle;
 pub mod process;
 pub mod rpc;
 pub mod server;
+pub mod shim;
 pub mod standin;
 
 pub use certs::make_cert;
@@ -37,6 +38,7 @@ pub use oracle::{
 pub use process::{base_command, wait_until, Proc};
 pub use rpc::{RpcClient, RpcError};
 pub use server::{rpc_json, sextant_command, sextant_env, sextant_rpc, InProcess};
+pub use shim::DaemonShim;
 pub use standin::{
     dsha256_hex, Standin, StandinBlock, StandinConfig, StandinTx, STANDIN_PASS, STANDIN_USER,
 };

@@ -24,9 +24,14 @@ impl Proc {
     }
 }
 
-/// The `sextant` binary this build made, with a clean environment.
+/// The `sextant` binary this build made, with a clean environment. `SEXTANT_BIN` names another
+/// copy: where several worktrees share one target directory, another's build can replace the
+/// binary between this build and the test's run, so a test run can use a copy taken at build.
 pub fn sextant_command() -> Command {
-    base_command(Path::new(env!("CARGO_BIN_EXE_sextant")))
+    let bin = std::env::var_os("SEXTANT_BIN")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_BIN_EXE_sextant")).to_path_buf());
+    base_command(&bin)
 }
 
 /// What every harness-started Sextant gets on `d`'s chain: Litecoin regtest, the database in

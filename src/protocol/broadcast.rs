@@ -1,0 +1,229 @@
+//! Sending transactions to the network through the daemon: one (`blockchain.transaction.broadcast`)
+//! or, from protocol 1.6, a package of a child and its parents
+//! (`blockchain.transaction.broadcast_package`, the daemon's `submitpackage`). Both with
+//! ElectrumX 2.0's checks, costs and error texts.
+
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+use serde_json::Value;
+use tracing::info;
+
+use super::daemon_calls::daemon_error;
+use super::jsonrpc::RpcError;
+use super::methods::truthy;
+use super::params::{hex_string, Args};
+use super::pyfmt::py_str;
+use super::{cost, json, Caller, Electrum, Reply};
+use crate::daemon::DaemonError;
+
+pub(super) async fn broadcast(server: &Electrum, session: &dyn Caller, a: &Args) -> Reply {
+    let raw = hex_string(a.req(0))?.to_string();
+    session.charge(cost::broadcast(raw.len()));
+    match server
+        .daemon
+        .call::<Value>("sendrawtransaction", vec![Value::from(raw.clone())])
+        .await
+    {
+        Ok(txid) => {
+            info!("session {}: sent tx {}", session.id(), py_str(&txid));
+            session.sent_tx();
+            server.mempool_kick.notify_one();
+            json(&txid)
+        }
+        Err(DaemonError::Rpc(e)) => {
+            info!(
+                "session {}: error sending transaction: {}",
+                session.id(),
+                e.message
+            );
+            Err(RpcError::bad_request(format!(
+                "the transaction was rejected by network rules.\n\n{}\n[{raw}]",
+                e.message
+            )))
+        }
+        Err(e) => Err(daemon_error(e)),
+    }
+}
+
+/// `raw_txs` must be a list of hex strings; `verbose` (any truthy value) passes the daemon's
+/// answer through, otherwise it is summarised by [`summary`]. A daemon without
+/// `submitpackage` (Bitcoin Core < 28, Litecoin Core 0.21) refuses with "Method not found",
+/// which the client sees as a rejected package, as from ElectrumX.
+pub(super) async fn broadcast_package(
+    server: &Electrum,
+    session: &dyn Caller,
+    a: &Args,
+    verbose: bool,
+) -> Reply {
+    let list = a.req(0);
+    let Some(txs) = list.as_array() else {
+        return Err(RpcError::bad_request(format!(
+            "{} should be a list",
+            py_str(list)
+        )));
+    };
+    for tx in txs {
+        hex_string(tx)?;
+    }
+    let hex_len: usize = txs.iter().filter_map(Value::as_str).map(str::len).sum();
+    session.charge(cost::broadcast(hex_len));
+    match server
+        .daemon
+        .call::<Box<RawValue>>("submitpackage", vec![list.clone()])
+        .await
+    {
+        Ok(result) => {
+            info!(
+                "session {}: broadcast a package of {} transactions",
+                session.id(),
+                txs.len()
+            );
+            for _ in txs {
+                session.sent_tx();
+            }
+            server.mempool_kick.notify_one();
+            if verbose {
+                return Ok(result);
+            }
+            json(&summary(result.get())?)
+        }
+        Err(DaemonError::Rpc(e)) => {
+            info!(
+                "session {}: error submitting package: {}",
+                session.id(),
+                e.message
+            );
+            Err(RpcError::bad_request(format!(
+                "the tx package was rejected by network rules.\n\n{}.",
+                e.message
+            )))
+        }
+        Err(e) => Err(daemon_error(e)),
+    }
+}
+
+#[derive(Debug, PartialEq, Serialize)]
+pub(super) struct PackageSummary {
+    success: bool,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    errors: Vec<TxError>,
+}
+
+#[derive(Debug, PartialEq, Serialize)]
+struct TxError {
+    txid: Value,
+    error: Value,
+}
+
+/// The parts of a `submitpackage` answer the summary reads; `tx-results` in the daemon's order
+/// (a JSON object, which `serde_json::Map` would sort).
+#[derive(Deserialize)]
+struct SubmitPackage {
+    package_msg: Option<Value>,
+    #[serde(rename = "tx-results", default)]
+    tx_results: InOrder,
+}
+
+#[derive(Default)]
+struct InOrder(Vec<Value>);
+
+impl<'de> Deserialize<'de> for InOrder {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visit;
+        impl<'de> serde::de::Visitor<'de> for Visit {
+            type Value = InOrder;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an object")
+            }
+            fn visit_map<M: serde::de::MapAccess<'de>>(
+                self,
+                mut m: M,
+            ) -> Result<InOrder, M::Error> {
+                let mut out = Vec::new();
+                while let Some((_, v)) = m.next_entry::<serde::de::IgnoredAny, Value>()? {
+                    out.push(v);
+                }
+                Ok(InOrder(out))
+            }
+        }
+        d.deserialize_map(Visit)
+    }
+}
+
+/// ElectrumX's summary of a `submitpackage` answer: `success` when its `package_msg` is
+/// "success", and each transaction result that has an error, in the daemon's order. An answer
+/// without `package_msg` is an internal error (ElectrumX fails on the missing key).
+pub(super) fn summary(result: &str) -> Result<PackageSummary, RpcError> {
+    let internal = |why: String| {
+        tracing::warn!("submitpackage answer {result}: {why}");
+        RpcError::internal()
+    };
+    let parsed: SubmitPackage =
+        serde_json::from_str(result).map_err(|e| internal(e.to_string()))?;
+    let msg = parsed
+        .package_msg
+        .ok_or_else(|| internal("no package_msg".into()))?;
+    let errors = parsed
+        .tx_results
+        .0
+        .iter()
+        .filter_map(|tx| {
+            let error = tx.get("error").filter(|e| truthy(e))?;
+            Some(TxError {
+                txid: tx.get("txid").cloned().unwrap_or(Value::Null),
+                error: error.clone(),
+            })
+        })
+        .collect();
+    Ok(PackageSummary {
+        success: msg == "success",
+        errors,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn text(s: &PackageSummary) -> String {
+        serde_json::to_string(s).unwrap()
+    }
+
+    #[test]
+    fn package_summaries_like_electrumx() {
+        let ok = r#"{
+            "package_msg": "success",
+            "tx-results": {
+                "w1": {"txid": "t1", "vsize": 100, "fees": {"base": 0.0001}},
+                "w2": {"txid": "t2", "other-wtxid": "w9"}
+            },
+            "replaced-transactions": []
+        }"#;
+        assert_eq!(text(&summary(ok).unwrap()), r#"{"success":true}"#);
+        // Errors in the daemon's order (the keys are wtxids, in no sorted order).
+        let failed = r#"{
+            "package_msg": "transaction failed",
+            "tx-results": {
+                "ff": {"txid": "t1", "error": "min relay fee not met"},
+                "00": {"txid": "t2", "error": ""},
+                "aa": {"txid": "t3"},
+                "11": {"error": "bad-txns-inputs-missingorspent"}
+            }
+        }"#;
+        assert_eq!(
+            text(&summary(failed).unwrap()),
+            r#"{"success":false,"errors":[{"txid":"t1","error":"min relay fee not met"},{"txid":null,"error":"bad-txns-inputs-missingorspent"}]}"#
+        );
+        assert_eq!(
+            text(&summary(r#"{"package_msg": "x"}"#).unwrap()),
+            r#"{"success":false}"#
+        );
+        for broken in [r#"{"tx-results": {}}"#, "[]", "5"] {
+            assert_eq!(
+                summary(broken).unwrap_err().code,
+                crate::protocol::jsonrpc::INTERNAL_ERROR,
+                "{broken}"
+            );
+        }
+    }
+}
