@@ -127,14 +127,23 @@ fn every_module_imports_only_lower_layers() {
         })
         .map(|((from, to), file)| format!("{file}: {from} imports {to}"))
         .collect();
-    assert!(upward.is_empty(), "imports against the flow:\n{}", upward.join("\n"));
+    assert!(
+        upward.is_empty(),
+        "imports against the flow:\n{}",
+        upward.join("\n")
+    );
     // The check saw the real tree: the composition root imports most of it.
     assert!(edges.keys().filter(|(from, _)| from == "app").count() >= 8);
 }
 
 #[test]
 fn grouped_and_nested_paths_are_read() {
-    let found = imports("use crate::{coin::Chain, store::{Store, Mode}};\nlet x = crate::types::Height(1);");
+    let found = imports(
+        "use crate::{coin::Chain, store::{Store, Mode}};\nlet x = crate::types::Height(1);",
+    );
     assert_eq!(found, vec!["coin", "store", "types"]);
-    assert_eq!(imports(&code("// see crate::app\nuse crate::index;")), vec!["index"]);
+    assert_eq!(
+        imports(&code("// see crate::app\nuse crate::index;")),
+        vec!["index"]
+    );
 }
