@@ -13,12 +13,14 @@
 //! net                            transports: TCP, TLS, WebSocket listeners and framing
 //! peers, admin                   peer discovery; the admin RPC
 //! app                            the composition root that builds and runs all of it
+//! cli                            the command line: `--help`, `--version` (no settings)
 //! ```
 
 #![warn(unreachable_pub)]
 
 mod admin;
 pub mod app;
+pub mod cli;
 pub mod coin;
 pub mod config;
 pub mod daemon;
