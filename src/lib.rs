@@ -12,8 +12,8 @@
 //! sessions                       connections, costs and limits, subscriptions, notifications
 //! net                            transports: TCP, TLS, WebSocket listeners and framing
 //! peers, admin                   peer discovery; the admin RPC
-//! app                            the composition root that builds and runs all of it
-//! cli                            the command line: `--help`, `--version` (no settings)
+//! app, cli                       the composition root that builds and runs all of it; the
+//!                                command line: `--help`, `--version` (no settings)
 //! ```
 
 #![warn(unreachable_pub)]
