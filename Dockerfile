@@ -43,10 +43,15 @@ COPY --from=build /src/target/release/sextant /usr/local/bin/sextant
 COPY --from=build /src/target/release/sextant-rpc /usr/local/bin/sextant-rpc
 USER sextant
 VOLUME /db
-# SERVICES is left to Sextant's default: tcp://:50001, plus ssl://:50002 once SSL_CERTFILE is
-# set, so a certificate is all it takes to serve TLS.
+# SERVICES is left to Sextant's default: tcp://:50001 and ssl://:50002. As with the ElectrumX
+# image, TLS answers at once: SSL_SELF_SIGNED makes a self-signed certificate on first start into
+# the volume (/db/sextant.crt, key /db/sextant.key) and reuses it on every start, since wallets
+# pin it on first use. SSL_CERTFILE/SSL_KEYFILE, when set, are served instead. Sextant makes the
+# certificate itself rather than an entrypoint script: no openssl in the image, and one code path,
+# tested by cargo test, that writes the key 0600 and survives a crash mid-write.
 ENV DB_DIRECTORY=/db \
-    LOG_LEVEL=info
+    LOG_LEVEL=info \
+    SSL_SELF_SIGNED=1
 EXPOSE 50001 50002
 # SIGTERM (docker stop) flushes the index; give it time: docker stop -t 600.
 STOPSIGNAL SIGTERM

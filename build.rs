@@ -1,5 +1,6 @@
 //! Embeds every coin file of `coins/` into the binary, so a new coin file in the tree needs no
-//! code change and an operator's `COINS_DIR` can add more at run time.
+//! code change and an operator's `COINS_DIR` can add more at run time; and names the RocksDB
+//! version linked in, for `sextant --version`.
 
 use std::{env, fs, path::Path};
 
@@ -29,4 +30,34 @@ fn main() {
     out.push_str("];\n");
     let dest = Path::new(&env::var("OUT_DIR").unwrap()).join("embedded_coins.rs");
     fs::write(dest, out).expect("write embedded_coins.rs");
+    println!(
+        "cargo:rustc-env=SEXTANT_ROCKSDB_VERSION={}",
+        rocksdb_version(Path::new(&manifest_dir))
+    );
+}
+
+/// The RocksDB linked in, for `sextant --version`. librocksdb-sys builds the RocksDB it bundles
+/// and names its version in its own version's build metadata (`0.17.3+10.4.2`); RocksDB's C API
+/// has no version call. The lock file says which librocksdb-sys this build uses.
+fn rocksdb_version(manifest_dir: &Path) -> String {
+    println!("cargo:rerun-if-env-changed=ROCKSDB_LIB_DIR");
+    if env::var_os("ROCKSDB_LIB_DIR").is_some() {
+        return "(the system's library, from ROCKSDB_LIB_DIR)".into();
+    }
+    let lock = manifest_dir.join("Cargo.lock");
+    println!("cargo:rerun-if-changed={}", lock.display());
+    let text = fs::read_to_string(&lock).unwrap_or_default();
+    let mut lines = text.lines();
+    while let Some(line) = lines.next() {
+        if line.trim() == "name = \"librocksdb-sys\"" {
+            let version = lines
+                .next()
+                .and_then(|l| l.trim().strip_prefix("version = \""))
+                .and_then(|v| v.strip_suffix('"'));
+            if let Some((_, bundled)) = version.and_then(|v| v.split_once('+')) {
+                return bundled.to_string();
+            }
+        }
+    }
+    "(unknown version)".into()
 }

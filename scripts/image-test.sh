@@ -2,11 +2,14 @@
 # Builds the container image from the Dockerfile with podman and runs it against a real
 # `litecoind -regtest -txindex=1`:
 #   1. the image builds (its size is printed, and must stay under MAX_IMAGE_MB);
-#   2. the container syncs and answers `server.version` over TCP and over TLS;
+#   2. the container syncs and answers `server.version` over TCP and over TLS, with no
+#      certificate given: the self-signed one it made in its volume (SSL_SELF_SIGNED, set by the
+#      image), whose fingerprint it logged, key mode 0600;
 #   3. `podman exec … sextant-rpc getinfo` reaches the admin RPC inside it;
 #   4. `podman stop` (SIGTERM) flushes the index and the container exits with status 0;
-#   5. started again, it continues from the index in its volume (not from genesis) and follows
-#      the blocks mined while it was stopped.
+#   5. started again, it continues from the index in its volume (not from genesis), follows
+#      the blocks mined while it was stopped and serves the same certificate;
+#   6. deploy/compose.yaml's ltc service runs, serving the certificate given by SSL_CERTFILE.
 # Run as root on Debian (installs podman, runc, debootstrap, litecoind, openssl if missing).
 # The first build compiles RocksDB: ~20-30 minutes on two cores; later builds that change only
 # Sextant's sources reuse the dependency layer. Without access to a container registry the base
@@ -99,17 +102,18 @@ mine() { cli generatetoaddress "$1" "$address" >/dev/null; }
 mine 110
 
 tcp=$(free_port); ssl=$(free_port); admin=$(free_port)
+# For the compose service, which is given a certificate.
 mkdir -p "$work/tls"
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 -subj /CN=localhost \
   -keyout "$work/tls/privkey.pem" -out "$work/tls/fullchain.pem" 2>/dev/null
 chmod 644 "$work/tls/privkey.pem"  # the image runs as uid 10001
 
+# No SSL_CERTFILE: the image's SSL_SELF_SIGNED serves TLS.
 run() {
   "${PODMAN[@]}" run -d --name "$NAME" --network host "${RUN_FLAGS[@]}" \
-    -v "$VOLUME:/db" -v "$work/tls:/tls:ro" \
+    -v "$VOLUME:/db" \
     -e COIN=Litecoin -e NET=regtest -e "DAEMON_URL=http://u:p@127.0.0.1:$rpc_port/" \
     -e "SERVICES=tcp://127.0.0.1:$tcp,ssl://127.0.0.1:$ssl,rpc://127.0.0.1:$admin" \
-    -e SSL_CERTFILE=/tls/fullchain.pem -e SSL_KEYFILE=/tls/privkey.pem \
     -e DAEMON_POLL_INTERVAL_BLOCKS=200 \
     "$IMAGE" >/dev/null
 }
@@ -128,14 +132,26 @@ tls_answers() {
     2>/dev/null | head -1) || true
   [[ $reply == *'"Sextant '* ]]
 }
+# The SHA-256 fingerprint of the certificate served on a port, and of a PEM file, in the form
+# Sextant logs.
+served_fingerprint() {
+  openssl s_client -connect "127.0.0.1:$1" </dev/null 2>/dev/null \
+    | openssl x509 -noout -fingerprint -sha256 | sed 's/^.*=//'
+}
+file_fingerprint() { openssl x509 -in "$1" -noout -fingerprint -sha256 | sed 's/^.*=//'; }
 getinfo() { "${PODMAN[@]}" exec "$NAME" sextant-rpc -p "$admin" getinfo; }
 db_height() { getinfo 2>/dev/null | python3 -c 'import json,sys; print(json.load(sys.stdin)["db height"])'; }
 at_height() { [ "$(db_height)" = "$1" ]; }
 
-step "run: sync, TCP, TLS, sextant-rpc through exec"
+step "run: sync, TCP, TLS with the self-signed certificate, sextant-rpc through exec"
 run
 wait_for 120 "server.version over TCP" tcp_answers
 wait_for 30 "server.version over TLS" tls_answers
+fingerprint=$(served_fingerprint "$ssl")
+[ -n "$fingerprint" ] || fail "no certificate served on $ssl"
+"${PODMAN[@]}" logs "$NAME" 2>&1 | grep -q "made a self-signed certificate /db/sextant.crt .*fingerprint $fingerprint" \
+  || fail "the certificate served ($fingerprint) is not the one logged as made"
+[ "$("${PODMAN[@]}" exec "$NAME" stat -c %a /db/sextant.key)" = 600 ] || fail "the key is not mode 0600"
 getinfo >"$work/getinfo.json" || fail "sextant-rpc getinfo through podman exec"
 wait_for 60 "getinfo at height 110" at_height 110
 mine 5
@@ -154,6 +170,7 @@ mine 5
 run
 wait_for 120 "server.version after the restart" tcp_answers
 wait_for 60 "the blocks mined while stopped" at_height 120
+[ "$(served_fingerprint "$ssl")" = "$fingerprint" ] || fail "a new certificate after the restart"
 "${PODMAN[@]}" logs "$NAME" >"$work/run2.log" 2>&1
 grep -q "index tip: height 115" "$work/run2.log" || { head -20 "$work/run2.log" >&2; fail "did not resume at 115"; }
 "${PODMAN[@]}" stop -t 600 "$NAME" >/dev/null
@@ -187,10 +204,15 @@ EOF
 compose=("$compose_bin" -p "$NAME" -f "$work/deploy/compose.yaml" -f "$work/deploy/override.yaml")
 [ ${#PODMAN[@]} -gt 1 ] && compose=("$compose_bin" --podman-args="${PODMAN[*]:1}" "${compose[@]:1}")
 ltc_tcp=$(sed -n 's|.*SERVICES: tcp://:\([0-9]*\),.*|\1|p' deploy/compose.yaml | tail -1)
+ltc_ssl=$(sed -n 's|.*SERVICES: tcp://:[0-9]*,ssl://:\([0-9]*\),.*|\1|p' deploy/compose.yaml | tail -1)
 ltc_admin=$(sed -n 's|.*rpc://127.0.0.1:\([0-9]*\)$|\1|p' deploy/compose.yaml | tail -1)
 "${compose[@]}" up -d ltc >"$work/compose.log" 2>&1 || { tail -20 "$work/compose.log" >&2; fail "compose up"; }
 tcp=$ltc_tcp
 wait_for 120 "the compose service over TCP on $ltc_tcp" tcp_answers
+ssl=$ltc_ssl
+wait_for 30 "the compose service over TLS on $ltc_ssl" tls_answers
+[ "$(served_fingerprint "$ssl")" = "$(file_fingerprint "$work/tls/fullchain.pem")" ] \
+  || fail "compose: SSL_CERTFILE is not the certificate served"
 "${compose[@]}" exec ltc sextant-rpc -p "$ltc_admin" getinfo >"$work/compose-getinfo.json" \
   || fail "compose exec sextant-rpc getinfo"
 grep -q '"db height": 120' "$work/compose-getinfo.json" || fail "compose getinfo: $(cat "$work/compose-getinfo.json")"

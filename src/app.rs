@@ -40,6 +40,8 @@ pub async fn run(config: Config, stop: Arc<watch::Sender<bool>>) -> anyhow::Resu
         tokio::task::spawn_blocking(move || Store::open(&dir, &coin, cache, Mode::Bulk)).await??
     };
     store.set_sync_flush_interval(config.sync_flush);
+    let mut server_settings = config.server.clone();
+    net::provide_self_signed(&mut server_settings, &config.db_dir)?;
     let store = Arc::new(store);
     match store.tip() {
         Some(t) => info!("index tip: height {} ({})", t.height, t.hash),
@@ -139,7 +141,7 @@ pub async fn run(config: Config, stop: Arc<watch::Sender<bool>>) -> anyhow::Resu
     let server_task = tokio::spawn({
         let index_events = indexer.subscribe();
         let stop_rx = stop_rx.clone();
-        let settings = config.server.clone();
+        let settings = server_settings;
         async move {
             if mempool_ready.recv().await.is_err() {
                 return Ok(());

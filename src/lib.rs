@@ -12,13 +12,15 @@
 //! sessions                       connections, costs and limits, subscriptions, notifications
 //! net                            transports: TCP, TLS, WebSocket listeners and framing
 //! peers, admin                   peer discovery; the admin RPC
-//! app                            the composition root that builds and runs all of it
+//! app, cli                       the composition root that builds and runs all of it; the
+//!                                command line: `--help`, `--version` (no settings)
 //! ```
 
 #![warn(unreachable_pub)]
 
 mod admin;
 pub mod app;
+pub mod cli;
 pub mod coin;
 pub mod config;
 pub mod daemon;

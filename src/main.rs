@@ -1,4 +1,5 @@
-//! `sextant`: configured entirely by ElectrumX's environment variables.
+//! `sextant`: configured entirely by ElectrumX's environment variables; the only arguments are
+//! `--help` and `--version`.
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -6,10 +7,13 @@ use std::sync::Arc;
 use tokio::sync::watch;
 use tracing::{error, info};
 
-use sextant::app;
 use sextant::config::{Config, ProcessEnv};
+use sextant::{app, cli};
 
 fn main() -> ExitCode {
+    if let Some(status) = cli::answer(std::env::args_os().skip(1)) {
+        return status;
+    }
     let config = match Config::from_env(&ProcessEnv) {
         Ok(c) => c,
         Err(e) => {

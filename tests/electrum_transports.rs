@@ -1,7 +1,9 @@
 //! The `sextant` binary's transports against a real `litecoind -regtest`: TLS (with certificate
 //! reload on file change and on SIGHUP, open sessions unaffected), WebSocket (ws:// and wss://,
 //! one JSON-RPC message per text frame) and a real third-party client (Python aiorpcX, the
-//! library ElectrumX is built on) over TLS. Certificates come from the `openssl` CLI.
+//! library ElectrumX is built on) over TLS; `SSL_SELF_SIGNED`'s certificate, made once, pinned
+//! by a client (rustls, and Python's ssl as Electrum uses it), kept across restarts and set
+//! aside by a supplied one. Supplied certificates come from the `openssl` CLI.
 
 mod common;
 
@@ -453,4 +455,181 @@ fn a_python_aiorpcx_client_over_tls() {
         "client failed:\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// SSL_SELF_SIGNED: TLS with no certificate supplied
+
+/// A TLS connection that trusts only `root` (the pinned certificate, as a wallet pins it) and
+/// checks that it names `name`.
+async fn pinned_connect(
+    port: u16,
+    root: &[u8],
+    name: &str,
+) -> Result<tokio_rustls::client::TlsStream<TcpStream>, std::io::Error> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(pki_types::CertificateDer::from(root.to_vec()))
+        .expect("a usable trust anchor");
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let tcp = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    let name = pki_types::ServerName::try_from(name.to_string()).unwrap();
+    connector.connect(name, tcp).await
+}
+
+fn first_der(pem_file: &Path) -> Vec<u8> {
+    let pem = std::fs::read(pem_file).unwrap();
+    let der = rustls_pemfile::certs(&mut &pem[..])
+        .next()
+        .expect("a certificate")
+        .unwrap();
+    der.to_vec()
+}
+
+/// `openssl x509 -fingerprint -sha256`'s form.
+fn sha256_fingerprint(der: &[u8]) -> String {
+    use bitcoin::hashes::{sha256, Hash};
+    let hex: Vec<String> = sha256::Hash::hash(der)
+        .as_byte_array()
+        .iter()
+        .map(|b| format!("{b:02X}"))
+        .collect();
+    hex.join(":")
+}
+
+/// What Electrum does with a self-signed server: Python's ssl with the pinned certificate as
+/// its only CA and no hostname check. The server's `server.version` reply.
+fn python_pinned_version(port: u16, cert: &Path) -> String {
+    let script = r#"
+import socket, ssl, sys
+ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=sys.argv[2])
+ctx.check_hostname = False
+with socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=20) as raw:
+    with ctx.wrap_socket(raw) as s:
+        s.sendall(b'{"id":1,"method":"server.version","params":["pin","1.4"]}\n')
+        print(s.makefile().readline().strip())
+"#;
+    let out = Command::new("python3")
+        .args(["-c", script, &port.to_string()])
+        .arg(cert)
+        .output()
+        .expect("python3");
+    assert!(
+        out.status.success(),
+        "Python's ssl refused the pinned certificate:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[test]
+fn a_self_signed_certificate_is_made_once_kept_and_yields_to_a_supplied_one() {
+    use std::os::unix::fs::PermissionsExt;
+    let d = Litecoind::start();
+    d.mine(3);
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("db");
+    let (cert, key) = (db.join("sextant.crt"), db.join("sextant.key"));
+    let port = free_port();
+    let env = vec![
+        ("SSL_SELF_SIGNED", "1".to_string()),
+        (
+            "SERVICES",
+            format!("tcp://127.0.0.1:{},ssl://127.0.0.1:{port}", free_port()),
+        ),
+        ("REPORT_SERVICES", "ssl://electrum.example.com:50002".into()),
+    ];
+    let rt = runtime();
+
+    // First start: made, logged with its fingerprint, served.
+    let mut sx = Proc::sextant(&d, dir.path(), &env);
+    sx.wait_listening(port);
+    let made = first_der(&cert);
+    let fingerprint = sha256_fingerprint(&made);
+    let line = sx.wait_for_log("made a self-signed certificate", Duration::from_secs(5));
+    assert!(
+        line.contains(&cert.display().to_string()) && line.contains(&fingerprint),
+        "the log names the file and its fingerprint {fingerprint}: {line}"
+    );
+    let mode = std::fs::metadata(&key).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "the key is private");
+    rt.block_on(async {
+        // Pinned, as a wallet pins it; its names are checked too.
+        for name in ["localhost", "electrum.example.com", "127.0.0.1"] {
+            let s = pinned_connect(port, &made, name)
+                .await
+                .unwrap_or_else(|e| panic!("pinned handshake as {name}: {e}"));
+            let mut c = LineClient::new(s);
+            let v = c.call("server.version", json!(["pin", "1.4"])).await;
+            assert_eq!(v[1], "1.4");
+        }
+        let e = pinned_connect(port, &made, "other.example.org").await;
+        assert!(e.is_err(), "a name the certificate lacks is refused");
+    });
+    assert!(python_pinned_version(port, &cert).contains("\"Sextant "));
+
+    // Restart: the same certificate, announced with the same fingerprint.
+    sx.signal("-TERM");
+    assert!(sx.wait_exit(Duration::from_secs(60)).success());
+    drop(sx);
+    let mut sx = Proc::sextant(&d, dir.path(), &env);
+    sx.wait_listening(port);
+    let line = sx.wait_for_log("TLS: self-signed certificate", Duration::from_secs(5));
+    assert!(line.contains(&fingerprint), "{line}");
+    assert!(!sx.log().contains("made a self-signed"), "{}", sx.log());
+    rt.block_on(async {
+        let (_s, presented) = tls_connect(port).await;
+        assert_eq!(presented, made, "reused after a restart");
+    });
+    sx.signal("-TERM");
+    assert!(sx.wait_exit(Duration::from_secs(60)).success());
+    drop(sx);
+
+    // A certificate supplied takes precedence; the self-signed one is left for later.
+    let (real_cert, real_key) = (dir.path().join("real.pem"), dir.path().join("real-key.pem"));
+    let real = make_cert(dir.path(), &real_cert, &real_key, "real");
+    let mut env = env;
+    env.extend(tls_env(&real_cert, &real_key));
+    let mut sx = Proc::sextant(&d, dir.path(), &env);
+    sx.wait_listening(port);
+    rt.block_on(async {
+        let (_s, presented) = tls_connect(port).await;
+        assert_eq!(presented, real, "SSL_CERTFILE is served");
+        // Reloaded on change, as ever.
+        let newer = make_cert(dir.path(), &real_cert, &real_key, "newer");
+        sx.signal("-HUP");
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while tls_connect(port).await.1 != newer {
+            assert!(Instant::now() < deadline, "SSL_CERTFILE was not reloaded");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    });
+    assert!(
+        sx.log().contains("SSL_SELF_SIGNED is not used"),
+        "{}",
+        sx.log()
+    );
+    assert_eq!(
+        first_der(&cert),
+        made,
+        "the self-signed certificate is kept"
+    );
+}
+
+#[test]
+fn without_ssl_self_signed_tls_still_needs_a_certificate() {
+    let d = Litecoind::start();
+    let dir = tempfile::tempdir().unwrap();
+    let env = vec![("SERVICES", format!("ssl://127.0.0.1:{}", free_port()))];
+    let mut sx = Proc::sextant(&d, dir.path(), &env);
+    let status = sx.wait_exit(Duration::from_secs(30));
+    assert_eq!(status.code(), Some(2), "{}", sx.log());
+    assert!(sx.log().contains("SSL_SELF_SIGNED=1"), "{}", sx.log());
+    assert!(!dir.path().join("db/sextant.crt").exists());
 }

@@ -21,7 +21,7 @@ const LAYERS: &[&[&str]] = &[
     &["sessions", "peers"],
     &["net"],
     &["admin"],
-    &["app"],
+    &["app", "cli"],
 ];
 
 fn rank(module: &str) -> Option<usize> {

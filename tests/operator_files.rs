@@ -1,8 +1,9 @@
 //! The operator's files: `Dockerfile`, `systemd/sextant.service` and
 //! `systemd/sextant.env.example` must name the binary Cargo builds, configure it only with
 //! variables it knows (each documented in README.md's table), and their environments must start
-//! a working server against a real `litecoind -regtest`. No container engine or systemd runs
-//! here, so the files are read, and what they would run is run.
+//! a working server against a real `litecoind -regtest`, the image's serving TLS with no
+//! certificate supplied. No container engine or systemd runs here, so the files are read, and
+//! what they would run is run.
 
 mod common;
 
@@ -222,4 +223,76 @@ fn their_environments_start_a_server() {
         let mut p = Proc::spawn(name, cmd, dir.path().join(format!("{name}.log")));
         wait_serving(&mut p, tcp);
     }
+}
+
+/// `server.version` over TLS to `port`, trusting only the certificate in `pinned` (as a wallet
+/// that pinned it) and checking that it names localhost.
+fn pinned_tls_version(port: u16, pinned: &Path) -> String {
+    use std::sync::Arc;
+    use tokio_rustls::rustls;
+    let mut roots = rustls::RootCertStore::empty();
+    let pem = std::fs::read(pinned).unwrap();
+    for cert in rustls_pemfile::certs(&mut &pem[..]) {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let conn =
+        rustls::ClientConnection::new(Arc::new(config), "localhost".try_into().unwrap()).unwrap();
+    let tcp = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    tcp.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let mut tls = rustls::StreamOwned::new(conn, tcp);
+    writeln!(
+        tls,
+        r#"{{"id":1,"method":"server.version","params":["t","1.4"]}}"#
+    )
+    .unwrap();
+    let mut line = String::new();
+    BufReader::new(tls).read_line(&mut line).unwrap();
+    line
+}
+
+/// The image, as `docker run` with only the coin and daemon given: TLS answers with the
+/// certificate it made in its volume, as the ElectrumX image's users expect.
+#[test]
+fn the_image_serves_tls_with_no_certificate_supplied() {
+    let image = image_env();
+    assert!(
+        image
+            .iter()
+            .any(|(k, v)| k == "SSL_SELF_SIGNED" && !v.trim().is_empty()),
+        "the image turns SSL_SELF_SIGNED on: {image:?}"
+    );
+    let d = Litecoind::start();
+    d.mine(3);
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("db");
+    let (tcp, ssl) = (free_port(), free_port());
+    let mut cmd = sextant_command();
+    for (k, v) in image {
+        let v = match k.as_str() {
+            "DB_DIRECTORY" => db.display().to_string(),
+            _ => v,
+        };
+        cmd.env(k, v);
+    }
+    cmd.envs([
+        ("COIN", "Litecoin".to_string()),
+        ("NET", "regtest".into()),
+        ("DAEMON_URL", format!("{}/", d.rpc_url())),
+        // The image's default, tcp://:50001,ssl://:50002, on free loopback ports.
+        (
+            "SERVICES",
+            format!("tcp://127.0.0.1:{tcp},ssl://127.0.0.1:{ssl}"),
+        ),
+    ]);
+    let mut p = Proc::spawn("image", cmd, dir.path().join("image.log"));
+    wait_serving(&mut p, tcp);
+    let reply = pinned_tls_version(ssl, &db.join("sextant.crt"));
+    assert!(reply.contains("\"Sextant "), "{reply}");
 }

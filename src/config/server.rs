@@ -1,8 +1,10 @@
 //! The protocol server's environment variables, with ElectrumX's names and rules.
 //!
 //! Differences from ElectrumX, on purpose: with `SERVICES` unset Sextant listens on
-//! `tcp://:50001` (plus `ssl://:50002` when `SSL_CERTFILE` is set) instead of nowhere; and
-//! `MAX_SEND` defaults to ElectrumX 1.16's 1,000,000 since we serve protocol 1.4.x.
+//! `tcp://:50001` (plus `ssl://:50002` when `SSL_CERTFILE` is set or `SSL_SELF_SIGNED` on)
+//! instead of nowhere; `MAX_SEND` defaults to ElectrumX 1.16's 1,000,000 since we serve protocol
+//! 1.4.x; and `SSL_SELF_SIGNED` (Sextant only) does in the server what the ElectrumX image's
+//! start script does with openssl: TLS without a certificate supplied.
 
 use std::path::PathBuf;
 
@@ -27,6 +29,9 @@ pub struct ServerSettings {
     pub report_services: Vec<Service>,
     pub ssl_certfile: Option<PathBuf>,
     pub ssl_keyfile: Option<PathBuf>,
+    /// `SSL_SELF_SIGNED`: with no `SSL_CERTFILE`, TLS services use a self-signed certificate
+    /// made once in `DB_DIRECTORY` and kept there (wallets pin it on first use).
+    pub ssl_self_signed: bool,
     /// Read at each `server.banner`; relative paths are under `DB_DIRECTORY`, as in ElectrumX.
     pub banner_file: Option<PathBuf>,
     pub donation_address: String,
@@ -79,6 +84,7 @@ impl ServerSettings {
     pub(crate) fn from_env(env: &dyn Env) -> Result<ServerSettings, ConfigError> {
         let ssl_certfile = non_empty(env, "SSL_CERTFILE").map(PathBuf::from);
         let ssl_keyfile = non_empty(env, "SSL_KEYFILE").map(PathBuf::from);
+        let ssl_self_signed = boolean(env, "SSL_SELF_SIGNED", false);
         let services = match env.get("SERVICES") {
             Some(text) => {
                 parse_services(&text, true).map_err(|why| invalid("SERVICES", &text, why))?
@@ -89,7 +95,7 @@ impl ServerSettings {
                     host: Host::AllInterfaces,
                     port: DEFAULT_TCP_PORT,
                 }];
-                if ssl_certfile.is_some() {
+                if ssl_certfile.is_some() || ssl_self_signed {
                     s.push(Service {
                         kind: Kind::Ssl,
                         host: Host::AllInterfaces,
@@ -108,14 +114,17 @@ impl ServerSettings {
                 ));
             }
         }
-        if services.iter().any(|s| s.kind.is_tls()) {
+        // A half-supplied pair is a mistake even with SSL_SELF_SIGNED on: say so rather than
+        // quietly serve the self-signed certificate.
+        let self_signed = ssl_self_signed && ssl_certfile.is_none() && ssl_keyfile.is_none();
+        if services.iter().any(|s| s.kind.is_tls()) && !self_signed {
             if ssl_certfile.is_none() {
                 return Err(ConfigError::Missing(
                     "SSL_CERTFILE",
-                    "an ssl:// or wss:// service needs a PEM certificate chain",
+                    "an ssl:// or wss:// service needs a PEM certificate chain \
+                     (or SSL_SELF_SIGNED=1 for a self-signed one)",
                 ));
-            }
-            if ssl_keyfile.is_none() {
+            } else if ssl_keyfile.is_none() {
                 return Err(ConfigError::Missing(
                     "SSL_KEYFILE",
                     "an ssl:// or wss:// service needs the certificate's PEM private key",
@@ -184,6 +193,7 @@ impl ServerSettings {
             report_services,
             ssl_certfile,
             ssl_keyfile,
+            ssl_self_signed,
             banner_file,
             donation_address: env.get("DONATION_ADDRESS").unwrap_or_default(),
             max_send,
@@ -223,6 +233,18 @@ mod tests {
         assert_eq!(s.services.len(), 2);
         assert_eq!(s.services[1].kind, Kind::Ssl);
         assert_eq!(s.services[1].port, 50002);
+        assert!(!s.ssl_self_signed);
+        let s = settings(&[("SSL_SELF_SIGNED", "1")]).unwrap();
+        assert!(s.ssl_self_signed);
+        assert_eq!(
+            s.services.len(),
+            2,
+            "ssl://:50002 without a certificate supplied"
+        );
+        assert_eq!(s.services[1].to_string(), "ssl://all_interfaces:50002");
+        let s = settings(&[("SSL_SELF_SIGNED", "")]).unwrap();
+        assert!(!s.ssl_self_signed, "empty is off, as ElectrumX booleans");
+        assert_eq!(s.services.len(), 1);
     }
 
     #[test]
@@ -265,6 +287,16 @@ mod tests {
         let e = |pairs: &[(&'static str, &'static str)]| settings(pairs).unwrap_err().to_string();
         assert!(e(&[("SERVICES", "ssl://:50002")]).contains("SSL_CERTFILE"));
         assert!(e(&[("SERVICES", "ssl://:50002"), ("SSL_CERTFILE", "c")]).contains("SSL_KEYFILE"));
+        let self_signed = ("SSL_SELF_SIGNED", "1");
+        assert!(settings(&[("SERVICES", "ssl://:50002,wss://:50004"), self_signed]).is_ok());
+        assert!(
+            e(&[("SERVICES", "ssl://:1"), self_signed, ("SSL_KEYFILE", "k")])
+                .contains("SSL_CERTFILE")
+        );
+        assert!(
+            e(&[("SERVICES", "ssl://:1"), self_signed, ("SSL_CERTFILE", "c")])
+                .contains("SSL_KEYFILE")
+        );
         assert!(e(&[("SERVICES", "localhost:50001")]).contains("SERVICES"));
         assert!(e(&[("SERVICES", "tcp://x.onion:1")]).contains("onion"));
         assert!(e(&[("REPORT_SERVICES", "rpc://h.com:1")]).contains("rpc"));

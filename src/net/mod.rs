@@ -6,13 +6,16 @@
 //! |---|---|
 //! | `framing` | newline and WebSocket framing, the writers |
 //! | `tls` | certificates: loading, reloading on SIGHUP or change |
+//! | `self_signed` | `SSL_SELF_SIGNED`: the certificate made once in `DB_DIRECTORY` |
 //! | `ratelimit` | new connections per IP address |
 
 mod framing;
 mod ratelimit;
+mod self_signed;
 mod tls;
 
 use std::net::SocketAddr;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -31,6 +34,32 @@ use tls::Tls;
 
 /// A TLS handshake that takes longer than this is dropped.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// With `SSL_SELF_SIGNED` on, a TLS service and no certificate supplied, points `settings` at
+/// the self-signed pair in `dir`, made now if it is not there. Called at start-up rather than
+/// when the services open after the initial sync: the fingerprint is in the log at once, and a
+/// volume Sextant cannot write stops the start, not the end of a day's sync.
+pub(crate) fn provide_self_signed(settings: &mut ServerSettings, dir: &Path) -> anyhow::Result<()> {
+    if !settings.ssl_self_signed || !settings.services.iter().any(|s| s.kind.is_tls()) {
+        return Ok(());
+    }
+    if let Some(cert) = &settings.ssl_certfile {
+        info!(
+            "TLS: serving SSL_CERTFILE {}; SSL_SELF_SIGNED is not used",
+            cert.display()
+        );
+        return Ok(());
+    }
+    let hosts = settings
+        .services
+        .iter()
+        .chain(&settings.report_services)
+        .map(|s| &s.host);
+    let pair = self_signed::ensure(dir, hosts).context("SSL_SELF_SIGNED")?;
+    settings.ssl_certfile = Some(pair.cert);
+    settings.ssl_keyfile = Some(pair.key);
+    Ok(())
+}
 
 /// Binds every client service of `settings` (not `rpc://`: the admin RPC binds its own), then
 /// accepts connections until `shutdown`.
