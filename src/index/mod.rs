@@ -2,6 +2,7 @@
 
 pub mod fetch;
 pub mod notarized;
+pub(crate) mod prefetch;
 pub mod undo;
 pub mod writer;
 
@@ -334,15 +335,22 @@ impl Indexer {
         let start_txs = self.store.tx_count();
         let started = Instant::now();
         let mut last_log = Instant::now();
-        let (tx, mut rx) = mpsc::channel(2);
+        let (fetched_tx, fetched_rx) = mpsc::channel(2);
         let fetcher = tokio::spawn(fetch::fetch_range(
             self.daemon.clone(),
             self.coin.chain,
             from,
             daemon_height,
+            fetched_tx,
+        ));
+        let _abort_fetch = AbortOnDrop(fetcher);
+        let (tx, mut rx) = mpsc::channel(2);
+        let prefetcher = tokio::spawn(prefetch::prefetch_stage(
+            prefetch::Prefetcher::new(self.store.clone()),
+            fetched_rx,
             tx,
         ));
-        let _abort = AbortOnDrop(fetcher);
+        let _abort_prefetch = AbortOnDrop(prefetcher);
         let stop = loop {
             let batch = tokio::select! {
                 b = rx.recv() => b,
@@ -357,7 +365,10 @@ impl Indexer {
             );
             let result = tokio::task::spawn_blocking(move || {
                 let mut mempool = mempool.as_ref().map(|m| m.write());
-                let mut applied = writer.lock().unwrap().apply(&batch.blocks)?;
+                let mut applied = writer
+                    .lock()
+                    .unwrap()
+                    .apply_prefetched(&batch.blocks, batch.found)?;
                 if let Some(m) = mempool.as_mut() {
                     applied
                         .touched

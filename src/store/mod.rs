@@ -182,6 +182,21 @@ fn outpoint_prefix(txid: &Txid, vout: u32) -> [u8; OUTPOINT_PREFIX_LEN] {
     k
 }
 
+/// The order of outpoints in the `utxo` column family (its key prefix), for callers that
+/// batch lookups or writes so they sweep the keys forward.
+pub(crate) fn utxo_order(outpoint: &OutPoint) -> ([u8; 4], u32) {
+    let prefix: [u8; 4] = outpoint.txid.0[..4].try_into().expect("4 bytes");
+    (prefix, outpoint.vout)
+}
+
+fn decode_utxo(key: &[u8], value: &[u8]) -> StoredUtxo {
+    StoredUtxo {
+        txnum: TxNum::from_bytes(&key[OUTPOINT_PREFIX_LEN..]),
+        hashx: HashX(value[..HashX::LEN].try_into().unwrap()),
+        value: u64::from_le_bytes(value[HashX::LEN..HashX::LEN + 8].try_into().unwrap()),
+    }
+}
+
 fn utxo_key(txid: &Txid, vout: u32, txnum: TxNum) -> Vec<u8> {
     let mut k = Vec::with_capacity(OUTPOINT_PREFIX_LEN + TxNum::LEN);
     k.extend_from_slice(&outpoint_prefix(txid, vout));
@@ -214,6 +229,9 @@ fn cf_options(name: &str, cache: &Cache, mode: Mode) -> Options {
     table.set_block_cache(cache);
     table.set_bloom_filter(10.0, false);
     table.set_cache_index_and_filter_blocks(true);
+    // Level-0 files are read by every lookup; evicting their filters and indexes from a small
+    // cache under a bulk load's churn cost a disk read per file per lookup.
+    table.set_pin_l0_filter_and_index_blocks_in_cache(true);
     // The librocksdb-sys build is portable (no SSE4.2), so its CRC32C is the software one: it
     // took ~5% of the initial sync's CPU. XXH3 guards blocks as well and is fast without it;
     // files written with CRC32C stay readable.
@@ -223,6 +241,9 @@ fn cf_options(name: &str, cache: &Cache, mode: Mode) -> Options {
         CF_UTXO => {
             o.set_prefix_extractor(SliceTransform::create_fixed_prefix(OUTPOINT_PREFIX_LEN));
             table.set_whole_key_filtering(false);
+            // Most lookups of a bulk load miss the (128 MB) memtables: a prefix filter there
+            // answers them without walking the skip list.
+            o.set_memtable_prefix_bloom_ratio(0.05);
         }
         CF_HISTORY | CF_SCRIPTUTXO => {
             o.set_prefix_extractor(SliceTransform::create_fixed_prefix(HashX::LEN));
@@ -539,11 +560,7 @@ impl Store {
         let prefix = outpoint_prefix(&outpoint.txid, outpoint.vout);
         let mut candidates = Vec::new();
         self.scan_prefix(CF_UTXO, &prefix, |k, v| {
-            candidates.push(StoredUtxo {
-                txnum: TxNum::from_bytes(&k[OUTPOINT_PREFIX_LEN..]),
-                hashx: HashX(v[..HashX::LEN].try_into().unwrap()),
-                value: u64::from_le_bytes(v[HashX::LEN..HashX::LEN + 8].try_into().unwrap()),
-            });
+            candidates.push(decode_utxo(k, v));
             true
         })?;
         Ok(candidates)
@@ -567,7 +584,50 @@ impl Store {
         &self,
         outpoint: &OutPoint,
     ) -> Result<Option<StoredUtxo>, StoreError> {
-        let mut candidates = self.utxo_candidates(outpoint)?;
+        let candidates = self.utxo_candidates(outpoint)?;
+        self.pick_spent(outpoint, candidates)
+    }
+
+    /// [`Store::lookup_spent_utxo`] for many outpoints at once, answers in the order asked. The
+    /// outpoints are visited in key order ([`utxo_order`]) by one iterator, so a bulk load's
+    /// random lookups become a forward sweep that reuses index and data blocks; the caller
+    /// should pass them sorted that way.
+    pub(crate) fn lookup_spent_utxos(
+        &self,
+        outpoints: &[OutPoint],
+    ) -> Result<Vec<Option<StoredUtxo>>, StoreError> {
+        let mut order: Vec<usize> = (0..outpoints.len()).collect();
+        order.sort_by_key(|&i| utxo_order(&outpoints[i]));
+        let mut ro = rocksdb::ReadOptions::default();
+        ro.set_prefix_same_as_start(true);
+        let mut it = self.db.raw_iterator_cf_opt(self.cf(CF_UTXO), ro);
+        let mut out = vec![None; outpoints.len()];
+        let mut candidates = Vec::new();
+        for i in order {
+            let op = &outpoints[i];
+            let prefix = outpoint_prefix(&op.txid, op.vout);
+            candidates.clear();
+            it.seek(prefix);
+            while let (Some(k), Some(v)) = (it.key(), it.value()) {
+                if !k.starts_with(&prefix) {
+                    break;
+                }
+                candidates.push(decode_utxo(k, v));
+                it.next();
+            }
+            it.status()?;
+            out[i] = self.pick_spent(op, std::mem::take(&mut candidates))?;
+        }
+        Ok(out)
+    }
+
+    /// Which candidate an outpoint that must be unspent is: the only one, or on a key-prefix
+    /// collision the one whose transaction has the outpoint's txid.
+    fn pick_spent(
+        &self,
+        outpoint: &OutPoint,
+        mut candidates: Vec<StoredUtxo>,
+    ) -> Result<Option<StoredUtxo>, StoreError> {
         if candidates.len() == 1 {
             return Ok(candidates.pop());
         }
