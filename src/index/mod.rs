@@ -133,6 +133,8 @@ pub struct Indexer {
 
 const PROGRESS_EVERY: Duration = Duration::from_secs(10);
 const COMPACT_AFTER_TXS: u64 = 1_000_000;
+/// Level-0 files that make a start compact even after a short catch-up (see `L0_FOLLOW`).
+const COMPACT_AFTER_L0_FILES: u64 = 20;
 
 impl Indexer {
     pub fn new(
@@ -267,14 +269,16 @@ impl Indexer {
         let tip = self.store.tip();
         if self.store.mode() == Mode::Bulk {
             let store = self.store.clone();
-            // A big bulk load leaves many overlapping files; compact them once now rather than
-            // slowing every later read.
-            let compact = self.initial_txs >= COMPACT_AFTER_TXS;
+            // A big bulk load leaves many overlapping files; compact them once rather than
+            // slowing every later read, but beside serving, not before it. A restart after a
+            // shutdown stopped that compaction finds the files still there.
+            let compact = self.initial_txs >= COMPACT_AFTER_TXS
+                || store.level0_files() >= COMPACT_AFTER_L0_FILES;
             tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
-                store.set_mode(Mode::Follow)?;
                 if compact {
-                    info!("compacting the database after the initial sync");
-                    store.compact();
+                    store.compact_later()?;
+                } else {
+                    store.set_mode(Mode::Follow)?;
                 }
                 Ok(())
             })
