@@ -355,6 +355,8 @@ impl Indexer {
             tx,
         ));
         let _abort_prefetch = AbortOnDrop(prefetcher);
+        let bulk = !self.caught_up_once;
+        let mut last_commit = Instant::now();
         let stop = loop {
             let batch = tokio::select! {
                 b = rx.recv() => b,
@@ -367,7 +369,23 @@ impl Indexer {
                 self.store.clone(),
                 self.mempool.clone(),
             );
+            // Nobody is served yet and the mempool is not followed: the initial sync commits
+            // only when the writer's budget fills, so that outputs spent within it are never
+            // written (nor deleted) at all, or when SYNC_FLUSH_INTERVAL says a crash may not
+            // lose more.
+            let commit_now = bulk && last_commit.elapsed() >= self.store.sync_flush_interval();
+            if commit_now {
+                last_commit = Instant::now();
+            }
             let result = tokio::task::spawn_blocking(move || {
+                if bulk {
+                    let mut writer = writer.lock().unwrap();
+                    writer.stage_prefetched(&batch.blocks, batch.found)?;
+                    if commit_now {
+                        writer.commit()?;
+                    }
+                    return Ok(None);
+                }
                 let mut mempool = mempool.as_ref().map(|m| m.write());
                 let mut applied = writer
                     .lock()
@@ -378,23 +396,29 @@ impl Indexer {
                         .touched
                         .extend(m.blocks_connected(&batch.blocks, &store)?);
                 }
-                Ok::<_, WriteError>(applied)
+                Ok::<_, WriteError>(Some(applied))
             })
             .await?;
-            let applied = match result {
-                Ok(a) => a,
+            match result {
+                Ok(Some(applied)) => self.notify(applied),
+                Ok(None) => {}
                 Err(WriteError::NotOnTip { height, .. }) => {
                     info!("the daemon's chain changed under us at height {height}");
                     break Some(Stop::Diverged);
                 }
                 Err(e) => return Err(e.into()),
-            };
-            self.notify(applied);
+            }
             if last_log.elapsed() >= PROGRESS_EVERY {
                 last_log = Instant::now();
                 self.log_progress(start_height, start_txs, started, daemon_height);
             }
         };
+        if bulk {
+            // What was staged is a consistent prefix of the chain whatever stopped the loop
+            // (a block off our tip is refused before it changes anything).
+            let writer = self.writer.clone();
+            tokio::task::spawn_blocking(move || writer.lock().unwrap().commit()).await??;
+        }
         if stop.is_some() {
             return Ok(stop);
         }
@@ -428,7 +452,11 @@ impl Indexer {
     }
 
     fn log_progress(&self, start: Height, start_txs: u64, started: Instant, target: Height) {
-        let Some(tip) = self.store.tip() else { return };
+        // The writer's tip: the initial sync commits only every few hundred thousand
+        // transactions.
+        let Some(tip) = self.writer.lock().unwrap().tip() else {
+            return;
+        };
         let secs = started.elapsed().as_secs_f64().max(1e-3);
         let blocks = (tip.height.0 + 1 - start.0) as f64;
         let txs = (tip.tx_count - start_txs) as f64;

@@ -16,18 +16,18 @@ use tokio::sync::mpsc;
 use crate::coin::ParsedBlock;
 use crate::index::fetch::FetchedBatch;
 use crate::store::{utxo_order, Store, StoreError, StoredUtxo};
-use crate::types::OutPoint;
+use crate::types::{OutPoint, Txid};
 
 /// Spent outputs read ahead for one batch.
 pub(crate) type Found = HashMap<OutPoint, StoredUtxo>;
 
 pub(crate) struct Prefetcher {
     store: Arc<Store>,
-    /// Batches passed on but maybe not committed yet: the tx count after each, and the outputs
-    /// it created.
-    in_flight: VecDeque<(u64, Vec<OutPoint>)>,
-    /// The outputs of `in_flight`, for a quick check per input.
-    uncommitted: HashSet<OutPoint>,
+    /// Batches passed on but maybe not committed yet (the writer stages many between commits
+    /// during the initial sync): the tx count after each, and its transactions.
+    in_flight: VecDeque<(u64, Vec<Txid>)>,
+    /// The transactions of `in_flight`, for a quick check per input.
+    uncommitted: HashSet<Txid>,
     /// Tx count after the last batch seen.
     tx_count: u64,
 }
@@ -52,29 +52,21 @@ impl Prefetcher {
             if *end > committed {
                 break;
             }
-            let (_, outputs) = self.in_flight.pop_front().expect("front exists");
-            for op in &outputs {
-                self.uncommitted.remove(op);
+            let (_, txids) = self.in_flight.pop_front().expect("front exists");
+            for txid in &txids {
+                self.uncommitted.remove(txid);
             }
         }
-        let mut created = Vec::new();
-        for block in blocks {
-            self.tx_count += block.txs.len() as u64;
-            for tx in &block.txs {
-                created.extend((0..tx.outputs.len() as u32).map(|vout| OutPoint {
-                    txid: tx.txid,
-                    vout,
-                }));
-            }
-        }
-        self.uncommitted.extend(created.iter().copied());
-        self.in_flight.push_back((self.tx_count, created));
+        let txids: Vec<Txid> = blocks.iter().flat_map(|b| &b.txs).map(|t| t.txid).collect();
+        self.tx_count += txids.len() as u64;
+        self.uncommitted.extend(txids.iter().copied());
+        self.in_flight.push_back((self.tx_count, txids));
 
         let mut wanted: Vec<OutPoint> = blocks
             .iter()
             .flat_map(|b| &b.txs)
             .flat_map(|tx| &tx.inputs)
-            .filter(|op| !self.uncommitted.contains(op))
+            .filter(|op| !self.uncommitted.contains(&op.txid))
             .copied()
             .collect();
         wanted.sort_unstable_by_key(utxo_order);
@@ -142,7 +134,7 @@ mod tests {
     use crate::coin::{CoinRegistry, ParsedOutput, ParsedTx};
     use crate::index::writer::Writer;
     use crate::store::Mode;
-    use crate::types::{BlockHash, ScriptHash, Txid};
+    use crate::types::{BlockHash, ScriptHash};
 
     fn open(dir: &std::path::Path) -> Arc<Store> {
         let coin = CoinRegistry::embedded()
@@ -249,7 +241,7 @@ mod tests {
         let found = pre.prefetch(std::slice::from_ref(&b3)).unwrap();
         assert_eq!(found.len(), 1);
         assert_eq!(found[&op(&t2, 1)].value, 1001);
-        assert!(pre.uncommitted.iter().all(|o| o.txid != t2.txid));
+        assert!(!pre.uncommitted.contains(&t2.txid));
     }
 
     #[test]

@@ -215,6 +215,15 @@ impl Writer {
         self.commit()
     }
 
+    /// [`Writer::stage`] with the spent outputs a prefetch stage read ahead.
+    pub(crate) fn stage_prefetched(
+        &mut self,
+        blocks: &[ParsedBlock],
+        mut found: Found,
+    ) -> Result<(), WriteError> {
+        self.stage_found(blocks, &mut found)
+    }
+
     /// Applies blocks in order, committing only when the staged data outgrows the budget.
     /// Outputs created and spent while staged never reach the database, so the initial sync
     /// stages many batches between commits; [`Writer::commit`] makes them durable.

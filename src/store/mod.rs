@@ -753,6 +753,10 @@ impl Store {
         self.bulk_flush.lock().1 = every;
     }
 
+    pub(crate) fn sync_flush_interval(&self) -> Duration {
+        self.bulk_flush.lock().1
+    }
+
     /// Records the switch from bulk loading to following the tip, flushing the memtables so a
     /// restart has little WAL to replay.
     pub fn set_mode(&self, mode: Mode) -> Result<(), StoreError> {
