@@ -20,7 +20,7 @@
 use std::ops::Range;
 use std::path::Path;
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -180,6 +180,8 @@ pub struct Store {
     compaction: Mutex<Option<std::thread::JoinHandle<()>>>,
     /// Set at shutdown: the compaction stops at its next slice.
     stopping: AtomicBool,
+    /// See [`Store::generation`].
+    generation: AtomicU64,
 }
 
 fn outpoint_prefix(txid: &Txid, vout: u32) -> [u8; OUTPOINT_PREFIX_LEN] {
@@ -328,6 +330,7 @@ impl Store {
             bulk: AtomicBool::new(mode == Mode::Bulk),
             bulk_flush: Mutex::new((Instant::now(), Duration::from_secs(30))),
             compaction: Mutex::new(None),
+            generation: AtomicU64::new(0),
             stopping: AtomicBool::new(false),
         };
         store.check_identity(coin)?;
@@ -550,6 +553,39 @@ impl Store {
         Ok(out)
     }
 
+    /// The entries of a script's confirmed history from tx number `from` on, in chain order.
+    pub(crate) fn history_from(
+        &self,
+        hashx: &HashX,
+        from: TxNum,
+    ) -> Result<Vec<TxNum>, StoreError> {
+        let tx_count = self.tx_count();
+        let mut out = Vec::new();
+        let mut ro = rocksdb::ReadOptions::default();
+        ro.set_prefix_same_as_start(true);
+        let mut it = self.db.raw_iterator_cf_opt(self.cf(CF_HISTORY), ro);
+        it.seek(history_key(hashx, from));
+        while let Some(k) = it.key() {
+            if !k.starts_with(&hashx.0) {
+                break;
+            }
+            let t = TxNum::from_bytes(&k[HashX::LEN..]);
+            if t.0 >= tx_count {
+                break;
+            }
+            out.push(t);
+            it.next();
+        }
+        it.status()?;
+        Ok(out)
+    }
+
+    /// Moves whenever a commit removes blocks (a reorg): what was read before may be gone.
+    /// Between moves, histories only grow at their end.
+    pub(crate) fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
     /// A script's unspent outputs, in chain order.
     pub fn script_utxos(&self, hashx: &HashX) -> Result<Vec<ScriptUtxo>, StoreError> {
         let tx_count = self.tx_count();
@@ -732,9 +768,15 @@ impl Store {
             }
         }
         let mut counts = self.txcounts.write();
+        let rewinds = (counts_from.0 as usize) < counts.len();
         counts.truncate(counts_from.0 as usize);
         counts.extend_from_slice(new_counts);
         *self.tip.write() = tip;
+        if rewinds {
+            // After the write: a reader that saw the old generation may have read either side
+            // of it, and whatever it keeps is retired now.
+            self.generation.fetch_add(1, Ordering::AcqRel);
+        }
         Ok(())
     }
 
