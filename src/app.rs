@@ -197,6 +197,7 @@ fn register_scrapers(
 
 fn shutdown(store: &Store) -> anyhow::Result<()> {
     info!("flushing the index and exiting");
+    store.stop_background_work();
     store.flush()?;
     Ok(())
 }

@@ -2,6 +2,7 @@
 
 pub mod fetch;
 pub mod notarized;
+pub(crate) mod prefetch;
 pub mod undo;
 pub mod writer;
 
@@ -132,6 +133,8 @@ pub struct Indexer {
 
 const PROGRESS_EVERY: Duration = Duration::from_secs(10);
 const COMPACT_AFTER_TXS: u64 = 1_000_000;
+/// Level-0 files that make a start compact even after a short catch-up (see `L0_FOLLOW`).
+const COMPACT_AFTER_L0_FILES: u64 = 20;
 
 impl Indexer {
     pub fn new(
@@ -266,14 +269,16 @@ impl Indexer {
         let tip = self.store.tip();
         if self.store.mode() == Mode::Bulk {
             let store = self.store.clone();
-            // A big bulk load leaves many overlapping files; compact them once now rather than
-            // slowing every later read.
-            let compact = self.initial_txs >= COMPACT_AFTER_TXS;
+            // A big bulk load leaves many overlapping files; compact them once rather than
+            // slowing every later read, but beside serving, not before it. A restart after a
+            // shutdown stopped that compaction finds the files still there.
+            let compact = self.initial_txs >= COMPACT_AFTER_TXS
+                || store.level0_files() >= COMPACT_AFTER_L0_FILES;
             tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
-                store.set_mode(Mode::Follow)?;
                 if compact {
-                    info!("compacting the database after the initial sync");
-                    store.compact();
+                    store.compact_later()?;
+                } else {
+                    store.set_mode(Mode::Follow)?;
                 }
                 Ok(())
             })
@@ -334,15 +339,24 @@ impl Indexer {
         let start_txs = self.store.tx_count();
         let started = Instant::now();
         let mut last_log = Instant::now();
-        let (tx, mut rx) = mpsc::channel(2);
+        let (fetched_tx, fetched_rx) = mpsc::channel(2);
         let fetcher = tokio::spawn(fetch::fetch_range(
             self.daemon.clone(),
             self.coin.chain,
             from,
             daemon_height,
+            fetched_tx,
+        ));
+        let _abort_fetch = AbortOnDrop(fetcher);
+        let (tx, mut rx) = mpsc::channel(2);
+        let prefetcher = tokio::spawn(prefetch::prefetch_stage(
+            prefetch::Prefetcher::new(self.store.clone()),
+            fetched_rx,
             tx,
         ));
-        let _abort = AbortOnDrop(fetcher);
+        let _abort_prefetch = AbortOnDrop(prefetcher);
+        let bulk = !self.caught_up_once;
+        let mut last_commit = Instant::now();
         let stop = loop {
             let batch = tokio::select! {
                 b = rx.recv() => b,
@@ -355,31 +369,56 @@ impl Indexer {
                 self.store.clone(),
                 self.mempool.clone(),
             );
+            // Nobody is served yet and the mempool is not followed: the initial sync commits
+            // only when the writer's budget fills, so that outputs spent within it are never
+            // written (nor deleted) at all, or when SYNC_FLUSH_INTERVAL says a crash may not
+            // lose more.
+            let commit_now = bulk && last_commit.elapsed() >= self.store.sync_flush_interval();
+            if commit_now {
+                last_commit = Instant::now();
+            }
             let result = tokio::task::spawn_blocking(move || {
+                if bulk {
+                    let mut writer = writer.lock().unwrap();
+                    writer.stage_prefetched(&batch.blocks, batch.found)?;
+                    if commit_now {
+                        writer.commit()?;
+                    }
+                    return Ok(None);
+                }
                 let mut mempool = mempool.as_ref().map(|m| m.write());
-                let mut applied = writer.lock().unwrap().apply(&batch.blocks)?;
+                let mut applied = writer
+                    .lock()
+                    .unwrap()
+                    .apply_prefetched(&batch.blocks, batch.found)?;
                 if let Some(m) = mempool.as_mut() {
                     applied
                         .touched
                         .extend(m.blocks_connected(&batch.blocks, &store)?);
                 }
-                Ok::<_, WriteError>(applied)
+                Ok::<_, WriteError>(Some(applied))
             })
             .await?;
-            let applied = match result {
-                Ok(a) => a,
+            match result {
+                Ok(Some(applied)) => self.notify(applied),
+                Ok(None) => {}
                 Err(WriteError::NotOnTip { height, .. }) => {
                     info!("the daemon's chain changed under us at height {height}");
                     break Some(Stop::Diverged);
                 }
                 Err(e) => return Err(e.into()),
-            };
-            self.notify(applied);
+            }
             if last_log.elapsed() >= PROGRESS_EVERY {
                 last_log = Instant::now();
                 self.log_progress(start_height, start_txs, started, daemon_height);
             }
         };
+        if bulk {
+            // What was staged is a consistent prefix of the chain whatever stopped the loop
+            // (a block off our tip is refused before it changes anything).
+            let writer = self.writer.clone();
+            tokio::task::spawn_blocking(move || writer.lock().unwrap().commit()).await??;
+        }
         if stop.is_some() {
             return Ok(stop);
         }
@@ -413,7 +452,11 @@ impl Indexer {
     }
 
     fn log_progress(&self, start: Height, start_txs: u64, started: Instant, target: Height) {
-        let Some(tip) = self.store.tip() else { return };
+        // The writer's tip: the initial sync commits only every few hundred thousand
+        // transactions.
+        let Some(tip) = self.writer.lock().unwrap().tip() else {
+            return;
+        };
         let secs = started.elapsed().as_secs_f64().max(1e-3);
         let blocks = (tip.height.0 + 1 - start.0) as f64;
         let txs = (tip.tx_count - start_txs) as f64;

@@ -8,8 +8,9 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::coin::ParsedBlock;
+use crate::index::prefetch::Found;
 use crate::index::undo::UndoRecord;
-use crate::store::{Store, StoredUtxo, Tip};
+use crate::store::{utxo_order, Store, StoredUtxo, Tip};
 use crate::types::{BlockHash, HashX, Height, OutPoint, TxNum};
 
 /// Estimated bytes of memory per pending output (key, value and hash-map overhead).
@@ -196,7 +197,17 @@ impl Writer {
     /// the call stays staged (only what the budget already committed), so the caller can keep
     /// other state, such as the mempool, in step with what the store holds.
     pub fn apply(&mut self, blocks: &[ParsedBlock]) -> Result<Applied, WriteError> {
-        if let Err(e) = self.stage(blocks) {
+        self.apply_prefetched(blocks, Found::default())
+    }
+
+    /// [`Writer::apply`] with the spent outputs a [`crate::index::prefetch`] stage already read
+    /// from the store; inputs it did not find are looked up as usual.
+    pub(crate) fn apply_prefetched(
+        &mut self,
+        blocks: &[ParsedBlock],
+        mut found: Found,
+    ) -> Result<Applied, WriteError> {
+        if let Err(e) = self.stage_found(blocks, &mut found) {
             self.pending = None;
             self.tip = self.store.tip();
             return Err(e);
@@ -204,17 +215,30 @@ impl Writer {
         self.commit()
     }
 
+    /// [`Writer::stage`] with the spent outputs a prefetch stage read ahead.
+    pub(crate) fn stage_prefetched(
+        &mut self,
+        blocks: &[ParsedBlock],
+        mut found: Found,
+    ) -> Result<(), WriteError> {
+        self.stage_found(blocks, &mut found)
+    }
+
     /// Applies blocks in order, committing only when the staged data outgrows the budget.
     /// Outputs created and spent while staged never reach the database, so the initial sync
     /// stages many batches between commits; [`Writer::commit`] makes them durable.
     pub fn stage(&mut self, blocks: &[ParsedBlock]) -> Result<(), WriteError> {
+        self.stage_found(blocks, &mut Found::default())
+    }
+
+    fn stage_found(&mut self, blocks: &[ParsedBlock], found: &mut Found) -> Result<(), WriteError> {
         for block in blocks {
             let first_height = self.next_height();
             let mut p = self
                 .pending
                 .take()
                 .unwrap_or_else(|| Pending::new(first_height));
-            if let Err(e) = self.apply_block(&mut p, block) {
+            if let Err(e) = self.apply_block(&mut p, block, found) {
                 // A block that fails half-way leaves `p` part-applied: drop everything staged
                 // and fall back to the committed state.
                 if !matches!(e, WriteError::NotOnTip { .. }) {
@@ -253,7 +277,12 @@ impl Writer {
         self.tip.map_or(Height(0), |t| Height(t.height.0 + 1))
     }
 
-    fn apply_block(&mut self, p: &mut Pending, block: &ParsedBlock) -> Result<(), WriteError> {
+    fn apply_block(
+        &mut self,
+        p: &mut Pending,
+        block: &ParsedBlock,
+        found: &mut Found,
+    ) -> Result<(), WriteError> {
         let height = self.next_height();
         if let Some(tip) = self.tip {
             if block.prev_hash != tip.hash {
@@ -278,8 +307,11 @@ impl Writer {
             }
             touched.clear();
             for input in &tx.inputs {
-                let (utxo, in_db) = match p.utxos.remove(input) {
-                    Some(u) => (u, false),
+                // Staged outputs first: the prefetch leaves outputs not yet committed to us.
+                let staged = p.utxos.remove(input).map(|u| (u, false));
+                let (utxo, in_db) = match staged.or_else(|| found.remove(input).map(|u| (u, true)))
+                {
+                    Some(hit) => hit,
                     None => match self.store.lookup_spent_utxo(input)? {
                         Some(u) => (u, true),
                         None => {
@@ -391,10 +423,7 @@ impl Writer {
             batch.put_history(hashx, *txnum);
         }
         let mut puts: Vec<(OutPoint, StoredUtxo)> = p.utxos.drain().collect();
-        let okey = |(op, u): &(OutPoint, StoredUtxo)| {
-            let prefix: [u8; 4] = op.txid.0[..4].try_into().expect("4 bytes");
-            (prefix, op.vout, u.txnum)
-        };
+        let okey = |(op, u): &(OutPoint, StoredUtxo)| (utxo_order(op), u.txnum);
         let skey = |(op, u): &(OutPoint, StoredUtxo)| (u.hashx, u.txnum, op.vout);
         puts.sort_unstable_by_key(okey);
         for (op, u) in &puts {

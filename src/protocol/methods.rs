@@ -528,10 +528,10 @@ async fn subscribe(server: &Arc<Electrum>, session: &Arc<dyn Caller>, a: &Args) 
     let status = server
         .blocking(move |s| {
             s.query
-                .history(&hashx, s.history_limit)
-                .map(|h| {
-                    sess.charge(cost::status(h.confirmed.len() + h.mempool.len()));
-                    h.status()
+                .status(&hashx, s.history_limit)
+                .map(|(items, status)| {
+                    sess.charge(cost::status(items));
+                    status
                 })
                 .map_err(history_error)
         })
