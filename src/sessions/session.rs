@@ -194,11 +194,15 @@ impl Caller for SessionHandle {
     }
 
     fn may_subscribe(&self, hashx: &HashX) -> Result<(), usize> {
-        if self.registry.may_subscribe(self.id, hashx, self.max_subs) {
+        if self.registry.reserve(self.id, *hashx, self.max_subs) {
             return Ok(());
         }
         self.stats.limit(Limit::SubsRefused);
         Err(self.max_subs)
+    }
+
+    fn not_subscribed(&self, hashx: &HashX) {
+        self.registry.release(self.id, hashx);
     }
 
     fn subscribed(&self, hashx: HashX, alias: String, status: Option<String>) {
