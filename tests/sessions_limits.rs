@@ -368,3 +368,53 @@ fn the_subscription_cap_is_exact_under_pipelined_subscribes() {
         held.push(c);
     }
 }
+
+#[test]
+fn max_sessions_is_exact_when_clients_connect_at_once() {
+    let d = Litecoind::start();
+    d.mine(3);
+    let dir = tempfile::tempdir().unwrap();
+    let (port, rpc_port) = (free_port(), free_port());
+    let env = vec![services(port, rpc_port), ("MAX_SESSIONS", "5".to_string())];
+    let sx = start(&d, dir.path(), &env, port);
+    for round in 0..3 {
+        // 150 clients connect together: the listeners close at the fifth session, but many
+        // more connections are already accepted by then.
+        let barrier = std::sync::Barrier::new(150);
+        let clients: Vec<Client> = std::thread::scope(|s| {
+            let tries: Vec<_> = (0..150)
+                .map(|_| {
+                    s.spawn(|| {
+                        barrier.wait();
+                        let s = TcpStream::connect((Ipv4Addr::LOCALHOST, port)).ok()?;
+                        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+                        let mut c = Client::from_stream(s);
+                        c.negotiates().then_some(c)
+                    })
+                })
+                .collect();
+            tries
+                .into_iter()
+                .filter_map(|t| t.join().unwrap())
+                .collect()
+        });
+        assert_eq!(clients.len(), 5, "round {round}: sessions served");
+        let info = rpc_json(rpc_port, &["getinfo"]);
+        assert_eq!(info["sessions"]["count"], 5, "{info}");
+        drop(clients);
+        // Listening again (a probe connection gets in), then no session left.
+        wait_until(Duration::from_secs(10), "the listeners to reopen", || {
+            TcpStream::connect((Ipv4Addr::LOCALHOST, port)).ok()
+        });
+        wait_until(Duration::from_secs(10), "the sessions to close", || {
+            let info = rpc_json(rpc_port, &["getinfo"]);
+            (info["sessions"]["count"] == 0).then_some(())
+        });
+    }
+    let info = rpc_json(rpc_port, &["getinfo"]);
+    assert!(
+        info["limits"]["max sessions refused"].as_u64().unwrap() > 0,
+        "the race was met: {info}"
+    );
+    assert!(sx.log().contains("maximum sessions 5 reached"));
+}

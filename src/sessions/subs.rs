@@ -125,8 +125,15 @@ impl<S> Default for Registry<S> {
 }
 
 impl<S> Registry<S> {
-    pub(crate) fn add_session(&self, id: u64, session: Arc<S>) {
-        self.inner.write().sessions.insert(id, Entry::new(session));
+    /// Adds a session unless `max` (0: no limit) are already open; the count is checked and
+    /// the session added under one lock, so concurrent connections cannot all pass.
+    pub(crate) fn add_session_within(&self, id: u64, session: Arc<S>, max: usize) -> bool {
+        let mut inner = self.inner.write();
+        if max > 0 && inner.sessions.len() >= max {
+            return false;
+        }
+        inner.sessions.insert(id, Entry::new(session));
+        true
     }
 
     /// Forgets a session and all its subscriptions.
@@ -293,7 +300,7 @@ mod tests {
     fn registry_with(ids: &[u64]) -> Registry<u64> {
         let r = Registry::default();
         for id in ids {
-            r.add_session(*id, Arc::new(*id));
+            assert!(r.add_session_within(*id, Arc::new(*id), 0));
         }
         r
     }
@@ -357,6 +364,18 @@ mod tests {
         assert_eq!(told(&changes), [(1, None), (2, None)]);
         assert_eq!((r.count_of(1), r.count_of(2)), (0, 1));
         assert_eq!(r.all_subscribed(), HashSet::from([hx(8)]));
+    }
+
+    #[test]
+    fn sessions_past_the_maximum_are_not_added() {
+        let r = Registry::default();
+        assert!(r.add_session_within(1, Arc::new(1), 2));
+        assert!(r.add_session_within(2, Arc::new(2), 2));
+        assert!(!r.add_session_within(3, Arc::new(3), 2));
+        assert_eq!(r.session_count(), 2);
+        r.remove_session(1);
+        assert!(r.add_session_within(3, Arc::new(3), 2));
+        assert!(r.add_session_within(4, Arc::new(4), 0), "0: no limit");
     }
 
     #[test]
