@@ -568,7 +568,7 @@ async fn transaction_get(server: &Electrum, a: &Args) -> Reply {
     if !verbose {
         return server
             .daemon_cache
-            .raw_transaction(&server.daemon, txid, a.req(0))
+            .raw_transaction(&server.daemon, &server.query, txid, a.req(0))
             .await;
     }
     server
