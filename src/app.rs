@@ -75,7 +75,7 @@ pub async fn run(config: Config, stop: Arc<watch::Sender<bool>>) -> anyhow::Resu
         peers.clone(),
         mempool_kick.clone(),
     ));
-    let sessions = Arc::new(Sessions::new(electrum, metrics.clone()));
+    let sessions = Arc::new(Sessions::new(electrum.clone(), metrics.clone()));
     register_scrapers(&metrics, &store, &daemon, &peers, notarized_rx.clone());
     if let Some(addr) = config.metrics_listen {
         let listener = metrics::bind(addr)
@@ -91,6 +91,8 @@ pub async fn run(config: Config, stop: Arc<watch::Sender<bool>>) -> anyhow::Resu
         config.reorg_limit,
         config.cache_mb,
     );
+    // Cached transactions of blocks a reorg undoes are dropped.
+    tokio::spawn(electrum.forget_undone(indexer.subscribe()));
     // The admin RPC listens from now on, through the initial sync, as in ElectrumX.
     let admin = Arc::new(AdminState::new(
         config.coin.clone(),

@@ -18,7 +18,7 @@ use crate::coin::Coin;
 use crate::daemon::Daemon;
 use crate::mempool::Mempool;
 use crate::store::{Mode, Store, StoreError, Tip};
-use crate::types::{HashX, Height};
+use crate::types::{HashX, Height, Txid};
 use writer::{WriteError, Writer};
 
 /// What listeners hear after each commit: the new tip and the scripts whose history changed.
@@ -28,6 +28,9 @@ pub struct IndexEvent {
     pub touched: Arc<Vec<HashX>>,
     /// True when blocks were removed by a reorg.
     pub reorg: bool,
+    /// The transactions of the blocks a reorg removed (caches of confirmed transactions
+    /// drop them).
+    pub undone: Arc<Vec<Txid>>,
 }
 
 /// Forced reorgs asked for by the admin RPC's `reorg` (ElectrumX's `force_chain_reorg`): the
@@ -289,6 +292,7 @@ impl Indexer {
             tip,
             touched: Arc::new(Vec::new()),
             reorg: false,
+            undone: Arc::default(),
         });
         match tip {
             Some(t) => info!(
@@ -447,6 +451,7 @@ impl Indexer {
                 tip: applied.tip,
                 touched: Arc::new(applied.touched),
                 reorg: false,
+                undone: Arc::default(),
             });
         }
     }
@@ -536,21 +541,23 @@ impl Indexer {
             self.store.clone(),
             self.mempool.clone(),
         );
-        let touched = tokio::task::spawn_blocking(move || -> anyhow::Result<Vec<HashX>> {
+        let (touched, undone) = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
             // As for new blocks: mempool transactions spending outputs of the undone blocks
             // leave the mempool in the same step (the daemon's next snapshot brings them back).
             let mut mempool = mempool.as_ref().map(|m| m.write());
             let mut w = writer.lock().unwrap();
-            let mut touched = Vec::new();
+            let (mut touched, mut undone) = (Vec::new(), Vec::new());
             for _ in 0..depth {
-                touched.extend(w.undo_tip()?);
+                let u = w.undo_tip()?;
+                touched.extend(u.touched);
+                undone.extend(u.txids);
             }
             if let Some(m) = mempool.as_mut() {
                 touched.extend(m.blocks_connected(&[], &store)?);
             }
             touched.sort_unstable();
             touched.dedup();
-            Ok(touched)
+            Ok((touched, undone))
         })
         .await??;
         if self.caught_up_once {
@@ -558,6 +565,7 @@ impl Indexer {
                 tip: self.store.tip(),
                 touched: Arc::new(touched),
                 reorg: true,
+                undone: Arc::new(undone),
             });
         }
         Ok(())

@@ -11,7 +11,7 @@ use crate::coin::ParsedBlock;
 use crate::index::prefetch::Found;
 use crate::index::undo::UndoRecord;
 use crate::store::{utxo_order, Store, StoredUtxo, Tip};
-use crate::types::{BlockHash, HashX, Height, OutPoint, TxNum};
+use crate::types::{BlockHash, HashX, Height, OutPoint, TxNum, Txid};
 
 /// Estimated bytes of memory per pending output (key, value and hash-map overhead).
 const PENDING_UTXO_BYTES: usize = 120;
@@ -450,7 +450,7 @@ impl Writer {
     }
 
     /// Rolls back the tip block using its undo record. Returns the scripts it touched.
-    pub(crate) fn undo_tip(&mut self) -> Result<Vec<HashX>, UndoError> {
+    pub(crate) fn undo_tip(&mut self) -> Result<Undone, UndoError> {
         self.commit_pending()
             .map_err(|e| UndoError::Commit(Box::new(e)))?;
         let tip = self.tip.ok_or(UndoError::NothingToUndo)?;
@@ -463,6 +463,8 @@ impl Writer {
             .store
             .block_txnums(tip.height)
             .ok_or(UndoError::Damaged(tip.height))?;
+        let txnums: Vec<TxNum> = range.clone().map(TxNum).collect();
+        let txids = self.store.txids(&txnums)?;
         let mut batch = self.store.batch();
         for (op, utxo) in &rec.created {
             batch.delete_utxo(op, utxo);
@@ -494,8 +496,17 @@ impl Writer {
         let mut touched: Vec<HashX> = rec.history.iter().map(|(h, _)| *h).collect();
         touched.sort_unstable();
         touched.dedup();
-        Ok(touched)
+        Ok(Undone { touched, txids })
     }
+}
+
+/// What undoing a block changed.
+#[derive(Debug)]
+pub(crate) struct Undone {
+    /// Scripts whose history lost entries.
+    pub touched: Vec<HashX>,
+    /// The block's transactions, no longer confirmed.
+    pub txids: Vec<Txid>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -620,8 +631,10 @@ mod tests {
         // Tiny flush budget: every block its own commit, like following the tip.
         let mut wb = Writer::new(b.clone(), 10, 1);
         wb.apply(&blocks).unwrap();
-        let touched = wb.undo_tip().unwrap();
-        assert!(touched.contains(&sh(3).hashx()));
+        let undone = wb.undo_tip().unwrap();
+        assert!(undone.touched.contains(&sh(3).hashx()));
+        let block_txids: Vec<Txid> = blocks[2].txs.iter().map(|t| t.txid).collect();
+        assert_eq!(undone.txids, block_txids, "the undone block's transactions");
         assert_eq!(a.dump().unwrap(), b.dump().unwrap());
         assert_eq!(a.tip(), b.tip());
         // And the chain can grow again from there.
@@ -874,8 +887,9 @@ mod keva_tests {
             );
         }
 
-        let touched = wb.undo_tip().unwrap();
-        assert!(touched.contains(&index_scripthash(b"tag").hashx()));
+        let undone = wb.undo_tip().unwrap();
+        assert!(undone.touched.contains(&index_scripthash(b"tag").hashx()));
+        assert!(undone.txids.contains(&put_txid));
         assert_eq!(a.dump().unwrap(), b.dump().unwrap());
         assert_eq!(crate::store::keva::txnum(&b, &put_txid).unwrap(), None);
         // And the block can come back.

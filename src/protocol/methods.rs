@@ -21,7 +21,7 @@ use super::{cost, json, keva, server_version, store_error, Caller, Electrum, Rep
 use crate::coin::Coin;
 use crate::config::ServerSettings;
 use crate::query::HistoryError;
-use crate::types::{Height, Txid};
+use crate::types::{HashX, Height, Txid};
 
 /// Most headers one `blockchain.block.headers` returns.
 pub(crate) const MAX_CHUNK_SIZE: u64 = 2016;
@@ -524,6 +524,8 @@ async fn subscribe(server: &Arc<Electrum>, session: &Arc<dyn Caller>, a: &Args) 
             thousands(cap as i128)
         )));
     }
+    // The place is given back if the status fails or the request is dropped (timed out).
+    let reserved = Reserved { session, hashx };
     let sess = session.clone();
     let status = server
         .blocking(move |s| {
@@ -537,8 +539,21 @@ async fn subscribe(server: &Arc<Electrum>, session: &Arc<dyn Caller>, a: &Args) 
         })
         .await?;
     // Stored only once the status is known, as ElectrumX does.
+    std::mem::forget(reserved);
     session.subscribed(hashx, alias, status.clone());
     json(&status)
+}
+
+/// A subscription place reserved under the cap while the status is computed.
+struct Reserved<'a> {
+    session: &'a Arc<dyn Caller>,
+    hashx: HashX,
+}
+
+impl Drop for Reserved<'_> {
+    fn drop(&mut self) {
+        self.session.not_subscribed(&self.hashx);
+    }
 }
 
 async fn transaction_get(server: &Electrum, a: &Args) -> Reply {
@@ -553,7 +568,7 @@ async fn transaction_get(server: &Electrum, a: &Args) -> Reply {
     if !verbose {
         return server
             .daemon_cache
-            .raw_transaction(&server.daemon, txid, a.req(0))
+            .raw_transaction(&server.daemon, &server.query, txid, a.req(0))
             .await;
     }
     server
