@@ -572,7 +572,7 @@ fn decode_hex(method: &str, s: &str) -> Result<Vec<u8>, DaemonError> {
         detail,
     };
     let bytes = s.as_bytes();
-    if bytes.len() % 2 != 0 {
+    if !bytes.len().is_multiple_of(2) {
         return Err(bad("odd-length hex".into()));
     }
     let mut out = vec![0u8; bytes.len() / 2];

@@ -217,6 +217,9 @@ fn make_block(height: u32, prev: [u8; 32], txs: Vec<Tx>, salt: u8) -> Block {
     }
 }
 
+/// A keva operation with its namespace.
+type NsOp = (Vec<u8>, Op);
+
 /// One namespace operation as the test knows it.
 #[derive(Clone, Debug)]
 struct Keva {
@@ -276,7 +279,7 @@ impl Chain {
     }
 
     /// Mines `txs` (after a coinbase paying `miner`) and records their keva operations.
-    fn mine(&mut self, miner: u8, txs: Vec<(Tx, Option<(Vec<u8>, Op)>)>) -> &Block {
+    fn mine(&mut self, miner: u8, txs: Vec<(Tx, Option<NsOp>)>) -> &Block {
         let height = self.blocks.len() as u32;
         let mut all = vec![self.coinbase(miner)];
         for (pos, (tx, keva)) in txs.into_iter().enumerate() {
