@@ -6,6 +6,10 @@
 //!
 //! Outages are survived: connection failures and the daemon's warm-up (`-28`) are retried with
 //! backoff forever, failing over between `DAEMON_URL` entries, and logged once per state change.
+//!
+//! [`follow_tip`] long-polls the daemon for new blocks on a connection of its own.
+
+mod longpoll;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -30,6 +34,7 @@ use crate::config::DaemonUrl;
 use crate::metrics::{DaemonOutcome, Metrics};
 use crate::rest::Rest;
 use crate::types::{BlockHash, Height, Txid};
+pub use longpoll::follow_tip;
 
 /// Bitcoin Core's "still loading" error code.
 const RPC_IN_WARMUP: i64 = -28;
@@ -625,6 +630,14 @@ fn classify<T>(method: &str, e: ClientError) -> Attempt<T> {
 }
 
 fn build_client(url: &DaemonUrl, cookie: Option<&PathBuf>) -> anyhow::Result<Client> {
+    build_client_with_timeout(url, cookie, Duration::from_secs(120))
+}
+
+fn build_client_with_timeout(
+    url: &DaemonUrl,
+    cookie: Option<&PathBuf>,
+    timeout: Duration,
+) -> anyhow::Result<Client> {
     let auth = match (&url.auth, cookie) {
         (Some(a), _) => Some(a.clone()),
         (None, Some(path)) => Some(
@@ -647,7 +660,7 @@ fn build_client(url: &DaemonUrl, cookie: Option<&PathBuf>) -> anyhow::Result<Cli
         .set_headers(headers)
         .max_request_size(64 << 20)
         .max_response_size(u32::MAX)
-        .request_timeout(Duration::from_secs(120))
+        .request_timeout(timeout)
         .max_concurrent_requests(64)
         .set_http_middleware(tower::ServiceBuilder::new().layer(CoreCompatLayer))
         .build(&url.url)?;
