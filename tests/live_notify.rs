@@ -84,3 +84,50 @@ fn the_long_poll_survives_a_daemon_restart() {
     mine_and_hear(&d, &mut c, &payee, &payee_sh);
     server.stop();
 }
+
+/// A payment is seen in the mempool, then its block moves it to the confirmed history in one
+/// step: the subscriber's statuses go straight from "unconfirmed" to "confirmed at height h",
+/// never through a status without the payment (the incremental mempool update happens in the
+/// block's commit; the follower's refresh after it only adds what is new).
+#[test]
+fn a_payment_and_its_confirmation_notify_without_a_flap() {
+    let d = Litecoind::start();
+    d.mine(110);
+    let payee = d.new_address(AddrType::Bech32);
+    let port = free_port();
+    let mut env = slow_polls(port);
+    env.retain(|(k, _)| *k != "DAEMON_POLL_INTERVAL_MEMPOOL");
+    let server = InProcess::start(&d, &env);
+    let (mut c, payee_sh) = subscriber(port, &d, &payee);
+    let mut expected: Vec<HistoryItem> = Vec::new();
+    for round in 0..3 {
+        let txid = d.send(&payee, COIN / 4 + round);
+        let mut pending = expected.clone();
+        pending.push(HistoryItem {
+            txid: txid.clone(),
+            height: 0,
+        });
+        let n = c.notification("blockchain.scripthash.subscribe");
+        assert_eq!(
+            n[1].as_str(),
+            status_of(&pending).as_deref(),
+            "round {round}: unconfirmed"
+        );
+        d.mine(1);
+        let mut confirmed = expected.clone();
+        confirmed.push(HistoryItem {
+            txid,
+            height: d.height() as i64,
+        });
+        let n = c.notification("blockchain.scripthash.subscribe");
+        assert_eq!(
+            n[1].as_str(),
+            status_of(&confirmed).as_deref(),
+            "round {round}: confirmed"
+        );
+        let mempool = c.result("blockchain.scripthash.get_mempool", json!([payee_sh]));
+        assert_eq!(mempool, json!([]));
+        expected = confirmed;
+    }
+    server.stop();
+}
