@@ -14,7 +14,7 @@ use tracing::info;
 
 use crate::admin::AdminState;
 use crate::config::{Config, Kind, Service};
-use crate::daemon::Daemon;
+use crate::daemon::{follow_tip, Daemon};
 use crate::index::{notarized, Indexer};
 use crate::mempool::{self, Mempool};
 use crate::metrics::{self, Metrics};
@@ -126,6 +126,12 @@ pub async fn run(config: Config, stop: Arc<watch::Sender<bool>>) -> anyhow::Resu
         ));
     }
     indexer.set_mempool(mempool.clone());
+    // New blocks are noticed at once where the daemon can tell (the poll stays as a safety net).
+    tokio::spawn(follow_tip(
+        daemon.clone(),
+        indexer.tip_signal(),
+        stop_rx.clone(),
+    ));
     let (mempool_tx, mut mempool_ready) = broadcast::channel(64);
     let mempool_task = tokio::spawn(mempool::follow(
         mempool,

@@ -132,6 +132,8 @@ pub struct Indexer {
     /// [`Mempool::blocks_connected`]).
     mempool: Option<Arc<RwLock<Mempool>>>,
     forced: ForcedReorg,
+    /// Rung when the daemon's tip may have changed (long-poll, ZMQ): look now, not at the poll.
+    tip_changed: Arc<tokio::sync::Notify>,
 }
 
 const PROGRESS_EVERY: Duration = Duration::from_secs(10);
@@ -165,7 +167,14 @@ impl Indexer {
             initial_txs: 0,
             mempool: None,
             forced: ForcedReorg::new(reorg_limit),
+            tip_changed: Arc::new(tokio::sync::Notify::new()),
         }
+    }
+
+    /// What to ring (`notify_one`) when the daemon's tip may have changed: the follower then
+    /// syncs at once instead of at its next poll.
+    pub fn tip_signal(&self) -> Arc<tokio::sync::Notify> {
+        self.tip_changed.clone()
     }
 
     /// Commits blocks under this mempool's write lock and drops what they confirm from it in the
@@ -243,6 +252,7 @@ impl Indexer {
                 _ = tokio::time::sleep(poll) => {}
                 _ = shutdown.changed() => {}
                 _ = self.forced.inner.wake.notified() => {}
+                _ = self.tip_changed.notified() => {}
             }
         }
     }
