@@ -7,7 +7,7 @@
 mod follow;
 mod histogram;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use parking_lot::RwLock;
@@ -77,6 +77,11 @@ pub struct Mempool {
     by_hashx: HashMap<HashX, HashSet<Txid>>,
     /// Outpoints spent by mempool transactions, with the spender.
     spends: HashMap<OutPoint, Txid>,
+    /// Order of arrival (`mempool.recent`): a transaction keeps its place while it stays in
+    /// the mempool, even when a block makes it resolve its inputs again.
+    arrival: HashMap<Txid, u64>,
+    arrivals: BTreeMap<u64, Txid>,
+    next_arrival: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -210,6 +215,9 @@ impl Mempool {
         if dropped > 0 {
             debug!("{dropped} mempool txs dropped: inputs not found");
         }
+        let txs = &self.txs;
+        self.arrivals.retain(|_, t| txs.contains_key(t));
+        self.arrival.retain(|t, _| txs.contains_key(t));
         Ok(MempoolDelta {
             applied: true,
             added,
@@ -332,6 +340,11 @@ impl Mempool {
         for input in &tx.tx.inputs {
             self.spends.insert(*input, tx.txid);
         }
+        if let std::collections::hash_map::Entry::Vacant(e) = self.arrival.entry(tx.txid) {
+            e.insert(self.next_arrival);
+            self.arrivals.insert(self.next_arrival, tx.txid);
+            self.next_arrival += 1;
+        }
         self.txs.insert(tx.txid, tx);
     }
 
@@ -422,6 +435,16 @@ impl Mempool {
         out
     }
 
+    /// The `count` transactions that entered the mempool last, newest first.
+    pub(crate) fn recent(&self, count: usize) -> Vec<&MempoolTx> {
+        self.arrivals
+            .values()
+            .rev()
+            .filter_map(|t| self.txs.get(t))
+            .take(count)
+            .collect()
+    }
+
     /// Whether a mempool transaction spends this outpoint.
     pub(crate) fn is_spent(&self, outpoint: &OutPoint) -> bool {
         self.spends.contains_key(outpoint)
@@ -431,5 +454,91 @@ impl Mempool {
     /// algorithm, with its 0.1 sat/vB rounding and bin rules, is in `histogram`).
     pub(crate) fn fee_histogram(&self) -> Vec<(f64, u64)> {
         histogram::fee_histogram(self.txs.values().map(|t| (t.fee, t.vsize)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::coin::{CoinRegistry, ParsedOutput};
+    use crate::store::{Mode, StoredUtxo, Tip};
+    use crate::types::{BlockHash, Height, ScriptHash, TxNum};
+
+    fn store(dir: &std::path::Path, funding: OutPoint) -> Store {
+        let coin = CoinRegistry::embedded()
+            .unwrap()
+            .lookup("Litecoin", "regtest")
+            .unwrap();
+        let s = Store::open(dir, &coin, 16, Mode::Follow).unwrap();
+        let mut b = s.batch();
+        b.put_block(Height(0), &[0; 80], 1);
+        b.put_txid(TxNum(0), &funding.txid);
+        let utxo = StoredUtxo {
+            hashx: ScriptHash::of_script(&[1]).hashx(),
+            txnum: TxNum(0),
+            value: 1000,
+        };
+        b.put_utxo(&funding, &utxo);
+        let tip = Tip {
+            height: Height(0),
+            hash: BlockHash([1; 32]),
+            tx_count: 1,
+        };
+        s.commit(b, Some(tip), Height(0), &[1]).unwrap();
+        s
+    }
+
+    fn tx(tag: u8, inputs: Vec<OutPoint>) -> ParsedTx {
+        ParsedTx {
+            txid: Txid([tag; 32]),
+            inputs,
+            outputs: (0..2)
+                .map(|i| ParsedOutput {
+                    value: 100,
+                    scripthash: Some(ScriptHash::of_script(&[tag, i])),
+                })
+                .collect(),
+            vsize: 100 + u32::from(tag),
+            keva: None,
+        }
+    }
+
+    fn op(t: &ParsedTx, vout: u32) -> OutPoint {
+        OutPoint { txid: t.txid, vout }
+    }
+
+    #[test]
+    fn recent_lists_arrivals_newest_first_and_keeps_places_across_blocks() {
+        let funding = OutPoint {
+            txid: Txid([9; 32]),
+            vout: 0,
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let s = store(dir.path(), funding);
+        let a = tx(1, vec![funding]);
+        let b = tx(2, vec![op(&a, 0)]);
+        let c = tx(3, vec![op(&a, 1)]);
+        let mut m = Mempool::default();
+        let mut ids = HashSet::new();
+        for t in [&a, &b, &c] {
+            ids.insert(t.txid);
+            m.apply(&ids, vec![t.clone()], &s, false).unwrap();
+        }
+        let recent =
+            |m: &Mempool, n| -> Vec<u8> { m.recent(n).iter().map(|t| t.txid.0[0]).collect() };
+        assert_eq!(recent(&m, 10), [3, 2, 1]);
+        assert_eq!(recent(&m, 2), [3, 2]);
+        let oldest = m.recent(3)[2];
+        assert_eq!((oldest.fee, oldest.vsize), (1000 - 200, 101));
+        // A block resolves every input again: the order stays.
+        m.apply(&ids, Vec::new(), &s, true).unwrap();
+        assert_eq!(recent(&m, 10), [3, 2, 1]);
+        // B leaves, and comes back as the newest.
+        ids.remove(&b.txid);
+        m.apply(&ids, Vec::new(), &s, false).unwrap();
+        assert_eq!(recent(&m, 10), [3, 1]);
+        ids.insert(b.txid);
+        m.apply(&ids, vec![b.clone()], &s, false).unwrap();
+        assert_eq!(recent(&m, 10), [2, 3, 1]);
     }
 }

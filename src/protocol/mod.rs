@@ -1,4 +1,4 @@
-//! The Electrum protocol, 1.4 – 1.6, answer for answer like ElectrumX: what a request means
+//! The Electrum protocol, 1.4 – 1.7, answer for answer like ElectrumX: what a request means
 //! and what its answer is, read from [`Query`] and the daemon. Connections, costs and
 //! subscriptions are the session layer's; it reaches them through the [`Caller`] a request
 //! comes with.
@@ -46,7 +46,7 @@ use crate::types::HashX;
 use daemon_calls::DaemonCache;
 use jsonrpc::RpcError;
 pub(crate) use method::{Method, Request};
-pub(crate) use methods::server_features;
+pub(crate) use methods::{ping_notification, server_features};
 pub(crate) use version::Version;
 
 /// A method's answer: the result's JSON, or the error to send.

@@ -112,6 +112,16 @@ impl Query {
         self.mempool.read().history(hashx)
     }
 
+    /// The `count` newest mempool transactions, newest first: txid, fee, vsize.
+    pub(crate) fn mempool_recent(&self, count: usize) -> Vec<(Txid, u64, u32)> {
+        self.mempool
+            .read()
+            .recent(count)
+            .into_iter()
+            .map(|t| (t.txid, t.fee, t.vsize))
+            .collect()
+    }
+
     /// Confirmed unspent outputs (minus those spent in mempool), then mempool outputs.
     pub fn unspent(&self, sh: &ScriptHash) -> Result<Vec<Unspent>, StoreError> {
         let hashx = sh.hashx();

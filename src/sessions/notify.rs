@@ -6,15 +6,15 @@
 //! session), then computes the status of every touched *subscribed* script once, however many
 //! sessions share it, and notifies the sessions whose last status differs.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::broadcast::{self, error::RecvError, error::TryRecvError};
 use tokio::sync::watch;
 use tracing::{debug, error, warn};
 
-use super::Sessions;
+use super::{noise, Sessions};
 use crate::index::IndexEvent;
 use crate::mempool::MempoolDelta;
 use crate::protocol::cost;
@@ -130,6 +130,7 @@ pub(super) async fn run(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let (mut index, mut mempool) = (Some(index), Some(mempool));
+    let mut last_mempool_round = Instant::now();
     // Touched scripts of mempool rounds deferred while the index lagged the daemon.
     let mut deferred = Round::default();
     loop {
@@ -169,11 +170,51 @@ pub(super) async fn run(
         }
         round.touched.extend(std::mem::take(&mut deferred.touched));
         round.everything |= std::mem::take(&mut deferred.everything);
-        apply(&server, round).await;
+        let block = round.block;
+        let sent = apply(&server, round).await;
+        let since = last_mempool_round.elapsed();
+        if !block {
+            last_mempool_round = Instant::now();
+        }
+        send_noise(&server, block, &sent, since);
     }
 }
 
-async fn apply(server: &Arc<Sessions>, round: Round) {
+/// Notifications sent to each session in a round, by session id.
+type Sent = HashMap<u64, usize>;
+
+/// 1.7 sessions get `server.ping` noise after each round (see `noise`).
+fn send_noise(server: &Sessions, block: bool, sent: &Sent, since: Duration) {
+    let mut params = None;
+    for s in server.registry.sessions() {
+        if !s.version().is_some_and(|v| v.is_1_7()) {
+            continue;
+        }
+        let n = noise::pings(
+            block,
+            sent.get(&s.id).copied().unwrap_or(0),
+            since,
+            noise::uniform,
+        );
+        for _ in 0..n {
+            let p = params.get_or_insert_with(noise::ping_params);
+            s.notify("server.ping", p);
+        }
+    }
+}
+
+/// The method a session's script notifications use: 1.7 names scripts by scriptPubKey.
+fn script_method(session: &super::session::SessionHandle) -> &'static str {
+    if session.version().is_some_and(|v| v.is_1_7()) {
+        "blockchain.scriptpubkey.subscribe"
+    } else {
+        "blockchain.scripthash.subscribe"
+    }
+}
+
+/// Sends a round's notifications; returns how many each session got.
+async fn apply(server: &Arc<Sessions>, round: Round) -> Sent {
+    let mut sent = Sent::new();
     let query = server.electrum.query();
     if round.mempool {
         query.mempool_changed();
@@ -204,6 +245,7 @@ async fn apply(server: &Arc<Sessions>, round: Round) {
                         .load(std::sync::atomic::Ordering::Relaxed)
                     {
                         s.notify("blockchain.headers.subscribe", &params);
+                        *sent.entry(s.id).or_default() += 1;
                     }
                 }
             }
@@ -219,7 +261,7 @@ async fn apply(server: &Arc<Sessions>, round: Round) {
     };
     let hashxs = server.registry.subscribed(&touched);
     if hashxs.is_empty() {
-        return;
+        return sent;
     }
     debug!("notifications: {} subscribed scripts touched", hashxs.len());
     let limit = server.electrum.history_limit();
@@ -242,7 +284,7 @@ async fn apply(server: &Arc<Sessions>, round: Round) {
             Ok(v) => statuses.extend(v),
             Err(e) => {
                 error!("notifications: status task failed: {e}");
-                return;
+                return sent;
             }
         }
     }
@@ -263,7 +305,9 @@ async fn apply(server: &Arc<Sessions>, round: Round) {
         for c in changes {
             let params = serde_json::value::to_raw_value(&(c.alias, c.status))
                 .expect("notification params serialize");
-            c.session.notify("blockchain.scripthash.subscribe", &params);
+            c.session.notify(script_method(&c.session), &params);
+            *sent.entry(c.session.id).or_default() += 1;
         }
     }
+    sent
 }

@@ -21,7 +21,7 @@ use super::subs::Registry;
 use super::Sessions;
 use crate::protocol::jsonrpc::{self, Call, Dialect, Incoming, Member, RpcError, PARSE_ERROR};
 use crate::protocol::version::server_min;
-use crate::protocol::{Caller, Method, Reply, Request, Version};
+use crate::protocol::{ping_notification, Caller, Method, Reply, Request, Version};
 use crate::types::HashX;
 
 /// aiorpcX's error for a session over the cost hard limit (it is then disconnected).
@@ -498,7 +498,17 @@ async fn handle_call(
         return false;
     }
     if call.is_notification() {
-        // Below protocol 1.7 ElectrumX has no notification handlers: ignored.
+        // Below protocol 1.7 ElectrumX has no notification handlers: ignored. From 1.7 a
+        // client may ping as a notification (its own noise): checked and charged as ElectrumX
+        // does, never answered.
+        if call.method == Method::ServerPing.name() && session.version().is_some_and(|v| v.is_1_7())
+        {
+            session.charge(Method::ServerPing.base_cost());
+            if ping_notification(&call).is_err() {
+                session.counters.errors.fetch_add(1, Ordering::Relaxed);
+                session.charge(ERROR_COST);
+            }
+        }
         return true;
     }
     let slot = match admit(server, session, gate).await {
