@@ -2,6 +2,7 @@
 
 pub mod fetch;
 pub mod notarized;
+mod spenders;
 pub mod undo;
 pub mod writer;
 
@@ -128,6 +129,8 @@ pub struct Indexer {
     /// [`Mempool::blocks_connected`]).
     mempool: Option<Arc<RwLock<Mempool>>>,
     forced: ForcedReorg,
+    /// The spender index is complete (a database from before it is built up first).
+    spenders_built: bool,
 }
 
 const PROGRESS_EVERY: Duration = Duration::from_secs(10);
@@ -159,6 +162,7 @@ impl Indexer {
             initial_txs: 0,
             mempool: None,
             forced: ForcedReorg::new(reorg_limit),
+            spenders_built: false,
         }
     }
 
@@ -243,6 +247,13 @@ impl Indexer {
 
     /// One pass: handle a reorg if the daemon left our tip, then index up to its tip.
     pub async fn sync(&mut self, shutdown: &mut watch::Receiver<bool>) -> anyhow::Result<()> {
+        if !self.spenders_built {
+            let chain = self.coin.chain;
+            if !spenders::build(&self.store, &self.daemon, chain, shutdown).await? {
+                return Ok(());
+            }
+            self.spenders_built = true;
+        }
         loop {
             let info = tokio::select! {
                 info = self.daemon.blockchain_info() => info?,
