@@ -708,3 +708,136 @@ fn speaks_1_7_by_script_pubkey_and_1_4_to_old_wallets() {
 
     server.stop();
 }
+
+/// The next `blockchain.outpoint.subscribe` notification's status.
+fn outpoint_notification(c: &mut Client, txid: &str, vout: u32) -> Value {
+    let n = c.notification("blockchain.outpoint.subscribe");
+    assert_eq!((&n[0], &n[1]), (&json!(txid), &json!(vout)), "{n}");
+    n[2].clone()
+}
+
+#[test]
+fn outpoint_subscriptions_follow_funding_spends_blocks_and_reorgs() {
+    let d = Litecoind::start();
+    d.mine(110);
+    let payee = d.new_address(AddrType::Bech32);
+    let other = d.new_address(AddrType::Bech32);
+    let port = free_port();
+    let server = InProcess::start(&d, &[("SERVICES", format!("tcp://127.0.0.1:{port}"))]);
+    let mut c = Client::connect(port);
+    c.result("server.version", json!(["wallet", "1.7"]));
+    let mut old = Client::connect(port);
+    old.result("server.version", json!(["old", "1.6"]));
+    assert_eq!(
+        old.error(
+            "blockchain.outpoint.get_status",
+            json!(["00".repeat(32), 0, ""])
+        )
+        .0,
+        -32601
+    );
+
+    // Checks in ElectrumX's order; the hint must be hex and is otherwise ignored.
+    let nowhere = "ab".repeat(32);
+    assert_eq!(
+        c.result("blockchain.outpoint.get_status", json!([nowhere, 0, ""])),
+        json!({})
+    );
+    assert_eq!(
+        c.error("blockchain.outpoint.subscribe", json!(["zz", -1, "q"])),
+        (1, "zz should be a transaction hash".to_string())
+    );
+    assert_eq!(
+        c.error("blockchain.outpoint.subscribe", json!([nowhere, -1, "q"])),
+        (1, "-1 should be a non-negative integer".to_string())
+    );
+    assert_eq!(
+        c.error("blockchain.outpoint.subscribe", json!([nowhere, 0, "q"])),
+        (1, "q should be a hex string".to_string())
+    );
+    assert_eq!(
+        c.error("blockchain.outpoint.subscribe", json!([nowhere, 0]))
+            .0,
+        -32602
+    );
+
+    // Funded in the mempool (confirmed inputs: height 0).
+    let (funding, _) = d.pay_from_confirmed(&[(payee.clone(), 100_000_000)], false);
+    let vout = d.find_vout(&funding, &d.script_of(&payee));
+    let mut t = Client::connect(port);
+    t.result("server.version", json!(["t", "1.7"]));
+    let seen = |t: &mut Client| {
+        t.result("blockchain.outpoint.get_status", json!([funding, vout, ""]))
+            .get("funder_height")
+            .is_some()
+    };
+    for _ in 0..100 {
+        if seen(&mut t) {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert_eq!(
+        c.result(
+            "blockchain.outpoint.subscribe",
+            json!([funding, vout, "51"])
+        ),
+        json!({"funder_height": 0})
+    );
+    assert_eq!(
+        c.result(
+            "blockchain.outpoint.get_status",
+            json!([funding, vout + 7, ""])
+        ),
+        json!({}),
+        "no such output"
+    );
+
+    // Mined.
+    d.mine(1);
+    let h1 = d.height();
+    assert_eq!(
+        outpoint_notification(&mut c, &funding, vout),
+        json!({"funder_height": h1})
+    );
+
+    // Spent in the mempool, then in a block.
+    let spending = d.spend(&[(funding.clone(), vout)], &[(other.clone(), 99_000_000)]);
+    assert_eq!(
+        outpoint_notification(&mut c, &funding, vout),
+        json!({"funder_height": h1, "spender_txhash": spending, "spender_height": 0})
+    );
+    d.mine(1);
+    let h2 = d.height();
+    let spent = json!({"funder_height": h1, "spender_txhash": spending, "spender_height": h2});
+    assert_eq!(outpoint_notification(&mut c, &funding, vout), spent);
+    assert_eq!(
+        t.result("blockchain.outpoint.get_status", json!([funding, vout, ""])),
+        spent
+    );
+
+    // A reorg to a longer branch without it takes the spend out of the chain: back in the
+    // mempool (on the way, possibly unspent for a moment, never still spent at h2).
+    d.invalidate(&d.block_hash(h2));
+    d.generate_block(&[]);
+    d.generate_block(&[]);
+    loop {
+        let s = outpoint_notification(&mut c, &funding, vout);
+        assert_eq!(s["funder_height"], h1, "{s}");
+        assert_ne!(s.get("spender_height"), Some(&json!(h2)), "{s}");
+        if s.get("spender_height") == Some(&json!(0)) {
+            assert_eq!(s["spender_txhash"], spending);
+            break;
+        }
+    }
+
+    assert_eq!(
+        c.result("blockchain.outpoint.unsubscribe", json!([funding, vout])),
+        true
+    );
+    assert_eq!(
+        c.result("blockchain.outpoint.unsubscribe", json!([funding, vout])),
+        false
+    );
+    server.stop();
+}

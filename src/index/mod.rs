@@ -18,7 +18,7 @@ use crate::coin::Coin;
 use crate::daemon::Daemon;
 use crate::mempool::Mempool;
 use crate::store::{Mode, Store, StoreError, Tip};
-use crate::types::{HashX, Height};
+use crate::types::{HashX, Height, OutPoint};
 use writer::{WriteError, Writer};
 
 /// What listeners hear after each commit: the new tip and the scripts whose history changed.
@@ -26,6 +26,9 @@ use writer::{WriteError, Writer};
 pub struct IndexEvent {
     pub tip: Option<Tip>,
     pub touched: Arc<Vec<HashX>>,
+    /// Outpoints the blocks (or their undoing) funded or spent, and those of mempool
+    /// transactions that left with them: for outpoint subscriptions.
+    pub outpoints: Arc<Vec<OutPoint>>,
     /// True when blocks were removed by a reorg.
     pub reorg: bool,
 }
@@ -294,6 +297,7 @@ impl Indexer {
         let _ = self.events.send(IndexEvent {
             tip,
             touched: Arc::new(Vec::new()),
+            outpoints: Arc::new(Vec::new()),
             reorg: false,
         });
         match tip {
@@ -366,18 +370,23 @@ impl Indexer {
                 self.store.clone(),
                 self.mempool.clone(),
             );
+            let listening = self.caught_up_once;
             let result = tokio::task::spawn_blocking(move || {
                 let mut mempool = mempool.as_ref().map(|m| m.write());
                 let mut applied = writer.lock().unwrap().apply(&batch.blocks)?;
-                if let Some(m) = mempool.as_mut() {
-                    applied
-                        .touched
-                        .extend(m.blocks_connected(&batch.blocks, &store)?);
+                let mut outpoints = Vec::new();
+                if listening {
+                    block_outpoints(&batch.blocks, &mut outpoints);
                 }
-                Ok::<_, WriteError>(applied)
+                if let Some(m) = mempool.as_mut() {
+                    let (hashxs, ops) = m.blocks_connected(&batch.blocks, &store)?;
+                    applied.touched.extend(hashxs);
+                    outpoints.extend(ops);
+                }
+                Ok::<_, WriteError>((applied, outpoints))
             })
             .await?;
-            let applied = match result {
+            let (applied, outpoints) = match result {
                 Ok(a) => a,
                 Err(WriteError::NotOnTip { height, .. }) => {
                     info!("the daemon's chain changed under us at height {height}");
@@ -385,7 +394,7 @@ impl Indexer {
                 }
                 Err(e) => return Err(e.into()),
             };
-            self.notify(applied);
+            self.notify(applied, outpoints);
             if last_log.elapsed() >= PROGRESS_EVERY {
                 last_log = Instant::now();
                 self.log_progress(start_height, start_txs, started, daemon_height);
@@ -413,11 +422,12 @@ impl Indexer {
         Ok(None)
     }
 
-    fn notify(&self, applied: writer::Applied) {
+    fn notify(&self, applied: writer::Applied, outpoints: Vec<OutPoint>) {
         if self.caught_up_once {
             let _ = self.events.send(IndexEvent {
                 tip: applied.tip,
                 touched: Arc::new(applied.touched),
+                outpoints: Arc::new(outpoints),
                 reorg: false,
             });
         }
@@ -504,27 +514,42 @@ impl Indexer {
             self.store.clone(),
             self.mempool.clone(),
         );
-        let touched = tokio::task::spawn_blocking(move || -> anyhow::Result<Vec<HashX>> {
-            // As for new blocks: mempool transactions spending outputs of the undone blocks
-            // leave the mempool in the same step (the daemon's next snapshot brings them back).
-            let mut mempool = mempool.as_ref().map(|m| m.write());
-            let mut w = writer.lock().unwrap();
-            let mut touched = Vec::new();
-            for _ in 0..depth {
-                touched.extend(w.undo_tip()?);
-            }
-            if let Some(m) = mempool.as_mut() {
-                touched.extend(m.blocks_connected(&[], &store)?);
-            }
-            touched.sort_unstable();
-            touched.dedup();
-            Ok(touched)
-        })
-        .await??;
+        type Touched = (Vec<HashX>, Vec<OutPoint>);
+        let (touched, outpoints) =
+            tokio::task::spawn_blocking(move || -> anyhow::Result<Touched> {
+                // As for new blocks: mempool transactions spending outputs of the undone blocks
+                // leave the mempool in the same step (the daemon's next snapshot brings them back).
+                let mut mempool = mempool.as_ref().map(|m| m.write());
+                let mut w = writer.lock().unwrap();
+                let mut touched = Vec::new();
+                let mut outpoints = Vec::new();
+                for _ in 0..depth {
+                    // What the block funded and spent, read before its undo record goes.
+                    if let Some(rec) = store
+                        .tip()
+                        .and_then(|t| store.undo(t.height).transpose())
+                        .transpose()?
+                        .and_then(|raw| undo::UndoRecord::decode(&raw))
+                    {
+                        outpoints.extend(rec.created.iter().chain(&rec.spent).map(|(op, _)| *op));
+                    }
+                    touched.extend(w.undo_tip()?);
+                }
+                if let Some(m) = mempool.as_mut() {
+                    let (hashxs, ops) = m.blocks_connected(&[], &store)?;
+                    touched.extend(hashxs);
+                    outpoints.extend(ops);
+                }
+                touched.sort_unstable();
+                touched.dedup();
+                Ok((touched, outpoints))
+            })
+            .await??;
         if self.caught_up_once {
             let _ = self.events.send(IndexEvent {
                 tip: self.store.tip(),
                 touched: Arc::new(touched),
+                outpoints: Arc::new(outpoints),
                 reorg: true,
             });
         }
@@ -556,6 +581,23 @@ struct AbortOnDrop(tokio::task::JoinHandle<()>);
 impl Drop for AbortOnDrop {
     fn drop(&mut self) {
         self.0.abort();
+    }
+}
+
+/// The outpoints blocks spend and fund (spendable outputs only, as ElectrumX counts them).
+fn block_outpoints(blocks: &[crate::coin::ParsedBlock], out: &mut Vec<OutPoint>) {
+    for tx in blocks.iter().flat_map(|b| &b.txs) {
+        out.extend_from_slice(&tx.inputs);
+        out.extend(
+            tx.outputs
+                .iter()
+                .enumerate()
+                .filter(|(_, o)| o.scripthash.is_some())
+                .map(|(vout, _)| OutPoint {
+                    txid: tx.txid,
+                    vout: vout as u32,
+                }),
+        );
     }
 }
 

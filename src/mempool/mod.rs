@@ -101,6 +101,29 @@ pub struct MempoolDelta {
     pub removed: usize,
     /// Scripts whose mempool entries changed.
     pub touched: Vec<HashX>,
+    /// Outpoints spent or created by transactions that came or went.
+    pub touched_outpoints: Vec<OutPoint>,
+}
+
+/// What the mempool knows of an outpoint (ElectrumX's `spender_for_txo`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MempoolOutpoint {
+    /// The funding transaction's mempool height (0, or −1 when it has unconfirmed inputs),
+    /// when it is in the mempool.
+    pub funder: Option<i32>,
+    /// The mempool transaction spending it, with its mempool height.
+    pub spender: Option<(Txid, i32)>,
+    /// The funding transaction is in the mempool but has no such output.
+    pub no_such_output: bool,
+}
+
+/// The outpoints a transaction touches: what it spends and what it creates.
+fn tx_outpoints(tx: &ParsedTx, out: &mut Vec<OutPoint>) {
+    out.extend_from_slice(&tx.inputs);
+    out.extend((0..tx.outputs.len() as u32).map(|vout| OutPoint {
+        txid: tx.txid,
+        vout,
+    }));
 }
 
 /// Brings a shared mempool up to date with the daemon: only new transactions are fetched, and
@@ -188,6 +211,7 @@ impl Mempool {
         confirmed_changed: bool,
     ) -> Result<MempoolDelta, StoreError> {
         let mut touched: HashSet<HashX> = HashSet::new();
+        let mut touched_outpoints = Vec::new();
         let gone: Vec<Txid> = self
             .txs
             .keys()
@@ -196,6 +220,7 @@ impl Mempool {
             .collect();
         for txid in &gone {
             if let Some(tx) = self.remove(txid) {
+                tx_outpoints(&tx.tx, &mut touched_outpoints);
                 touched.extend(tx.hashxs);
             }
         }
@@ -210,11 +235,19 @@ impl Mempool {
             }
         }
         let added = fresh.len();
+        for tx in &fresh {
+            tx_outpoints(tx, &mut touched_outpoints);
+        }
         waiting.extend(fresh.into_iter().filter(|t| ids.contains(&t.txid)));
         let dropped = self.admit(waiting, store, &mut touched)?;
-        if dropped > 0 {
-            debug!("{dropped} mempool txs dropped: inputs not found");
+        if !dropped.is_empty() {
+            debug!("{} mempool txs dropped: inputs not found", dropped.len());
         }
+        for tx in &dropped {
+            tx_outpoints(tx, &mut touched_outpoints);
+        }
+        touched_outpoints.sort_unstable_by_key(|o| (o.txid.0, o.vout));
+        touched_outpoints.dedup();
         let txs = &self.txs;
         self.arrivals.retain(|_, t| txs.contains_key(t));
         self.arrival.retain(|t, _| txs.contains_key(t));
@@ -223,6 +256,7 @@ impl Mempool {
             added,
             removed: gone.len(),
             touched: touched.into_iter().collect(),
+            touched_outpoints,
         })
     }
 
@@ -230,14 +264,15 @@ impl Mempool {
     /// still holding this mempool's write lock: drops the transactions the blocks confirmed (or
     /// conflict with) and resolves the rest again against the new UTXO set. Readers hold the read lock across their store
     /// reads, so no transaction is ever seen both confirmed and unconfirmed — the daemon's next
-    /// snapshot would come only after a poll. Returns the scripts whose mempool entries changed.
+    /// snapshot would come only after a poll. Returns the scripts whose mempool entries changed,
+    /// and the outpoints of the transactions that left.
     pub(crate) fn blocks_connected(
         &mut self,
         blocks: &[ParsedBlock],
         store: &Store,
-    ) -> Result<Vec<HashX>, StoreError> {
+    ) -> Result<(Vec<HashX>, Vec<OutPoint>), StoreError> {
         if self.txs.is_empty() {
-            return Ok(Vec::new());
+            return Ok((Vec::new(), Vec::new()));
         }
         let confirmed: HashSet<Txid> = blocks
             .iter()
@@ -249,17 +284,18 @@ impl Mempool {
             .filter(|t| !confirmed.contains(t))
             .copied()
             .collect();
-        Ok(self.apply(&ids, Vec::new(), store, true)?.touched)
+        let delta = self.apply(&ids, Vec::new(), store, true)?;
+        Ok((delta.touched, delta.touched_outpoints))
     }
 
-    /// Adds transactions whose inputs can be resolved, parents before children, and returns how
-    /// many could not be.
+    /// Adds transactions whose inputs can be resolved, parents before children, and returns
+    /// those that could not be.
     fn admit(
         &mut self,
         mut waiting: Vec<ParsedTx>,
         store: &Store,
         touched: &mut HashSet<HashX>,
-    ) -> Result<usize, StoreError> {
+    ) -> Result<Vec<ParsedTx>, StoreError> {
         loop {
             let before = waiting.len();
             let mut still = Vec::new();
@@ -275,7 +311,7 @@ impl Mempool {
             }
             waiting = still;
             if waiting.is_empty() || waiting.len() == before {
-                return Ok(waiting.len());
+                return Ok(waiting);
             }
         }
     }
@@ -432,6 +468,22 @@ impl Mempool {
             }
         }
         out.sort_by(|a, b| display_order(&a.txid, &b.txid).then(a.vout.cmp(&b.vout)));
+        out
+    }
+
+    /// The mempool's part of an outpoint's status.
+    pub fn outpoint(&self, op: &OutPoint) -> MempoolOutpoint {
+        let mut out = MempoolOutpoint::default();
+        if let Some(funder) = self.txs.get(&op.txid) {
+            if funder.tx.outputs.len() <= op.vout as usize {
+                out.no_such_output = true;
+                return out;
+            }
+            out.funder = Some(funder.height());
+        }
+        if let Some(spender) = self.spends.get(op).and_then(|t| self.txs.get(t)) {
+            out.spender = Some((spender.txid, spender.height()));
+        }
         out
     }
 

@@ -63,6 +63,9 @@ methods! {
     SpkSubscribe => "blockchain.scriptpubkey.subscribe",
     SpkUnsubscribe => "blockchain.scriptpubkey.unsubscribe",
     TestMempoolAccept => "blockchain.transaction.testmempoolaccept",
+    OutpointSubscribe => "blockchain.outpoint.subscribe",
+    OutpointGetStatus => "blockchain.outpoint.get_status",
+    OutpointUnsubscribe => "blockchain.outpoint.unsubscribe",
     MempoolRecent => "mempool.recent",
     // The Kevacoin ElectrumX fork's.
     BlockCount => "blockchain.block.count",
@@ -107,6 +110,11 @@ impl Method {
             SpkGetBalance | SpkGetHistory | SpkGetMempool | SpkListUnspent | SpkSubscribe
             | SpkUnsubscribe => Signature::new(&["spk"], &[]),
             TestMempoolAccept => Signature::new(&["raw_txs"], &[]),
+            // The hint is checked and ignored, as ElectrumX does: the index knows outpoints.
+            OutpointSubscribe | OutpointGetStatus => {
+                Signature::new(&["tx_hash", "txout_idx", "spk_hint"], &[])
+            }
+            OutpointUnsubscribe => Signature::new(&["tx_hash", "txout_idx"], &[]),
             Broadcast => Signature::new(&["raw_tx"], &[]),
             BroadcastPackage => Signature::new(&["raw_txs"], &["verbose"]),
             TransactionGet => Signature::new(&["tx_hash"], &["verbose"]),
@@ -125,7 +133,12 @@ impl Method {
     pub(crate) fn base_cost(self) -> f64 {
         use Method::*;
         match self {
-            ServerPing | ServerDonationAddress | Unsubscribe | SpkUnsubscribe | EstimateFee => 0.1,
+            ServerPing
+            | ServerDonationAddress
+            | Unsubscribe
+            | SpkUnsubscribe
+            | OutpointUnsubscribe
+            | EstimateFee => 0.1,
             ServerFeatures => 0.2,
             HeadersSubscribe => 0.25,
             ServerVersion | ServerBanner => 0.5,
@@ -145,6 +158,8 @@ impl Method {
             | SpkListUnspent
             | SpkSubscribe
             | TestMempoolAccept
+            | OutpointSubscribe
+            | OutpointGetStatus
             | Broadcast
             | BroadcastPackage
             | GetMerkle
@@ -164,7 +179,8 @@ impl Method {
             GetBalance | GetHistory | GetMempool | ListUnspent | Subscribe => !version.is_1_7(),
             Unsubscribe => version.has_unsubscribe() && !version.is_1_7(),
             SpkGetBalance | SpkGetHistory | SpkGetMempool | SpkListUnspent | SpkSubscribe
-            | SpkUnsubscribe | TestMempoolAccept | MempoolRecent => version.is_1_7(),
+            | SpkUnsubscribe | TestMempoolAccept | MempoolRecent | OutpointSubscribe
+            | OutpointGetStatus | OutpointUnsubscribe => version.is_1_7(),
             RelayFee => !version.has_mempool_info(),
             MempoolInfo | BroadcastPackage => version.has_mempool_info(),
             BlockCount
@@ -324,7 +340,13 @@ mod tests {
                 assert_eq!(Method::find(&sh, &v17, &ltc), None, "{sh}");
                 assert_eq!(Method::find(&spk, &v17, &ltc), Some(new), "{spk}");
             }
-            for m in ["blockchain.transaction.testmempoolaccept", "mempool.recent"] {
+            for m in [
+                "blockchain.transaction.testmempoolaccept",
+                "mempool.recent",
+                "blockchain.outpoint.subscribe",
+                "blockchain.outpoint.get_status",
+                "blockchain.outpoint.unsubscribe",
+            ] {
                 assert!(Method::find(m, &v17, &ltc).is_some(), "{m}");
                 assert!(Method::find(m, &v16, &ltc).is_none(), "{m}");
             }

@@ -15,7 +15,8 @@ use super::daemon_calls::{
 use super::jsonrpc::{Call, RpcError};
 use super::method::{Method, Request};
 use super::params::{
-    boolean, non_negative_integer, odd_hex_string, script_pubkey, scripthash, tx_hash, Args,
+    boolean, hex_string, non_negative_integer, odd_hex_string, script_pubkey, scripthash, tx_hash,
+    Args,
 };
 use super::pyfmt::{py_float, py_str, thousands};
 use super::version::{negotiate, server_max, server_min, Version};
@@ -185,6 +186,32 @@ impl Electrum {
             Method::TestMempoolAccept => {
                 super::broadcast::testmempoolaccept(self, caller.as_ref(), a).await
             }
+            Method::OutpointSubscribe | Method::OutpointGetStatus => {
+                let op = outpoint(a)?;
+                hex_string(a.req(2))?;
+                let subscribe = req.method == Method::OutpointSubscribe;
+                if subscribe {
+                    if let Err(cap) = caller.subscribe_outpoint(op) {
+                        return Err(RpcError::bad_request(format!(
+                            "too many subscriptions: at most {} per session",
+                            thousands(cap as i128)
+                        )));
+                    }
+                }
+                caller.charge(cost::OUTPOINT_STATUS);
+                let status = self
+                    .blocking(move |s| s.query.outpoint_status(&op).map_err(store_error))
+                    .await;
+                if status.is_err() && subscribe {
+                    // Stored only once the status is known, as ElectrumX does.
+                    caller.unsubscribe_outpoint(&op);
+                }
+                json(&status?)
+            }
+            Method::OutpointUnsubscribe => {
+                let op = outpoint(a)?;
+                json(&caller.unsubscribe_outpoint(&op))
+            }
             Method::MempoolRecent => {
                 #[derive(Serialize)]
                 struct Recent {
@@ -225,6 +252,17 @@ impl Electrum {
             | Method::KevaGetTransactionsInfo => keva::answer(self, req.method, a).await,
         }
     }
+}
+
+/// An outpoint argument pair (`tx_hash`, `txout_idx`), checked in ElectrumX's order. An index
+/// past any output's is an outpoint that does not exist.
+fn outpoint(a: &Args) -> Result<crate::types::OutPoint, RpcError> {
+    let txid = tx_hash(a.req(0))?;
+    let vout = non_negative_integer(a.req(1))?;
+    Ok(crate::types::OutPoint {
+        txid,
+        vout: u32::try_from(vout).unwrap_or(u32::MAX),
+    })
 }
 
 /// `mempool.recent`: how many of the newest mempool transactions it lists.

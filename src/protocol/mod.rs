@@ -42,7 +42,7 @@ use crate::config::ServerSettings;
 use crate::daemon::Daemon;
 use crate::query::{history_limit, Query};
 use crate::store::StoreError;
-use crate::types::HashX;
+use crate::types::{HashX, OutPoint};
 use daemon_calls::DaemonCache;
 use jsonrpc::RpcError;
 pub(crate) use method::{Method, Request};
@@ -75,6 +75,10 @@ pub(crate) trait Caller: Send + Sync {
     fn subscribed(&self, hashx: HashX, alias: String, status: Option<String>);
     /// Whether there was a subscription to drop.
     fn unsubscribe(&self, hashx: &HashX) -> bool;
+    /// Subscribes to an outpoint (1.7); `Err(cap)` when the session has as many as it may.
+    fn subscribe_outpoint(&self, outpoint: OutPoint) -> Result<(), usize>;
+    /// Whether there was an outpoint subscription to drop.
+    fn unsubscribe_outpoint(&self, outpoint: &OutPoint) -> bool;
     /// A transaction was broadcast for this caller.
     fn sent_tx(&self);
 }
