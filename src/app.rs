@@ -14,7 +14,7 @@ use tracing::info;
 
 use crate::admin::AdminState;
 use crate::config::{Config, Kind, Service};
-use crate::daemon::Daemon;
+use crate::daemon::{follow_tip, Daemon};
 use crate::index::{notarized, Indexer};
 use crate::mempool::{self, Mempool};
 use crate::metrics::{self, Metrics};
@@ -75,7 +75,7 @@ pub async fn run(config: Config, stop: Arc<watch::Sender<bool>>) -> anyhow::Resu
         peers.clone(),
         mempool_kick.clone(),
     ));
-    let sessions = Arc::new(Sessions::new(electrum, metrics.clone()));
+    let sessions = Arc::new(Sessions::new(electrum.clone(), metrics.clone()));
     register_scrapers(&metrics, &store, &daemon, &peers, notarized_rx.clone());
     if let Some(addr) = config.metrics_listen {
         let listener = metrics::bind(addr)
@@ -91,6 +91,8 @@ pub async fn run(config: Config, stop: Arc<watch::Sender<bool>>) -> anyhow::Resu
         config.reorg_limit,
         config.cache_mb,
     );
+    // Cached transactions of blocks a reorg undoes are dropped.
+    tokio::spawn(electrum.forget_undone(indexer.subscribe()));
     // The admin RPC listens from now on, through the initial sync, as in ElectrumX.
     let admin = Arc::new(AdminState::new(
         config.coin.clone(),
@@ -124,6 +126,12 @@ pub async fn run(config: Config, stop: Arc<watch::Sender<bool>>) -> anyhow::Resu
         ));
     }
     indexer.set_mempool(mempool.clone());
+    // New blocks are noticed at once where the daemon can tell (the poll stays as a safety net).
+    tokio::spawn(follow_tip(
+        daemon.clone(),
+        indexer.tip_signal(),
+        stop_rx.clone(),
+    ));
     let (mempool_tx, mut mempool_ready) = broadcast::channel(64);
     let mempool_task = tokio::spawn(mempool::follow(
         mempool,
@@ -197,6 +205,7 @@ fn register_scrapers(
 
 fn shutdown(store: &Store) -> anyhow::Result<()> {
     info!("flushing the index and exiting");
+    store.stop_background_work();
     store.flush()?;
     Ok(())
 }

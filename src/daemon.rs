@@ -6,9 +6,13 @@
 //!
 //! Outages are survived: connection failures and the daemon's warm-up (`-28`) are retried with
 //! backoff forever, failing over between `DAEMON_URL` entries, and logged once per state change.
+//!
+//! [`follow_tip`] long-polls the daemon for new blocks on a connection of its own.
+
+mod longpoll;
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -30,6 +34,7 @@ use crate::config::DaemonUrl;
 use crate::metrics::{DaemonOutcome, Metrics};
 use crate::rest::Rest;
 use crate::types::{BlockHash, Height, Txid};
+pub use longpoll::follow_tip;
 
 /// Bitcoin Core's "still loading" error code.
 const RPC_IN_WARMUP: i64 = -28;
@@ -220,6 +225,9 @@ struct Inner {
     cached_height: AtomicI64,
     /// REST access for the URL in use (the URL it was made for, the client).
     rest: Mutex<Option<(String, Arc<Rest>)>>,
+    /// Set once the daemon turned out to lack `getrawmempool`'s `mempool_sequence`; cleared
+    /// when the daemon in use changes.
+    no_mempool_sequence: AtomicBool,
     metrics: Metrics,
 }
 
@@ -244,6 +252,7 @@ impl Daemon {
                 max_backoff: Duration::from_secs(4),
                 cached_height: AtomicI64::new(-1),
                 rest: Mutex::new(None),
+                no_mempool_sequence: AtomicBool::new(false),
                 metrics,
             }),
         })
@@ -280,6 +289,9 @@ impl Daemon {
             let current = if n == 0 { " (current)" } else { "" };
             info!("daemon #{} at {}{current}", n + 1, u.url);
         }
+        self.inner
+            .no_mempool_sequence
+            .store(false, Ordering::Relaxed);
         let mut cur = self.inner.current.lock();
         let generation = cur.generation + 1;
         *cur = Current {
@@ -307,6 +319,11 @@ impl Daemon {
             Ok(client) => {
                 if next != cur.index {
                     info!("daemon: failing over to {}", cur.urls[next].url);
+                }
+                if next != cur.index {
+                    self.inner
+                        .no_mempool_sequence
+                        .store(false, Ordering::Relaxed);
                 }
                 cur.index = next;
                 cur.client = Arc::new(client);
@@ -495,16 +512,35 @@ impl Daemon {
             .collect()
     }
 
-    pub(crate) async fn raw_mempool(&self) -> Result<Vec<Txid>, DaemonError> {
+    /// The daemon's mempool txids and, where it has `getrawmempool`'s `mempool_sequence`
+    /// (Bitcoin Core / Litecoin Core 0.21 on), the sequence number of that snapshot: it moves
+    /// with every transaction added or removed, blocks included, so an unchanged number means an
+    /// unchanged mempool. Daemons without it (an error, or a plain list: komodod ignores the
+    /// extra argument) get the plain call from then on.
+    pub(crate) async fn mempool_snapshot(&self) -> Result<MempoolSnapshot, DaemonError> {
+        if !self.inner.no_mempool_sequence.load(Ordering::Relaxed) {
+            let reply: Result<Value, DaemonError> = self
+                .call("getrawmempool", vec![Value::from(false), Value::from(true)])
+                .await;
+            match reply {
+                Ok(v) => {
+                    if let Some(snapshot) = MempoolSnapshot::from_reply(&v)? {
+                        return Ok(snapshot);
+                    }
+                }
+                Err(DaemonError::Rpc(_)) => {}
+                Err(e) => return Err(e),
+            }
+            info!("the daemon's getrawmempool has no mempool_sequence: the mempool is compared in full");
+            self.inner
+                .no_mempool_sequence
+                .store(true, Ordering::Relaxed);
+        }
         let ids: Vec<String> = self.call("getrawmempool", vec![]).await?;
-        ids.iter()
-            .map(|s| {
-                Txid::from_hex(s).ok_or_else(|| DaemonError::BadReply {
-                    method: "getrawmempool".into(),
-                    detail: format!("bad txid {s:?}"),
-                })
-            })
-            .collect()
+        Ok(MempoolSnapshot {
+            txids: parse_txids(&ids)?,
+            sequence: None,
+        })
     }
 
     /// Raw transactions; `None` for one the daemon does not know (left the mempool, say).
@@ -526,6 +562,46 @@ impl Daemon {
             })
             .collect()
     }
+}
+
+/// The daemon's mempool at one moment.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct MempoolSnapshot {
+    pub txids: Vec<Txid>,
+    /// `mempool_sequence`, where the daemon has it.
+    pub sequence: Option<u64>,
+}
+
+impl MempoolSnapshot {
+    /// `getrawmempool false true`'s `{"txids", "mempool_sequence"}`; `None` for a reply of
+    /// another shape (a daemon that ignored the argument).
+    fn from_reply(v: &Value) -> Result<Option<MempoolSnapshot>, DaemonError> {
+        let (Some(ids), Some(sequence)) = (
+            v.get("txids").and_then(Value::as_array),
+            v.get("mempool_sequence").and_then(Value::as_u64),
+        ) else {
+            return Ok(None);
+        };
+        let ids: Vec<String> = ids
+            .iter()
+            .map(|t| t.as_str().unwrap_or_default().to_string())
+            .collect();
+        Ok(Some(MempoolSnapshot {
+            txids: parse_txids(&ids)?,
+            sequence: Some(sequence),
+        }))
+    }
+}
+
+fn parse_txids(ids: &[String]) -> Result<Vec<Txid>, DaemonError> {
+    ids.iter()
+        .map(|s| {
+            Txid::from_hex(s).ok_or_else(|| DaemonError::BadReply {
+                method: "getrawmempool".into(),
+                detail: format!("bad txid {s:?}"),
+            })
+        })
+        .collect()
 }
 
 /// The fields of `getblockchaininfo` the indexer uses.
@@ -572,7 +648,7 @@ fn decode_hex(method: &str, s: &str) -> Result<Vec<u8>, DaemonError> {
         detail,
     };
     let bytes = s.as_bytes();
-    if bytes.len() % 2 != 0 {
+    if !bytes.len().is_multiple_of(2) {
         return Err(bad("odd-length hex".into()));
     }
     let mut out = vec![0u8; bytes.len() / 2];
@@ -625,6 +701,14 @@ fn classify<T>(method: &str, e: ClientError) -> Attempt<T> {
 }
 
 fn build_client(url: &DaemonUrl, cookie: Option<&PathBuf>) -> anyhow::Result<Client> {
+    build_client_with_timeout(url, cookie, Duration::from_secs(120))
+}
+
+fn build_client_with_timeout(
+    url: &DaemonUrl,
+    cookie: Option<&PathBuf>,
+    timeout: Duration,
+) -> anyhow::Result<Client> {
     let auth = match (&url.auth, cookie) {
         (Some(a), _) => Some(a.clone()),
         (None, Some(path)) => Some(
@@ -647,7 +731,7 @@ fn build_client(url: &DaemonUrl, cookie: Option<&PathBuf>) -> anyhow::Result<Cli
         .set_headers(headers)
         .max_request_size(64 << 20)
         .max_response_size(u32::MAX)
-        .request_timeout(Duration::from_secs(120))
+        .request_timeout(timeout)
         .max_concurrent_requests(64)
         .set_http_middleware(tower::ServiceBuilder::new().layer(CoreCompatLayer))
         .build(&url.url)?;
@@ -697,5 +781,21 @@ mod tests {
         let v2 = to_jsonrpc2(br#"{"jsonrpc":"2.0","result":5,"id":4}"#).unwrap();
         assert_eq!(&v2[..], br#"{"jsonrpc":"2.0","result":5,"id":4}"#);
         assert!(to_jsonrpc2(b"<html>").is_none());
+    }
+
+    #[test]
+    fn mempool_snapshots_read_the_sequence_or_say_it_is_missing() {
+        let txid = "11".repeat(32);
+        let v = serde_json::json!({"txids": [txid], "mempool_sequence": 7});
+        let snap = MempoolSnapshot::from_reply(&v).unwrap().unwrap();
+        assert_eq!(snap.sequence, Some(7));
+        assert_eq!(snap.txids, vec![Txid::from_hex(&txid).unwrap()]);
+        // komodod ignores the argument and answers the plain list.
+        assert_eq!(
+            MempoolSnapshot::from_reply(&serde_json::json!([txid])).unwrap(),
+            None
+        );
+        let bad = serde_json::json!({"txids": ["zz"], "mempool_sequence": 1});
+        assert!(MempoolSnapshot::from_reply(&bad).is_err());
     }
 }

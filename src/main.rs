@@ -14,6 +14,7 @@ fn main() -> ExitCode {
     if let Some(status) = cli::answer(std::env::args_os().skip(1)) {
         return status;
     }
+    limit_malloc_arenas();
     let config = match Config::from_env(&ProcessEnv) {
         Ok(c) => c,
         Err(e) => {
@@ -56,4 +57,18 @@ async fn stop_on_signal(stop: Arc<watch::Sender<bool>>) {
         _ = int.recv() => info!("SIGINT received"),
     }
     let _ = stop.send(true);
+}
+
+/// glibc gives each thread that allocates its own arena, up to eight per core, and returns
+/// little of them: the initial sync's big short-lived buffers, allocated on whichever blocking
+/// thread runs a batch, left peak RSS 2.9 GB on a 10^7-transaction chain, 1.8 GB with two
+/// arenas at the same speed. An operator's `MALLOC_ARENA_MAX` still wins.
+fn limit_malloc_arenas() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
+        // SAFETY: called before any other thread exists; mallopt only tunes the allocator.
+        unsafe {
+            libc::mallopt(libc::M_ARENA_MAX, 2);
+        }
+    }
 }

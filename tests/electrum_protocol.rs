@@ -6,6 +6,7 @@ mod common;
 use common::*;
 use serde_json::{json, Value};
 use sextant::types::sha256d;
+use std::time::Duration;
 
 fn rev_hex(h: &str) -> [u8; 32] {
     let mut b: [u8; 32] = hex::decode(h).unwrap().try_into().unwrap();
@@ -838,6 +839,108 @@ fn outpoint_subscriptions_follow_funding_spends_blocks_and_reorgs() {
     assert_eq!(
         c.result("blockchain.outpoint.unsubscribe", json!([funding, vout])),
         false
+    );
+    server.stop();
+}
+
+/// `blockchain.transaction.get`'s answer must be the daemon's, whatever was fetched before:
+/// its hex, or its error as ElectrumX words it.
+fn assert_answers_as_daemon(d: &Litecoind, c: &mut Client, txid: &str) -> bool {
+    let daemon = d.rpc("getrawtransaction", json!([txid, false]));
+    let answer = c.call("blockchain.transaction.get", json!([txid]));
+    match &daemon {
+        Ok(hex) => assert_eq!(answer["result"], *hex, "{answer}"),
+        Err(e) => assert_eq!(
+            answer["error"],
+            json!({"code": 2, "message": format!(
+                "daemon error: DaemonError({{'code': {}, 'message': '{}'}})",
+                e.code().unwrap(), e.message().unwrap())}),
+            "{answer}"
+        ),
+    }
+    daemon.is_err()
+}
+
+/// Raw transactions are cached, but never one the daemon may come to deny: a mempool
+/// transaction (a double spend can evict it), or one of a block a reorg orphaned (litecoind's
+/// txindex keeps serving those until it is rebuilt; other daemons deny them at once).
+#[test]
+fn transactions_the_daemon_no_longer_has_are_not_served_from_the_cache() {
+    let d = Litecoind::start();
+    d.mine(101);
+    let port = free_port();
+    let server = InProcess::start(&d, &[("SERVICES", format!("tcp://127.0.0.1:{port}"))]);
+    let mut c = Client::connect(port);
+    c.result("server.version", json!(["test", "1.4"]));
+    c.result("blockchain.headers.subscribe", json!([]));
+    fn wait_height(c: &mut Client, h: u64) {
+        while c.notification("blockchain.headers.subscribe")[0]["height"] != h {}
+    }
+
+    // A coinbase is fetched (and cached); a reorg orphans its block. The replacement pays
+    // another address, so its coinbase is another transaction.
+    let old = d.mine(1)[0].clone();
+    let height = d.height();
+    wait_height(&mut c, height);
+    let coinbase = d.block_json(&old)["tx"][0]["txid"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        c.result("blockchain.transaction.get", json!([coinbase])),
+        d.raw_tx_hex(&coinbase)
+    );
+    d.invalidate(&old);
+    d.mine_to(&d.new_address(AddrType::Bech32), 2);
+    wait_height(&mut c, height + 1);
+
+    // A mempool transaction is fetched, then a block double-spends it.
+    let payee = d.new_address(AddrType::Bech32);
+    let payee_sh = scripthash(&d.script_of(&payee));
+    let spent = d.send(&payee, 50_000_000);
+    wait_until(Duration::from_secs(20), "the mempool mirror", || {
+        let m = c.result("blockchain.scripthash.get_mempool", json!([payee_sh]));
+        (m.as_array().unwrap().len() == 1).then_some(())
+    });
+    assert_eq!(
+        c.result("blockchain.transaction.get", json!([spent])),
+        d.raw_tx_hex(&spent)
+    );
+    let ins: Vec<(String, u32)> = d.tx_json(&spent)["vin"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| {
+            let txid = i["txid"].as_str().unwrap().to_string();
+            (txid, i["vout"].as_u64().unwrap() as u32)
+        })
+        .collect();
+    let total: u64 = ins.iter().map(|(t, n)| d.outpoint_value(t, *n)).sum();
+    let other = d.new_address(AddrType::Bech32);
+    let double_spend = d.sign_tx(&ins, &[(other, total - 30_000)], false);
+    d.generate_block(&[double_spend]);
+    wait_height(&mut c, height + 2);
+    assert!(
+        !d.mempool_txids().contains(&spent),
+        "evicted by the double spend"
+    );
+    assert!(
+        assert_answers_as_daemon(&d, &mut c, &spent),
+        "the daemon denies the evicted transaction"
+    );
+
+    // litecoind forgets the orphaned coinbase once its txindex is rebuilt from the active
+    // chain; Sextant follows it through the restart.
+    assert_answers_as_daemon(&d, &mut c, &coinbase);
+    d.stop_and_restart_with(&["-reindex"]);
+    wait_until(Duration::from_secs(60), "the daemon's txindex", || {
+        let info = d.rpc("getindexinfo", json!([])).ok()?;
+        let synced = info["txindex"]["synced"].as_bool()? && d.height() == height + 2;
+        synced.then_some(())
+    });
+    assert!(
+        assert_answers_as_daemon(&d, &mut c, &coinbase),
+        "the daemon denies the orphaned coinbase"
     );
     server.stop();
 }

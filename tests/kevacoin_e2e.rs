@@ -58,6 +58,9 @@ fn owner_address(tag: u8) -> String {
     bitcoin::base58::encode_check(&payload)
 }
 
+/// A transaction's keva operation with its namespace.
+type KevaOutput = (Vec<u8>, Op);
+
 #[derive(Clone, Debug, PartialEq)]
 enum Op {
     Reg(Vec<u8>),
@@ -276,7 +279,7 @@ impl Chain {
     }
 
     /// Mines `txs` (after a coinbase paying `miner`) and records their keva operations.
-    fn mine(&mut self, miner: u8, txs: Vec<(Tx, Option<(Vec<u8>, Op)>)>) -> &Block {
+    fn mine(&mut self, miner: u8, txs: Vec<(Tx, Option<KevaOutput>)>) -> &Block {
         let height = self.blocks.len() as u32;
         let mut all = vec![self.coinbase(miner)];
         for (pos, (tx, keva)) in txs.into_iter().enumerate() {

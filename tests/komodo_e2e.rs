@@ -143,7 +143,7 @@ fn build() -> KmdChain {
     // Enough blocks that the whole header range is over MAX_SEND.
     while b.blocks.len() < 140 {
         let h = b.blocks.len();
-        let version = if h % 2 == 0 { V4 } else { V1 };
+        let version = if h.is_multiple_of(2) { V4 } else { V1 };
         let coinbase = b.coinbase(version, p2pkh(0x30 + (h % 3) as u8), h as u32);
         b.push(vec![coinbase]);
     }

@@ -137,9 +137,12 @@ fn parse(text: &str) -> Result<Vec<Sample>, String> {
     Ok(samples)
 }
 
+/// A series: its name and labels.
+type SeriesKey = (String, Vec<(String, String)>);
+
 /// Buckets of each histogram series never decrease, and `+Inf` equals `_count`.
 fn check_histograms(samples: &[Sample]) -> Result<(), String> {
-    let mut series: BTreeMap<(String, Vec<(String, String)>), Vec<(f64, f64)>> = BTreeMap::new();
+    let mut series: BTreeMap<SeriesKey, Vec<(f64, f64)>> = BTreeMap::new();
     let mut counts = HashMap::new();
     for s in samples {
         let key_labels = |skip: &str| -> Vec<(String, String)> {

@@ -411,7 +411,10 @@ fn onion_peers_go_through_the_proxy_or_wait_for_one() {
         cmd.envs(server_env(&d, &dir.join("with-proxy"), &a))
             .env(
                 "COINS_DIR",
-                coins_dir(&dir.join("with-proxy-coins"), &[onion_seed.clone()]),
+                coins_dir(
+                    &dir.join("with-proxy-coins"),
+                    std::slice::from_ref(&onion_seed),
+                ),
             )
             .env("TOR_PROXY_HOST", "127.0.0.1")
             .env("TOR_PROXY_PORT", proxy_port.to_string())

@@ -308,3 +308,113 @@ fn idle_sessions_time_out_fast_reconnectors_are_refused_and_subscriptions_are_ca
     assert!(info["limits"]["rate limited connections"].as_u64().unwrap() >= 3);
     assert!(info["limits"]["idle disconnects"].as_u64().unwrap() >= 1);
 }
+
+/// Sends `lines` in one write, then reads one reply per line: (results, errors by message).
+fn pipelined(c: &mut Client, lines: &[String]) -> (usize, Vec<String>) {
+    use std::io::Write;
+    let mut all = lines.join("\n");
+    all.push('\n');
+    c.w.write_all(all.as_bytes()).unwrap();
+    let (mut results, mut errors) = (0, Vec::new());
+    for _ in lines {
+        let v = c.line().expect("a reply to each request");
+        match v.get("error") {
+            Some(e) => errors.push(e["message"].as_str().unwrap().to_string()),
+            None => results += 1,
+        }
+    }
+    (results, errors)
+}
+
+#[test]
+fn the_subscription_cap_is_exact_under_pipelined_subscribes() {
+    let d = Litecoind::start();
+    d.mine(3);
+    let dir = tempfile::tempdir().unwrap();
+    let (port, rpc_port) = (free_port(), free_port());
+    // Every request of a burst runs at once, so they all reach the cap check together.
+    let env = vec![
+        services(port, rpc_port),
+        ("MAX_SUBS_PER_SESSION", "10".to_string()),
+        ("INITIAL_CONCURRENT", "500".to_string()),
+        ("COST_SOFT_LIMIT", "0".to_string()),
+        ("COST_HARD_LIMIT", "0".to_string()),
+    ];
+    let _sx = start(&d, dir.path(), &env, port);
+    let subscribe = |n: usize| {
+        json!({"jsonrpc": "2.0", "id": n, "method": "blockchain.scripthash.subscribe",
+               "params": [format!("{n:064x}")]})
+        .to_string()
+    };
+    let mut held = Vec::new();
+    for round in 0..3 {
+        let mut c = negotiated(Ipv4Addr::LOCALHOST, port);
+        let lines: Vec<String> = (1..=500).map(|n| subscribe(round * 1000 + n)).collect();
+        let (accepted, refused) = pipelined(&mut c, &lines);
+        assert_eq!(accepted, 10, "round {round}: {} refused", refused.len());
+        assert!(refused
+            .iter()
+            .all(|m| m == "too many subscriptions: at most 10 per session"));
+        // Renewals of the ten are still allowed, and nothing more.
+        let again: Vec<String> = (1..=500).map(|n| subscribe(round * 1000 + n)).collect();
+        assert_eq!(pipelined(&mut c, &again).0, 10);
+        let info = rpc_json(rpc_port, &["getinfo"]);
+        assert_eq!(
+            info["sessions"]["subs_sh"],
+            10 * (round as u64 + 1),
+            "{info}"
+        );
+        // Kept open so its subscriptions stay counted.
+        held.push(c);
+    }
+}
+
+#[test]
+fn max_sessions_is_exact_when_clients_connect_at_once() {
+    let d = Litecoind::start();
+    d.mine(3);
+    let dir = tempfile::tempdir().unwrap();
+    let (port, rpc_port) = (free_port(), free_port());
+    let env = vec![services(port, rpc_port), ("MAX_SESSIONS", "5".to_string())];
+    let sx = start(&d, dir.path(), &env, port);
+    for round in 0..3 {
+        // 150 clients connect together: the listeners close at the fifth session, but many
+        // more connections are already accepted by then.
+        let barrier = std::sync::Barrier::new(150);
+        let clients: Vec<Client> = std::thread::scope(|s| {
+            let tries: Vec<_> = (0..150)
+                .map(|_| {
+                    s.spawn(|| {
+                        barrier.wait();
+                        let s = TcpStream::connect((Ipv4Addr::LOCALHOST, port)).ok()?;
+                        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+                        let mut c = Client::from_stream(s);
+                        c.negotiates().then_some(c)
+                    })
+                })
+                .collect();
+            tries
+                .into_iter()
+                .filter_map(|t| t.join().unwrap())
+                .collect()
+        });
+        assert_eq!(clients.len(), 5, "round {round}: sessions served");
+        let info = rpc_json(rpc_port, &["getinfo"]);
+        assert_eq!(info["sessions"]["count"], 5, "{info}");
+        drop(clients);
+        // Listening again (a probe connection gets in), then no session left.
+        wait_until(Duration::from_secs(10), "the listeners to reopen", || {
+            TcpStream::connect((Ipv4Addr::LOCALHOST, port)).ok()
+        });
+        wait_until(Duration::from_secs(10), "the sessions to close", || {
+            let info = rpc_json(rpc_port, &["getinfo"]);
+            (info["sessions"]["count"] == 0).then_some(())
+        });
+    }
+    let info = rpc_json(rpc_port, &["getinfo"]);
+    assert!(
+        info["limits"]["max sessions refused"].as_u64().unwrap() > 0,
+        "the race was met: {info}"
+    );
+    assert!(sx.log().contains("maximum sessions 5 reached"));
+}

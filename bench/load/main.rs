@@ -509,7 +509,7 @@ async fn steady(
     tokio::time::sleep(first).await;
     while Instant::now() < until {
         let (method, params) = match w.rng.below(6) {
-            0 | 1 | 2 if !w.used.is_empty() => {
+            0..=2 if !w.used.is_empty() => {
                 let sh = &w.used[w.rng.below(w.used.len())];
                 let m = [
                     "blockchain.scripthash.get_history",

@@ -430,6 +430,7 @@ fn getinfo(state: &AdminState, view: &View) -> Value {
             "idle disconnects": limits.idle_disconnects.load(Ordering::Relaxed),
             "rate limited connections": limits.rate_limited.load(Ordering::Relaxed),
             "max sessions pauses": limits.max_sessions_pauses.load(Ordering::Relaxed),
+            "max sessions refused": limits.sessions_refused.load(Ordering::Relaxed),
             "subscriptions refused": limits.subs_refused.load(Ordering::Relaxed),
         },
         "txs sent": stats.txs_sent.load(Ordering::Relaxed),

@@ -109,7 +109,7 @@ impl ServerSettings {
             if s.host.to_string().ends_with(".onion") {
                 return Err(invalid(
                     "SERVICES",
-                    &s.to_string(),
+                    s.to_string(),
                     format!("bad host for SERVICES: {s}"),
                 ));
             }

@@ -9,11 +9,14 @@ use tokio::sync::mpsc;
 
 use crate::coin::{Chain, ParsedBlock};
 use crate::daemon::Daemon;
+use crate::index::prefetch::Found;
 use crate::types::Height;
 
 /// Blocks fetched together, in height order.
 pub(crate) struct FetchedBatch {
     pub blocks: Vec<ParsedBlock>,
+    /// Outputs the blocks spend, read ahead by the prefetch stage (empty until then).
+    pub found: Found,
 }
 
 /// Bytes of raw blocks to ask for in one `getblock` batch: big enough to amortize the round
@@ -82,7 +85,10 @@ pub(crate) async fn fetch_range(
                         block.hash
                     );
                 }
-                Ok(FetchedBatch { blocks })
+                Ok(FetchedBatch {
+                    blocks,
+                    found: Found::default(),
+                })
             }
         })
         .buffered(BATCHES_IN_FLIGHT);

@@ -2,6 +2,7 @@
 
 pub mod fetch;
 pub mod notarized;
+pub(crate) mod prefetch;
 mod spenders;
 pub mod undo;
 pub mod writer;
@@ -18,7 +19,7 @@ use crate::coin::Coin;
 use crate::daemon::Daemon;
 use crate::mempool::Mempool;
 use crate::store::{Mode, Store, StoreError, Tip};
-use crate::types::{HashX, Height, OutPoint};
+use crate::types::{HashX, Height, OutPoint, Txid};
 use writer::{WriteError, Writer};
 
 /// What listeners hear after each commit: the new tip and the scripts whose history changed.
@@ -31,6 +32,9 @@ pub struct IndexEvent {
     pub outpoints: Arc<Vec<OutPoint>>,
     /// True when blocks were removed by a reorg.
     pub reorg: bool,
+    /// The transactions of the blocks a reorg removed (caches of confirmed transactions
+    /// drop them).
+    pub undone: Arc<Vec<Txid>>,
 }
 
 /// Forced reorgs asked for by the admin RPC's `reorg` (ElectrumX's `force_chain_reorg`): the
@@ -134,10 +138,14 @@ pub struct Indexer {
     forced: ForcedReorg,
     /// The spender index is complete (a database from before it is built up first).
     spenders_built: bool,
+    /// Rung when the daemon's tip may have changed (long-poll, ZMQ): look now, not at the poll.
+    tip_changed: Arc<tokio::sync::Notify>,
 }
 
 const PROGRESS_EVERY: Duration = Duration::from_secs(10);
 const COMPACT_AFTER_TXS: u64 = 1_000_000;
+/// Level-0 files that make a start compact even after a short catch-up (see `L0_FOLLOW`).
+const COMPACT_AFTER_L0_FILES: u64 = 20;
 
 impl Indexer {
     pub fn new(
@@ -166,7 +174,14 @@ impl Indexer {
             mempool: None,
             forced: ForcedReorg::new(reorg_limit),
             spenders_built: false,
+            tip_changed: Arc::new(tokio::sync::Notify::new()),
         }
+    }
+
+    /// What to ring (`notify_one`) when the daemon's tip may have changed: the follower then
+    /// syncs at once instead of at its next poll.
+    pub fn tip_signal(&self) -> Arc<tokio::sync::Notify> {
+        self.tip_changed.clone()
     }
 
     /// Commits blocks under this mempool's write lock and drops what they confirm from it in the
@@ -244,6 +259,7 @@ impl Indexer {
                 _ = tokio::time::sleep(poll) => {}
                 _ = shutdown.changed() => {}
                 _ = self.forced.inner.wake.notified() => {}
+                _ = self.tip_changed.notified() => {}
             }
         }
     }
@@ -280,14 +296,16 @@ impl Indexer {
         let tip = self.store.tip();
         if self.store.mode() == Mode::Bulk {
             let store = self.store.clone();
-            // A big bulk load leaves many overlapping files; compact them once now rather than
-            // slowing every later read.
-            let compact = self.initial_txs >= COMPACT_AFTER_TXS;
+            // A big bulk load leaves many overlapping files; compact them once rather than
+            // slowing every later read, but beside serving, not before it. A restart after a
+            // shutdown stopped that compaction finds the files still there.
+            let compact = self.initial_txs >= COMPACT_AFTER_TXS
+                || store.level0_files() >= COMPACT_AFTER_L0_FILES;
             tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
-                store.set_mode(Mode::Follow)?;
                 if compact {
-                    info!("compacting the database after the initial sync");
-                    store.compact();
+                    store.compact_later()?;
+                } else {
+                    store.set_mode(Mode::Follow)?;
                 }
                 Ok(())
             })
@@ -299,6 +317,7 @@ impl Indexer {
             touched: Arc::new(Vec::new()),
             outpoints: Arc::new(Vec::new()),
             reorg: false,
+            undone: Arc::default(),
         });
         match tip {
             Some(t) => info!(
@@ -349,15 +368,24 @@ impl Indexer {
         let start_txs = self.store.tx_count();
         let started = Instant::now();
         let mut last_log = Instant::now();
-        let (tx, mut rx) = mpsc::channel(2);
+        let (fetched_tx, fetched_rx) = mpsc::channel(2);
         let fetcher = tokio::spawn(fetch::fetch_range(
             self.daemon.clone(),
             self.coin.chain,
             from,
             daemon_height,
+            fetched_tx,
+        ));
+        let _abort_fetch = AbortOnDrop(fetcher);
+        let (tx, mut rx) = mpsc::channel(2);
+        let prefetcher = tokio::spawn(prefetch::prefetch_stage(
+            prefetch::Prefetcher::new(self.store.clone()),
+            fetched_rx,
             tx,
         ));
-        let _abort = AbortOnDrop(fetcher);
+        let _abort_prefetch = AbortOnDrop(prefetcher);
+        let bulk = !self.caught_up_once;
+        let mut last_commit = Instant::now();
         let stop = loop {
             let batch = tokio::select! {
                 b = rx.recv() => b,
@@ -370,36 +398,58 @@ impl Indexer {
                 self.store.clone(),
                 self.mempool.clone(),
             );
-            let listening = self.caught_up_once;
+            // Nobody is served yet and the mempool is not followed: the initial sync commits
+            // only when the writer's budget fills, so that outputs spent within it are never
+            // written (nor deleted) at all, or when SYNC_FLUSH_INTERVAL says a crash may not
+            // lose more.
+            let commit_now = bulk && last_commit.elapsed() >= self.store.sync_flush_interval();
+            if commit_now {
+                last_commit = Instant::now();
+            }
             let result = tokio::task::spawn_blocking(move || {
-                let mut mempool = mempool.as_ref().map(|m| m.write());
-                let mut applied = writer.lock().unwrap().apply(&batch.blocks)?;
-                let mut outpoints = Vec::new();
-                if listening {
-                    block_outpoints(&batch.blocks, &mut outpoints);
+                if bulk {
+                    let mut writer = writer.lock().unwrap();
+                    writer.stage_prefetched(&batch.blocks, batch.found)?;
+                    if commit_now {
+                        writer.commit()?;
+                    }
+                    return Ok(None);
                 }
+                let mut mempool = mempool.as_ref().map(|m| m.write());
+                let mut applied = writer
+                    .lock()
+                    .unwrap()
+                    .apply_prefetched(&batch.blocks, batch.found)?;
+                let mut outpoints = Vec::new();
+                block_outpoints(&batch.blocks, &mut outpoints);
                 if let Some(m) = mempool.as_mut() {
                     let (hashxs, ops) = m.blocks_connected(&batch.blocks, &store)?;
                     applied.touched.extend(hashxs);
                     outpoints.extend(ops);
                 }
-                Ok::<_, WriteError>((applied, outpoints))
+                Ok::<_, WriteError>(Some((applied, outpoints)))
             })
             .await?;
-            let (applied, outpoints) = match result {
-                Ok(a) => a,
+            match result {
+                Ok(Some((applied, outpoints))) => self.notify(applied, outpoints),
+                Ok(None) => {}
                 Err(WriteError::NotOnTip { height, .. }) => {
                     info!("the daemon's chain changed under us at height {height}");
                     break Some(Stop::Diverged);
                 }
                 Err(e) => return Err(e.into()),
-            };
-            self.notify(applied, outpoints);
+            }
             if last_log.elapsed() >= PROGRESS_EVERY {
                 last_log = Instant::now();
                 self.log_progress(start_height, start_txs, started, daemon_height);
             }
         };
+        if bulk {
+            // What was staged is a consistent prefix of the chain whatever stopped the loop
+            // (a block off our tip is refused before it changes anything).
+            let writer = self.writer.clone();
+            tokio::task::spawn_blocking(move || writer.lock().unwrap().commit()).await??;
+        }
         if stop.is_some() {
             return Ok(stop);
         }
@@ -429,12 +479,17 @@ impl Indexer {
                 touched: Arc::new(applied.touched),
                 outpoints: Arc::new(outpoints),
                 reorg: false,
+                undone: Arc::default(),
             });
         }
     }
 
     fn log_progress(&self, start: Height, start_txs: u64, started: Instant, target: Height) {
-        let Some(tip) = self.store.tip() else { return };
+        // The writer's tip: the initial sync commits only every few hundred thousand
+        // transactions.
+        let Some(tip) = self.writer.lock().unwrap().tip() else {
+            return;
+        };
         let secs = started.elapsed().as_secs_f64().max(1e-3);
         let blocks = (tip.height.0 + 1 - start.0) as f64;
         let txs = (tip.tx_count - start_txs) as f64;
@@ -514,15 +569,14 @@ impl Indexer {
             self.store.clone(),
             self.mempool.clone(),
         );
-        type Touched = (Vec<HashX>, Vec<OutPoint>);
-        let (touched, outpoints) =
-            tokio::task::spawn_blocking(move || -> anyhow::Result<Touched> {
+        type Undone = (Vec<HashX>, Vec<OutPoint>, Vec<Txid>);
+        let (touched, outpoints, undone) =
+            tokio::task::spawn_blocking(move || -> anyhow::Result<Undone> {
                 // As for new blocks: mempool transactions spending outputs of the undone blocks
                 // leave the mempool in the same step (the daemon's next snapshot brings them back).
                 let mut mempool = mempool.as_ref().map(|m| m.write());
                 let mut w = writer.lock().unwrap();
-                let mut touched = Vec::new();
-                let mut outpoints = Vec::new();
+                let (mut touched, mut outpoints, mut undone) = (Vec::new(), Vec::new(), Vec::new());
                 for _ in 0..depth {
                     // What the block funded and spent, read before its undo record goes.
                     if let Some(rec) = store
@@ -533,7 +587,9 @@ impl Indexer {
                     {
                         outpoints.extend(rec.created.iter().chain(&rec.spent).map(|(op, _)| *op));
                     }
-                    touched.extend(w.undo_tip()?);
+                    let u = w.undo_tip()?;
+                    touched.extend(u.touched);
+                    undone.extend(u.txids);
                 }
                 if let Some(m) = mempool.as_mut() {
                     let (hashxs, ops) = m.blocks_connected(&[], &store)?;
@@ -542,7 +598,7 @@ impl Indexer {
                 }
                 touched.sort_unstable();
                 touched.dedup();
-                Ok((touched, outpoints))
+                Ok((touched, outpoints, undone))
             })
             .await??;
         if self.caught_up_once {
@@ -551,6 +607,7 @@ impl Indexer {
                 touched: Arc::new(touched),
                 outpoints: Arc::new(outpoints),
                 reorg: true,
+                undone: Arc::new(undone),
             });
         }
         Ok(())

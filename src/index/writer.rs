@@ -8,9 +8,10 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::coin::ParsedBlock;
+use crate::index::prefetch::Found;
 use crate::index::undo::UndoRecord;
-use crate::store::{Spend, Store, StoredUtxo, Tip};
-use crate::types::{BlockHash, HashX, Height, OutPoint, TxNum};
+use crate::store::{utxo_order, Spend, Store, StoredUtxo, Tip};
+use crate::types::{BlockHash, HashX, Height, OutPoint, TxNum, Txid};
 
 /// Estimated bytes of memory per pending output (key, value and hash-map overhead).
 const PENDING_UTXO_BYTES: usize = 120;
@@ -200,7 +201,17 @@ impl Writer {
     /// the call stays staged (only what the budget already committed), so the caller can keep
     /// other state, such as the mempool, in step with what the store holds.
     pub fn apply(&mut self, blocks: &[ParsedBlock]) -> Result<Applied, WriteError> {
-        if let Err(e) = self.stage(blocks) {
+        self.apply_prefetched(blocks, Found::default())
+    }
+
+    /// [`Writer::apply`] with the spent outputs a [`crate::index::prefetch`] stage already read
+    /// from the store; inputs it did not find are looked up as usual.
+    pub(crate) fn apply_prefetched(
+        &mut self,
+        blocks: &[ParsedBlock],
+        mut found: Found,
+    ) -> Result<Applied, WriteError> {
+        if let Err(e) = self.stage_found(blocks, &mut found) {
             self.pending = None;
             self.tip = self.store.tip();
             return Err(e);
@@ -208,17 +219,30 @@ impl Writer {
         self.commit()
     }
 
+    /// [`Writer::stage`] with the spent outputs a prefetch stage read ahead.
+    pub(crate) fn stage_prefetched(
+        &mut self,
+        blocks: &[ParsedBlock],
+        mut found: Found,
+    ) -> Result<(), WriteError> {
+        self.stage_found(blocks, &mut found)
+    }
+
     /// Applies blocks in order, committing only when the staged data outgrows the budget.
     /// Outputs created and spent while staged never reach the database, so the initial sync
     /// stages many batches between commits; [`Writer::commit`] makes them durable.
     pub fn stage(&mut self, blocks: &[ParsedBlock]) -> Result<(), WriteError> {
+        self.stage_found(blocks, &mut Found::default())
+    }
+
+    fn stage_found(&mut self, blocks: &[ParsedBlock], found: &mut Found) -> Result<(), WriteError> {
         for block in blocks {
             let first_height = self.next_height();
             let mut p = self
                 .pending
                 .take()
                 .unwrap_or_else(|| Pending::new(first_height));
-            if let Err(e) = self.apply_block(&mut p, block) {
+            if let Err(e) = self.apply_block(&mut p, block, found) {
                 // A block that fails half-way leaves `p` part-applied: drop everything staged
                 // and fall back to the committed state.
                 if !matches!(e, WriteError::NotOnTip { .. }) {
@@ -257,7 +281,12 @@ impl Writer {
         self.tip.map_or(Height(0), |t| Height(t.height.0 + 1))
     }
 
-    fn apply_block(&mut self, p: &mut Pending, block: &ParsedBlock) -> Result<(), WriteError> {
+    fn apply_block(
+        &mut self,
+        p: &mut Pending,
+        block: &ParsedBlock,
+        found: &mut Found,
+    ) -> Result<(), WriteError> {
         let height = self.next_height();
         if let Some(tip) = self.tip {
             if block.prev_hash != tip.hash {
@@ -282,8 +311,11 @@ impl Writer {
             }
             touched.clear();
             for input in &tx.inputs {
-                let (utxo, in_db) = match p.utxos.remove(input) {
-                    Some(u) => (u, false),
+                // Staged outputs first: the prefetch leaves outputs not yet committed to us.
+                let staged = p.utxos.remove(input).map(|u| (u, false));
+                let (utxo, in_db) = match staged.or_else(|| found.remove(input).map(|u| (u, true)))
+                {
+                    Some(hit) => hit,
                     None => match self.store.lookup_spent_utxo(input)? {
                         Some(u) => (u, true),
                         None => {
@@ -400,10 +432,7 @@ impl Writer {
             batch.put_history(hashx, *txnum);
         }
         let mut puts: Vec<(OutPoint, StoredUtxo)> = p.utxos.drain().collect();
-        let okey = |(op, u): &(OutPoint, StoredUtxo)| {
-            let prefix: [u8; 4] = op.txid.0[..4].try_into().expect("4 bytes");
-            (prefix, op.vout, u.txnum)
-        };
+        let okey = |(op, u): &(OutPoint, StoredUtxo)| (utxo_order(op), u.txnum);
         let skey = |(op, u): &(OutPoint, StoredUtxo)| (u.hashx, u.txnum, op.vout);
         puts.sort_unstable_by_key(okey);
         for (op, u) in &puts {
@@ -437,7 +466,7 @@ impl Writer {
     }
 
     /// Rolls back the tip block using its undo record. Returns the scripts it touched.
-    pub(crate) fn undo_tip(&mut self) -> Result<Vec<HashX>, UndoError> {
+    pub(crate) fn undo_tip(&mut self) -> Result<Undone, UndoError> {
         self.commit_pending()
             .map_err(|e| UndoError::Commit(Box::new(e)))?;
         let tip = self.tip.ok_or(UndoError::NothingToUndo)?;
@@ -450,6 +479,8 @@ impl Writer {
             .store
             .block_txnums(tip.height)
             .ok_or(UndoError::Damaged(tip.height))?;
+        let txnums: Vec<TxNum> = range.clone().map(TxNum).collect();
+        let txids = self.store.txids(&txnums)?;
         let mut batch = self.store.batch();
         // The block's spends go with it: those of older outputs (`spent`) and those of its own
         // (among `created`; deleting a spend that never was is harmless).
@@ -486,8 +517,17 @@ impl Writer {
         let mut touched: Vec<HashX> = rec.history.iter().map(|(h, _)| *h).collect();
         touched.sort_unstable();
         touched.dedup();
-        Ok(touched)
+        Ok(Undone { touched, txids })
     }
+}
+
+/// What undoing a block changed.
+#[derive(Debug)]
+pub(crate) struct Undone {
+    /// Scripts whose history lost entries.
+    pub touched: Vec<HashX>,
+    /// The block's transactions, no longer confirmed.
+    pub txids: Vec<Txid>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -648,8 +688,10 @@ mod tests {
         // Tiny flush budget: every block its own commit, like following the tip.
         let mut wb = Writer::new(b.clone(), 10, 1);
         wb.apply(&blocks).unwrap();
-        let touched = wb.undo_tip().unwrap();
-        assert!(touched.contains(&sh(3).hashx()));
+        let undone = wb.undo_tip().unwrap();
+        assert!(undone.touched.contains(&sh(3).hashx()));
+        let block_txids: Vec<Txid> = blocks[2].txs.iter().map(|t| t.txid).collect();
+        assert_eq!(undone.txids, block_txids, "the undone block's transactions");
         assert_eq!(a.dump().unwrap(), b.dump().unwrap());
         assert_eq!(a.tip(), b.tip());
         // And the chain can grow again from there.
@@ -902,8 +944,9 @@ mod keva_tests {
             );
         }
 
-        let touched = wb.undo_tip().unwrap();
-        assert!(touched.contains(&index_scripthash(b"tag").hashx()));
+        let undone = wb.undo_tip().unwrap();
+        assert!(undone.touched.contains(&index_scripthash(b"tag").hashx()));
+        assert!(undone.txids.contains(&put_txid));
         assert_eq!(a.dump().unwrap(), b.dump().unwrap());
         assert_eq!(crate::store::keva::txnum(&b, &put_txid).unwrap(), None);
         // And the block can come back.

@@ -1,6 +1,7 @@
 //! The mempool follower: keeps the mirror in step with the daemon, refreshing on a timer, at once
-//! after each block (so no transaction stays both confirmed and unconfirmed for a poll interval)
-//! and after a broadcast through this server (so a wallet sees its own transaction at once).
+//! after each block (the indexer already took the block's transactions out in its commit; the
+//! refresh picks up what the daemon's mempool gained or lost with it) and after a broadcast
+//! through this server (so a wallet sees its own transaction at once).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,7 +21,9 @@ use crate::store::Store;
 /// `blocks` carries the indexer's events (any type: only their arrival matters). The first one
 /// marks the end of the initial sync, before which the UTXO set is incomplete and nothing is
 /// fetched. Every applied refresh is sent on `deltas`; `kick` (rung with `notify_one`, so a kick
-/// during a refresh is kept) asks for a refresh now.
+/// during a refresh is kept) asks for a refresh now. The indexer must update the mirror with
+/// each commit ([`Mempool::blocks_connected`]): blocks do not make this follower resolve every
+/// input again.
 #[allow(clippy::too_many_arguments)]
 pub async fn follow<E: Clone>(
     mempool: Arc<RwLock<Mempool>>,
@@ -59,10 +62,7 @@ pub async fn follow<E: Clone>(
         tokio::select! {
             _ = tokio::time::sleep(poll) => {}
             _ = kick.notified() => {}
-            e = blocks.recv() => match e {
-                Err(RecvError::Closed) => return,
-                _ => confirmed_changed = true,
-            },
+            e = blocks.recv() => if matches!(e, Err(RecvError::Closed)) { return },
             _ = stop.changed() => return,
         }
     }

@@ -3,6 +3,11 @@
 //! Each refresh asks for the mempool's txids and fetches only the new transactions. Inputs are
 //! resolved against the mempool itself (unconfirmed parents) and then the confirmed UTXO set, so
 //! fees and the "spends unconfirmed outputs" flag (Electrum height −1 vs 0) need no extra calls.
+//!
+//! The cost of keeping up tracks the change, not the mempool's size: a refresh whose snapshot
+//! carries the daemon's `mempool_sequence` unchanged since the last one does nothing, and a new
+//! block only touches the transactions it confirms, conflicts with, or un-parents
+//! ([`Mempool::blocks_connected`]); every input is resolved again only after a reorg.
 
 mod follow;
 mod histogram;
@@ -82,6 +87,9 @@ pub struct Mempool {
     arrival: HashMap<Txid, u64>,
     arrivals: BTreeMap<u64, Txid>,
     next_arrival: u64,
+    /// The daemon's `mempool_sequence` this mirror is exactly in step with; `None` when unknown
+    /// (no snapshot yet, a daemon without it, a block connected since, a transaction left out).
+    sequence: Option<u64>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -99,6 +107,8 @@ pub struct MempoolDelta {
     pub applied: bool,
     pub added: usize,
     pub removed: usize,
+    /// New transactions left out because their inputs could not be resolved.
+    pub dropped: usize,
     /// Scripts whose mempool entries changed.
     pub touched: Vec<HashX>,
     /// Outpoints spent or created by transactions that came or went.
@@ -142,12 +152,21 @@ pub async fn refresh(
     confirmed_changed: bool,
 ) -> Result<MempoolDelta, MempoolError> {
     let height_before: u32 = daemon.call("getblockcount", vec![]).await?;
-    let ids: HashSet<Txid> = daemon.raw_mempool().await?.into_iter().collect();
+    let snapshot = daemon.mempool_snapshot().await?;
     let height_after: u32 = daemon.call("getblockcount", vec![]).await?;
     let indexed = store.tip().map(|t| t.height.0);
     if height_before != height_after || indexed != Some(height_after) {
         return Ok(MempoolDelta::default());
     }
+    let sequence = snapshot.sequence;
+    if !confirmed_changed && sequence.is_some() && mempool.read().sequence == sequence {
+        // Nothing was added or removed since the snapshot the mirror reflects.
+        return Ok(MempoolDelta {
+            applied: true,
+            ..MempoolDelta::default()
+        });
+    }
+    let ids: HashSet<Txid> = snapshot.txids.into_iter().collect();
     let new: Vec<Txid> = {
         let m = mempool.read();
         ids.iter()
@@ -174,7 +193,9 @@ pub async fn refresh(
         if store.tip().map(|t| t.height.0) != Some(height_after) {
             return Ok(MempoolDelta::default());
         }
-        m.apply(&ids, fresh, &store, confirmed_changed)
+        let delta = m.apply(&ids, fresh, &store, confirmed_changed)?;
+        m.sequence = sequence.filter(|_| delta.dropped == 0);
+        Ok::<_, StoreError>(delta)
     })
     .await
     .expect("mempool update panicked")?;
@@ -248,13 +269,13 @@ impl Mempool {
         }
         touched_outpoints.sort_unstable_by_key(|o| (o.txid.0, o.vout));
         touched_outpoints.dedup();
-        let txs = &self.txs;
-        self.arrivals.retain(|_, t| txs.contains_key(t));
-        self.arrival.retain(|t, _| txs.contains_key(t));
+        self.forget_arrivals();
+        self.sequence = None;
         Ok(MempoolDelta {
             applied: true,
             added,
             removed: gone.len(),
+            dropped: dropped.len(),
             touched: touched.into_iter().collect(),
             touched_outpoints,
         })
@@ -262,30 +283,84 @@ impl Mempool {
 
     /// Called by the indexer right after it committed `blocks` (none after a reorg's undo),
     /// still holding this mempool's write lock: drops the transactions the blocks confirmed (or
-    /// conflict with) and resolves the rest again against the new UTXO set. Readers hold the read lock across their store
-    /// reads, so no transaction is ever seen both confirmed and unconfirmed — the daemon's next
-    /// snapshot would come only after a poll. Returns the scripts whose mempool entries changed,
-    /// and the outpoints of the transactions that left.
+    /// conflict with) in the same step. Readers hold the read lock across their store reads, so
+    /// no transaction is ever seen both confirmed and unconfirmed — the daemon's next snapshot
+    /// would come only after a poll. Returns the scripts whose mempool entries changed, and the
+    /// outpoints of the transactions that left.
+    ///
+    /// The work tracks the blocks, not the mempool: besides the confirmed transactions, only
+    /// those spending what the blocks spent (conflicts, and their descendants) leave, and only
+    /// the children of confirmed transactions change (their parent is now confirmed, which can
+    /// move them from height −1 to 0). Every other transaction's inputs stay resolved as they
+    /// were. After a reorg's undo, outputs may have vanished from the UTXO set, so every input
+    /// is resolved again.
     pub(crate) fn blocks_connected(
         &mut self,
         blocks: &[ParsedBlock],
         store: &Store,
     ) -> Result<(Vec<HashX>, Vec<OutPoint>), StoreError> {
+        // The daemon's mempool changed with the blocks; the next snapshot is compared in full.
+        self.sequence = None;
         if self.txs.is_empty() {
             return Ok((Vec::new(), Vec::new()));
         }
+        if blocks.is_empty() {
+            let ids: HashSet<Txid> = self.txs.keys().copied().collect();
+            let delta = self.apply(&ids, Vec::new(), store, true)?;
+            return Ok((delta.touched, delta.touched_outpoints));
+        }
+        let mut touched: HashSet<HashX> = HashSet::new();
+        let mut outpoints = Vec::new();
         let confirmed: HashSet<Txid> = blocks
             .iter()
             .flat_map(|b| b.txs.iter().map(|t| t.txid))
             .collect();
-        let ids: HashSet<Txid> = self
-            .txs
-            .keys()
-            .filter(|t| !confirmed.contains(t))
+        // Leaving: the confirmed transactions, and the mempool spenders of what the blocks spent
+        // that are not those same transactions (double spends the daemon has dropped).
+        let mut leaving: Vec<Txid> = confirmed
+            .iter()
+            .filter(|t| self.txs.contains_key(t))
             .copied()
             .collect();
-        let delta = self.apply(&ids, Vec::new(), store, true)?;
-        Ok((delta.touched, delta.touched_outpoints))
+        for tx in blocks.iter().flat_map(|b| &b.txs) {
+            for input in &tx.inputs {
+                if let Some(spender) = self.spends.get(input) {
+                    if !confirmed.contains(spender) {
+                        leaving.push(*spender);
+                    }
+                }
+            }
+        }
+        // A conflict's descendants leave with it: their inputs are gone. A confirmed
+        // transaction's children stay, their parent now confirmed.
+        while let Some(txid) = leaving.pop() {
+            let Some(tx) = self.remove(&txid) else {
+                continue; // already gone (several routes lead to one descendant)
+            };
+            touched.extend(tx.hashxs.iter().copied());
+            tx_outpoints(&tx.tx, &mut outpoints);
+            for vout in 0..tx.tx.outputs.len() as u32 {
+                let op = OutPoint { txid, vout };
+                if let Some(child) = self.spends.get(&op) {
+                    if confirmed.contains(&txid) {
+                        if let Some(c) = self.txs.get_mut(child) {
+                            for (input, prevout) in c.tx.inputs.iter().zip(&mut c.prevouts) {
+                                if input.txid == txid {
+                                    prevout.unconfirmed = false;
+                                }
+                            }
+                            touched.extend(c.hashxs.iter().copied());
+                        }
+                    } else {
+                        leaving.push(*child);
+                    }
+                }
+            }
+        }
+        self.forget_arrivals();
+        outpoints.sort_unstable_by_key(|o| (o.txid.0, o.vout));
+        outpoints.dedup();
+        Ok((touched.into_iter().collect(), outpoints))
     }
 
     /// Adds transactions whose inputs can be resolved, parents before children, and returns
@@ -382,6 +457,13 @@ impl Mempool {
             self.next_arrival += 1;
         }
         self.txs.insert(tx.txid, tx);
+    }
+
+    /// Drops the arrival places of transactions no longer here.
+    fn forget_arrivals(&mut self) {
+        let txs = &self.txs;
+        self.arrivals.retain(|_, t| txs.contains_key(t));
+        self.arrival.retain(|t, _| txs.contains_key(t));
     }
 
     fn remove(&mut self, txid: &Txid) -> Option<MempoolTx> {
@@ -513,50 +595,74 @@ impl Mempool {
 mod tests {
     use super::*;
     use crate::coin::{CoinRegistry, ParsedOutput};
-    use crate::store::{Mode, StoredUtxo, Tip};
-    use crate::types::{BlockHash, Height, ScriptHash, TxNum};
+    use crate::store::{Mode, StoredUtxo};
+    use crate::types::{sha256d, BlockHash, Height, ScriptHash, TxNum};
 
-    fn store(dir: &std::path::Path, funding: OutPoint) -> Store {
-        let coin = CoinRegistry::embedded()
-            .unwrap()
-            .lookup("Litecoin", "regtest")
-            .unwrap();
-        let s = Store::open(dir, &coin, 16, Mode::Follow).unwrap();
-        let mut b = s.batch();
-        b.put_block(Height(0), &[0; 80], 1);
-        b.put_txid(TxNum(0), &funding.txid);
-        let utxo = StoredUtxo {
-            hashx: ScriptHash::of_script(&[1]).hashx(),
-            txnum: TxNum(0),
-            value: 1000,
-        };
-        b.put_utxo(&funding, &utxo);
-        let tip = Tip {
-            height: Height(0),
-            hash: BlockHash([1; 32]),
-            tx_count: 1,
-        };
-        s.commit(b, Some(tip), Height(0), &[1]).unwrap();
-        s
+    fn sh(n: u8) -> ScriptHash {
+        ScriptHash::of_script(&[n])
     }
 
-    fn tx(tag: u8, inputs: Vec<OutPoint>) -> ParsedTx {
+    fn tx(tag: u8, inputs: &[OutPoint], outs: &[(u8, u64)]) -> ParsedTx {
         ParsedTx {
-            txid: Txid([tag; 32]),
-            inputs,
-            outputs: (0..2)
-                .map(|i| ParsedOutput {
-                    value: 100,
-                    scripthash: Some(ScriptHash::of_script(&[tag, i])),
+            txid: Txid(sha256d(&[tag])),
+            inputs: inputs.to_vec(),
+            outputs: outs
+                .iter()
+                .map(|(s, v)| ParsedOutput {
+                    value: *v,
+                    scripthash: Some(sh(*s)),
                 })
                 .collect(),
-            vsize: 100 + u32::from(tag),
+            vsize: 100,
             keva: None,
         }
     }
 
-    fn op(t: &ParsedTx, vout: u32) -> OutPoint {
+    fn out(t: &ParsedTx, vout: u32) -> OutPoint {
         OutPoint { txid: t.txid, vout }
+    }
+
+    /// A store whose UTXO set is `utxos` (outpoint, script, value).
+    fn store_with(dir: &std::path::Path, utxos: &[(OutPoint, u8, u64)]) -> Store {
+        let coin = CoinRegistry::embedded()
+            .unwrap()
+            .lookup("Litecoin", "regtest")
+            .unwrap();
+        let store = Store::open(dir, &coin, 16, Mode::Follow).unwrap();
+        set_utxos(&store, &[], utxos);
+        store
+    }
+
+    fn set_utxos(store: &Store, spent: &[(OutPoint, u8, u64)], created: &[(OutPoint, u8, u64)]) {
+        let mut batch = store.batch();
+        // Each transaction its own number, from its txid.
+        let txnum =
+            |op: &OutPoint| TxNum(u32::from_le_bytes(op.txid.0[..4].try_into().unwrap()).into());
+        let stored = |op: &OutPoint, s: u8, v: u64| StoredUtxo {
+            hashx: sh(s).hashx(),
+            txnum: txnum(op),
+            value: v,
+        };
+        for (op, s, v) in spent {
+            batch.delete_utxo(op, &stored(op, *s, *v));
+        }
+        for (op, s, v) in created {
+            batch.put_txid(txnum(op), &op.txid);
+            batch.put_utxo(op, &stored(op, *s, *v));
+        }
+        store.commit(batch, None, Height(0), &[]).unwrap();
+    }
+
+    /// Every script's mempool history, balance change and unspent outputs.
+    type View = Vec<(u8, Vec<MempoolEntry>, i64, Vec<MempoolUtxo>)>;
+
+    fn view(m: &Mempool) -> View {
+        (0..=20)
+            .map(|s| {
+                let h = sh(s).hashx();
+                (s, m.history(&h), m.balance_delta(&h), m.utxos(&h))
+            })
+            .collect()
     }
 
     #[test]
@@ -566,31 +672,104 @@ mod tests {
             vout: 0,
         };
         let dir = tempfile::tempdir().unwrap();
-        let s = store(dir.path(), funding);
-        let a = tx(1, vec![funding]);
-        let b = tx(2, vec![op(&a, 0)]);
-        let c = tx(3, vec![op(&a, 1)]);
+        let s = store_with(dir.path(), &[(funding, 1, 1000)]);
+        let a = tx(1, &[funding], &[(2, 100), (3, 100)]);
+        let b = tx(2, &[out(&a, 0)], &[(4, 50)]);
+        let c = tx(3, &[out(&a, 1)], &[(5, 50)]);
         let mut m = Mempool::default();
         let mut ids = HashSet::new();
         for t in [&a, &b, &c] {
             ids.insert(t.txid);
             m.apply(&ids, vec![t.clone()], &s, false).unwrap();
         }
-        let recent =
-            |m: &Mempool, n| -> Vec<u8> { m.recent(n).iter().map(|t| t.txid.0[0]).collect() };
-        assert_eq!(recent(&m, 10), [3, 2, 1]);
-        assert_eq!(recent(&m, 2), [3, 2]);
+        let recent = |m: &Mempool, n| -> Vec<Txid> { m.recent(n).iter().map(|t| t.txid).collect() };
+        assert_eq!(recent(&m, 10), [c.txid, b.txid, a.txid]);
+        assert_eq!(recent(&m, 2), [c.txid, b.txid]);
         let oldest = m.recent(3)[2];
-        assert_eq!((oldest.fee, oldest.vsize), (1000 - 200, 101));
-        // A block resolves every input again: the order stays.
+        assert_eq!((oldest.fee, oldest.vsize), (800, 100));
+        // A reorg resolves every input again: the order stays.
         m.apply(&ids, Vec::new(), &s, true).unwrap();
-        assert_eq!(recent(&m, 10), [3, 2, 1]);
+        assert_eq!(recent(&m, 10), [c.txid, b.txid, a.txid]);
         // B leaves, and comes back as the newest.
         ids.remove(&b.txid);
         m.apply(&ids, Vec::new(), &s, false).unwrap();
-        assert_eq!(recent(&m, 10), [3, 1]);
+        assert_eq!(recent(&m, 10), [c.txid, a.txid]);
         ids.insert(b.txid);
         m.apply(&ids, vec![b.clone()], &s, false).unwrap();
-        assert_eq!(recent(&m, 10), [2, 3, 1]);
+        assert_eq!(recent(&m, 10), [b.txid, c.txid, a.txid]);
+    }
+
+    /// A block confirming a parent and double-spending another transaction's input leaves the
+    /// mirror exactly as if it were built afresh on the new UTXO set, and names every script
+    /// whose mempool entries changed.
+    #[test]
+    fn a_block_updates_only_what_it_confirms_conflicts_with_or_unparents() {
+        let dir = tempfile::tempdir().unwrap();
+        let funding = tx(
+            100,
+            &[],
+            &[(1, 10_000), (2, 10_000), (3, 10_000), (4, 10_000)],
+        );
+        let o: Vec<(OutPoint, u8, u64)> = (0..4)
+            .map(|v| (out(&funding, v), v as u8 + 1, 10_000))
+            .collect();
+        let store = store_with(dir.path(), &o);
+        let a = tx(1, &[o[0].0], &[(5, 9_000), (6, 500)]);
+        let b = tx(2, &[out(&a, 0)], &[(7, 8_000)]);
+        let c = tx(3, &[out(&b, 0)], &[(8, 7_000)]);
+        let d = tx(4, &[out(&a, 1), o[1].0], &[(9, 10_000)]);
+        let e = tx(5, &[o[2].0], &[(10, 9_000)]);
+        let f = tx(6, &[out(&e, 0)], &[(11, 8_000)]);
+        let g = tx(7, &[o[3].0], &[(12, 9_000)]);
+        let all = vec![a.clone(), b, c, d, e.clone(), f, g];
+        let ids: HashSet<Txid> = all.iter().map(|t| t.txid).collect();
+        let mut m = Mempool::default();
+        let first = m.apply(&ids, all.clone(), &store, false).unwrap();
+        assert_eq!((first.added, first.dropped, m.len()), (7, 0, 7));
+        let before = view(&m);
+
+        // The block confirms A and spends E's input with another transaction, X.
+        let x = tx(8, &[o[2].0], &[(13, 9_500)]);
+        set_utxos(
+            &store,
+            &[o[0], o[2]],
+            &[
+                (out(&a, 0), 5, 9_000),
+                (out(&a, 1), 6, 500),
+                (out(&x, 0), 13, 9_500),
+            ],
+        );
+        let block = ParsedBlock {
+            header: vec![0; 80],
+            hash: BlockHash([1; 32]),
+            prev_hash: BlockHash([0; 32]),
+            txs: vec![x, a.clone()],
+        };
+        let touched: HashSet<HashX> = m
+            .blocks_connected(std::slice::from_ref(&block), &store)
+            .unwrap()
+            .0
+            .into_iter()
+            .collect();
+
+        // The same transactions admitted from scratch against the new UTXO set.
+        let mut fresh = Mempool::default();
+        let left: HashSet<Txid> = ids.iter().filter(|t| **t != a.txid).copied().collect();
+        let rebuilt = fresh.apply(&left, all, &store, false).unwrap();
+        assert_eq!(rebuilt.dropped, 2, "E and its child F conflict with X");
+        let after = view(&m);
+        assert_eq!(after, view(&fresh));
+        assert_eq!(m.len(), 4, "B, C, D, G stay");
+        assert!(m.get(&e.txid).is_none());
+        for ((s, h0, b0, u0), (_, h1, b1, u1)) in before.iter().zip(&after) {
+            if (h0, b0, u0) != (h1, b1, u1) {
+                assert!(touched.contains(&sh(*s).hashx()), "script {s} changed");
+            }
+        }
+        // B's only parent confirmed: height 0 now; C still waits on B.
+        assert_eq!(m.history(&sh(7).hashx())[0].height, 0);
+        assert_eq!(m.history(&sh(8).hashx())[0].height, -1);
+        assert_eq!(m.history(&sh(9).hashx())[0].height, 0);
+        assert_eq!(m.history(&sh(12).hashx())[0].height, 0);
     }
 }

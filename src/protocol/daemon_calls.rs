@@ -1,17 +1,23 @@
 //! Daemon-backed answers and their caches: `getnetworkinfo` (60 s, as ElectrumX) for the relay
-//! fee and banner, `estimatesmartfee` per (target, mode) until the tip changes, and
+//! fee and banner, `estimatesmartfee` per (target, mode) until the tip changes, raw
+//! transactions (confirmed ones only, dropped when a reorg undoes their block), and
 //! `getmempoolinfo` (not cached: its minimum fee moves with the mempool).
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::value::RawValue;
 use serde_json::Value;
-use tracing::warn;
+use tokio::sync::broadcast::{self, error::RecvError};
+use tracing::{debug, warn};
 
 use super::jsonrpc::{RpcError, DAEMON_ERROR};
 use super::pyfmt::{py_float, py_repr_str};
+use super::Electrum;
 use crate::daemon::{Daemon, DaemonError};
+use crate::index::IndexEvent;
+use crate::query::Query;
 use crate::types::{BlockHash, Txid};
 
 /// Bitcoin Core's "method not found".
@@ -68,11 +74,28 @@ type Estimates = HashMap<(u64, Option<String>), (BlockHash, Value)>;
 /// transaction's bytes never change for its txid. ~1 KB of hex each.
 const RAW_TX_CACHE_ENTRIES: usize = 20_000;
 
+/// Transactions of orphaned blocks remembered, so they are not cached again.
+const ORPHANED_ENTRIES: usize = 100_000;
+
+/// Raw transactions by txid. Only transactions the daemon has confirmed belong here: a mempool
+/// transaction can be replaced or evicted, and a confirmed one stops existing for the daemon
+/// when a reorg orphans its block (an orphaned coinbase, a double spend), so the index's reorg
+/// events drop those.
+struct RawTxs {
+    lru: lru::LruCache<Txid, Box<RawValue>>,
+    /// Counts reorgs: an answer fetched from the daemon before one is not stored after it.
+    reorgs: u64,
+    /// Transactions of blocks a reorg undid, never cached again: some daemons deny them at
+    /// once, others (Bitcoin Core's txindex) keep serving them until the index is rebuilt,
+    /// and the cache must not outlive that.
+    orphaned: lru::LruCache<Txid, ()>,
+}
+
 pub(crate) struct DaemonCache {
     networkinfo: tokio::sync::Mutex<Option<(Instant, Value)>>,
     /// (target, mode) → (tip when computed, fee rate).
     estimates: tokio::sync::Mutex<Estimates>,
-    raw_txs: parking_lot::Mutex<lru::LruCache<Txid, Box<RawValue>>>,
+    raw_txs: parking_lot::Mutex<RawTxs>,
 }
 
 impl Default for DaemonCache {
@@ -80,31 +103,63 @@ impl Default for DaemonCache {
         DaemonCache {
             networkinfo: Default::default(),
             estimates: Default::default(),
-            raw_txs: parking_lot::Mutex::new(lru::LruCache::new(
-                std::num::NonZeroUsize::new(RAW_TX_CACHE_ENTRIES).expect("non-zero"),
-            )),
+            raw_txs: parking_lot::Mutex::new(RawTxs {
+                lru: lru::LruCache::new(
+                    std::num::NonZeroUsize::new(RAW_TX_CACHE_ENTRIES).expect("non-zero"),
+                ),
+                reorgs: 0,
+                orphaned: lru::LruCache::new(
+                    std::num::NonZeroUsize::new(ORPHANED_ENTRIES).expect("non-zero"),
+                ),
+            }),
         }
     }
 }
 
 impl DaemonCache {
     /// `getrawtransaction <txid> 0`, answered from the cache when possible. `as_sent` is the
-    /// client's own text, passed to the daemon unchanged so its error messages match.
+    /// client's own text, passed to the daemon unchanged so its error messages match. A
+    /// transaction in `query`'s mempool is not cached.
     pub(crate) async fn raw_transaction(
         &self,
         daemon: &Daemon,
+        query: &Query,
         txid: Txid,
         as_sent: &Value,
     ) -> Result<Box<RawValue>, RpcError> {
-        if let Some(hex) = self.raw_txs.lock().get(&txid) {
-            return Ok(hex.clone());
-        }
+        let reorgs = {
+            let mut cache = self.raw_txs.lock();
+            if let Some(hex) = cache.lru.get(&txid) {
+                return Ok(hex.clone());
+            }
+            cache.reorgs
+        };
         let hex: Box<RawValue> = daemon
             .call::<Box<RawValue>>("getrawtransaction", vec![as_sent.clone(), Value::from(0)])
             .await
             .map_err(daemon_error)?;
-        self.raw_txs.lock().put(txid, hex.clone());
+        let unconfirmed = query.mempool().read().get(&txid).is_some();
+        let mut cache = self.raw_txs.lock();
+        if !unconfirmed && cache.reorgs == reorgs && !cache.orphaned.contains(&txid) {
+            cache.lru.put(txid, hex.clone());
+        }
         Ok(hex)
+    }
+
+    /// A reorg undid the blocks of `txids`: they may no longer exist for the daemon.
+    /// `None`: which is not known (events were missed), everything goes.
+    pub(crate) fn forget_transactions(&self, txids: Option<&[Txid]>) {
+        let mut cache = self.raw_txs.lock();
+        cache.reorgs += 1;
+        match txids {
+            Some(txids) => {
+                for txid in txids {
+                    cache.lru.pop(txid);
+                    cache.orphaned.put(*txid, ());
+                }
+            }
+            None => cache.lru.clear(),
+        }
     }
 
     pub(crate) async fn networkinfo(&self, daemon: &Daemon) -> Result<Value, RpcError> {
@@ -170,6 +225,27 @@ impl DaemonCache {
         }
         cache.insert(key, (tip, rate.clone()));
         Ok(rate)
+    }
+}
+
+impl Electrum {
+    /// Follows the index's events for as long as it runs, dropping the cached transactions of
+    /// every block a reorg undoes.
+    pub(crate) async fn forget_undone(
+        self: Arc<Self>,
+        mut events: broadcast::Receiver<IndexEvent>,
+    ) {
+        loop {
+            match events.recv().await {
+                Ok(e) if e.reorg => {
+                    debug!("reorg: {} cached transactions dropped", e.undone.len());
+                    self.daemon_cache.forget_transactions(Some(&e.undone));
+                }
+                Ok(_) => {}
+                Err(RecvError::Lagged(_)) => self.daemon_cache.forget_transactions(None),
+                Err(RecvError::Closed) => return,
+            }
+        }
     }
 }
 
@@ -296,6 +372,29 @@ mod tests {
             r#"{"mempoolminfee":1e-05,"minrelaytxfee":0.0,"incrementalrelayfee":1e-05}"#
         );
         assert!(MempoolInfo::from_daemon(&json!({"minrelaytxfee": 1}), Some(&net)).is_none());
+    }
+
+    #[test]
+    fn a_reorg_drops_the_transactions_it_undid() {
+        let cache = DaemonCache::default();
+        let raw = |n: u8| RawValue::from_string(format!("\"{n:02x}\"")).unwrap();
+        for n in 1..=3 {
+            cache.raw_txs.lock().lru.put(Txid([n; 32]), raw(n));
+        }
+        let cached = |n: u8| cache.raw_txs.lock().lru.contains(&Txid([n; 32]));
+        cache.forget_transactions(Some(&[Txid([2; 32]), Txid([9; 32])]));
+        assert!(cached(1) && !cached(2) && cached(3));
+        assert!(
+            cache.raw_txs.lock().orphaned.contains(&Txid([2; 32])),
+            "not cached again"
+        );
+        assert_eq!(
+            cache.raw_txs.lock().reorgs,
+            1,
+            "fetches in flight are not stored"
+        );
+        cache.forget_transactions(None);
+        assert!(!cached(1) && !cached(3), "missed events: everything goes");
     }
 
     #[test]

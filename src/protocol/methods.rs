@@ -24,7 +24,7 @@ use super::{cost, json, keva, server_version, store_error, Caller, Electrum, Rep
 use crate::coin::Coin;
 use crate::config::ServerSettings;
 use crate::query::HistoryError;
-use crate::types::{Height, ScriptHash, Txid};
+use crate::types::{HashX, Height, ScriptHash, Txid};
 
 /// Most headers one `blockchain.block.headers` returns.
 pub(crate) const MAX_CHUNK_SIZE: u64 = 2016;
@@ -684,21 +684,36 @@ async fn subscribe(
             thousands(cap as i128)
         )));
     }
+    // The place is given back if the status fails or the request is dropped (timed out).
+    let reserved = Reserved { session, hashx };
     let sess = session.clone();
     let status = server
         .blocking(move |s| {
             s.query
-                .history(&hashx, s.history_limit)
-                .map(|h| {
-                    sess.charge(cost::status(h.confirmed.len() + h.mempool.len()));
-                    h.status()
+                .status(&hashx, s.history_limit)
+                .map(|(items, status)| {
+                    sess.charge(cost::status(items));
+                    status
                 })
                 .map_err(|e| history_error(e, &version))
         })
         .await?;
     // Stored only once the status is known, as ElectrumX does.
+    std::mem::forget(reserved);
     session.subscribed(hashx, alias, status.clone());
     json(&status)
+}
+
+/// A subscription place reserved under the cap while the status is computed.
+struct Reserved<'a> {
+    session: &'a Arc<dyn Caller>,
+    hashx: HashX,
+}
+
+impl Drop for Reserved<'_> {
+    fn drop(&mut self) {
+        self.session.not_subscribed(&self.hashx);
+    }
 }
 
 async fn transaction_get(server: &Electrum, a: &Args) -> Reply {
@@ -713,7 +728,7 @@ async fn transaction_get(server: &Electrum, a: &Args) -> Reply {
     if !verbose {
         return server
             .daemon_cache
-            .raw_transaction(&server.daemon, txid, a.req(0))
+            .raw_transaction(&server.daemon, &server.query, txid, a.req(0))
             .await;
     }
     server

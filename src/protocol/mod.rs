@@ -69,8 +69,11 @@ pub(crate) trait Caller: Send + Sync {
     /// `server.version` succeeded: the client's name (at most 100 characters) and the version.
     fn identified(&self, client_name: Option<String>, version: Version);
     fn subscribe_headers(&self);
-    /// Whether one more script subscription is allowed; `Err(cap)` when the cap is reached.
+    /// Reserves one more script subscription, `Err(cap)` when the cap is reached; the
+    /// reservation ends with `subscribed` or `not_subscribed`.
     fn may_subscribe(&self, hashx: &HashX) -> Result<(), usize>;
+    /// Gives back a reservation that did not become a subscription.
+    fn not_subscribed(&self, hashx: &HashX);
     /// Stores a script subscription with the status just sent and the spelling to notify under.
     fn subscribed(&self, hashx: HashX, alias: String, status: Option<String>);
     /// Whether there was a subscription to drop.

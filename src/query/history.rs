@@ -30,6 +30,11 @@ pub enum HistoryError {
     Store(#[from] StoreError),
 }
 
+/// Whether a confirmed history of `entries` is refused under `limit`.
+pub(crate) fn history_limit_reached(entries: usize, limit: usize) -> bool {
+    entries >= limit
+}
+
 /// A script's confirmed history in chain order, refused once it reaches `limit` entries.
 /// Blocking: RocksDB reads.
 pub(crate) fn confirmed_history(
@@ -38,7 +43,7 @@ pub(crate) fn confirmed_history(
     limit: usize,
 ) -> Result<Vec<Confirmed>, HistoryError> {
     let nums = store.history(hashx)?;
-    if nums.len() >= limit {
+    if history_limit_reached(nums.len(), limit) {
         return Err(HistoryError::TooLarge);
     }
     let heights = store.txnum_heights(&nums);

@@ -7,11 +7,13 @@
 //! |---|---|
 //! | `history` | histories and status hashes |
 //! | `merkle` | transaction and header-checkpoint proofs, with caches |
+//! | `status` | status hashes of long histories, continued rather than recomputed |
 //!
 //! Most methods read RocksDB and block: call them off the async reactor.
 
 mod history;
 pub mod merkle;
+mod status;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -25,6 +27,7 @@ use crate::store::{Store, StoreError};
 use crate::types::{BlockHash, HashX, Height, OutPoint, ScriptHash, TxNum, Txid};
 pub(crate) use history::{history_limit, FullHistory, HistoryError};
 use merkle::{HeaderMerkle, HeaderProof, TxTree, TxTreeCache};
+use status::{Status, StatusCache};
 
 /// A confirmed history entry.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -88,6 +91,8 @@ pub struct TipHeader {
 
 /// Blocks served from the txid cache: big enough for recent blocks and a wallet's history.
 const TX_TREE_CACHE: usize = 256;
+/// Long histories whose status hashing state is kept (~200 bytes each).
+const STATUS_CACHE: usize = 20_000;
 /// Recompute the fee histogram at most this often while the mempool changes.
 const HISTOGRAM_MAX_AGE: Duration = Duration::from_secs(5);
 
@@ -102,6 +107,7 @@ pub struct Query {
     store: Arc<Store>,
     mempool: Arc<RwLock<Mempool>>,
     tx_trees: TxTreeCache,
+    statuses: StatusCache,
     header_merkle: HeaderMerkle,
     tip: RwLock<Option<TipHeader>>,
     histogram: Mutex<Histogram>,
@@ -113,6 +119,7 @@ impl Query {
             store,
             mempool,
             tx_trees: TxTreeCache::new(TX_TREE_CACHE),
+            statuses: StatusCache::new(STATUS_CACHE),
             header_merkle: HeaderMerkle::default(),
             tip: RwLock::new(None),
             histogram: Mutex::new(Histogram::default()),
@@ -132,6 +139,14 @@ impl Query {
     /// Both halves of a script's history, refused once the confirmed part reaches `limit`.
     pub fn history(&self, hashx: &HashX, limit: usize) -> Result<FullHistory, HistoryError> {
         FullHistory::read(&self.store, &self.mempool, hashx, limit)
+    }
+
+    /// The status hash of a script's history and how many entries it covers, refused once the
+    /// confirmed part reaches `limit`: what subscriptions and their notifications need, without
+    /// rereading a long history.
+    pub(crate) fn status(&self, hashx: &HashX, limit: usize) -> Result<Status, HistoryError> {
+        self.statuses
+            .status(&self.store, &self.mempool, hashx, limit)
     }
 
     /// A script's unconfirmed history.

@@ -326,13 +326,7 @@ async fn apply(server: &Arc<Sessions>, round: Round) -> Sent {
     for chunk in hashxs.chunks(STATUS_CHUNK) {
         let (q, chunk) = (query.clone(), chunk.to_vec());
         tasks.push(tokio::task::spawn_blocking(move || {
-            chunk
-                .iter()
-                .map(|h| {
-                    q.history(h, limit)
-                        .map(|f| (f.confirmed.len() + f.mempool.len(), f.status()))
-                })
-                .collect::<Vec<_>>()
+            chunk.iter().map(|h| q.status(h, limit)).collect::<Vec<_>>()
         }));
     }
     let mut statuses = Vec::with_capacity(hashxs.len());

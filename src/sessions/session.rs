@@ -209,11 +209,15 @@ impl Caller for SessionHandle {
     }
 
     fn may_subscribe(&self, hashx: &HashX) -> Result<(), usize> {
-        if self.registry.may_subscribe(self.id, hashx, self.max_subs) {
+        if self.registry.reserve(self.id, *hashx, self.max_subs) {
             return Ok(());
         }
         self.stats.limit(Limit::SubsRefused);
         Err(self.max_subs)
+    }
+
+    fn not_subscribed(&self, hashx: &HashX) {
+        self.registry.release(self.id, hashx);
     }
 
     fn subscribed(&self, hashx: HashX, alias: String, status: Option<String>) {
@@ -296,7 +300,23 @@ pub(crate) async fn serve<R: Source>(
         out: tx,
         closing: AtomicBool::new(false),
     });
-    server.registry.add_session(session.id, session.clone());
+    // The listeners close at MAX_SESSIONS, but connections accepted just before they did may
+    // still arrive here: the count is enforced exactly at registration.
+    if !server
+        .registry
+        .add_session_within(session.id, session.clone(), limits.max_sessions)
+    {
+        debug!(
+            "session {}: {kind} {peer} refused, {} sessions open",
+            session.id, limits.max_sessions
+        );
+        server.stats.limit(Limit::SessionRefused);
+        server.costs.remove(session.id);
+        session.close();
+        drop(session);
+        let _ = write_task.await;
+        return;
+    }
     server.sessions_changed();
     info!(
         "session {}: {kind} {peer}, {} total",

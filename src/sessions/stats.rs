@@ -36,6 +36,9 @@ pub(crate) struct LimitCounters {
     pub rate_limited: AtomicU64,
     /// Times the listeners were closed at `MAX_SESSIONS`.
     pub max_sessions_pauses: AtomicU64,
+    /// Connections accepted while the listeners were closing, closed at once because
+    /// `MAX_SESSIONS` sessions were open.
+    pub sessions_refused: AtomicU64,
     /// Subscriptions refused over the per-session cap.
     pub subs_refused: AtomicU64,
 }
@@ -49,6 +52,7 @@ pub(crate) enum Limit {
     IdleDisconnect,
     RateLimited,
     MaxSessionsPause,
+    SessionRefused,
     SubsRefused,
 }
 
@@ -62,6 +66,7 @@ impl Limit {
             Limit::IdleDisconnect => "idle_disconnect",
             Limit::RateLimited => "rate_limit",
             Limit::MaxSessionsPause => "max_sessions_pause",
+            Limit::SessionRefused => "max_sessions_refuse",
             Limit::SubsRefused => "subs_refused",
         }
     }
@@ -76,6 +81,7 @@ impl LimitCounters {
             Limit::IdleDisconnect => &self.idle_disconnects,
             Limit::RateLimited => &self.rate_limited,
             Limit::MaxSessionsPause => &self.max_sessions_pauses,
+            Limit::SessionRefused => &self.sessions_refused,
             Limit::SubsRefused => &self.subs_refused,
         }
     }

@@ -22,6 +22,67 @@ struct Sub {
 struct Entry<S> {
     session: Arc<S>,
     scripts: HashSet<HashX>,
+    /// Subscriptions reserved while their status is computed, by script hash: how many
+    /// requests hold each. They count against the cap, so concurrent subscribes cannot all
+    /// pass it before any of them is stored.
+    pending: HashMap<HashX, usize>,
+    /// How many of `pending`'s script hashes are not in `scripts`: with `scripts.len()`, the
+    /// number the cap is checked against.
+    pending_new: usize,
+}
+
+impl<S> Entry<S> {
+    fn new(session: Arc<S>) -> Self {
+        Entry {
+            session,
+            scripts: HashSet::new(),
+            pending: HashMap::new(),
+            pending_new: 0,
+        }
+    }
+
+    /// Takes a place under `cap` (0: no cap) for `hashx`; one already held or reserved is
+    /// always allowed.
+    fn reserve(&mut self, hashx: HashX, cap: usize) -> bool {
+        let held = self.scripts.contains(&hashx);
+        let reserved = self.pending.contains_key(&hashx);
+        if !held && !reserved {
+            if cap != 0 && self.scripts.len() + self.pending_new >= cap {
+                return false;
+            }
+            self.pending_new += 1;
+        }
+        *self.pending.entry(hashx).or_default() += 1;
+        true
+    }
+
+    /// Gives back one reservation of `hashx` (none held: nothing to do).
+    fn release(&mut self, hashx: &HashX) {
+        let Some(n) = self.pending.get_mut(hashx) else {
+            return;
+        };
+        *n -= 1;
+        if *n == 0 {
+            self.pending.remove(hashx);
+            if !self.scripts.contains(hashx) {
+                self.pending_new -= 1;
+            }
+        }
+    }
+
+    fn hold(&mut self, hashx: HashX) {
+        if self.scripts.insert(hashx) && self.pending.contains_key(&hashx) {
+            self.pending_new -= 1;
+        }
+    }
+
+    fn drop_script(&mut self, hashx: &HashX) -> bool {
+        let held = self.scripts.remove(hashx);
+        if held && self.pending.contains_key(hashx) {
+            self.pending_new += 1;
+        }
+        held
+    }
 }
 
 struct Inner<S> {
@@ -64,12 +125,15 @@ impl<S> Default for Registry<S> {
 }
 
 impl<S> Registry<S> {
-    pub(crate) fn add_session(&self, id: u64, session: Arc<S>) {
-        let entry = Entry {
-            session,
-            scripts: HashSet::new(),
-        };
-        self.inner.write().sessions.insert(id, entry);
+    /// Adds a session unless `max` (0: no limit) are already open; the count is checked and
+    /// the session added under one lock, so concurrent connections cannot all pass.
+    pub(crate) fn add_session_within(&self, id: u64, session: Arc<S>, max: usize) -> bool {
+        let mut inner = self.inner.write();
+        if max > 0 && inner.sessions.len() >= max {
+            return false;
+        }
+        inner.sessions.insert(id, Entry::new(session));
+        true
     }
 
     /// Forgets a session and all its subscriptions.
@@ -101,24 +165,34 @@ impl<S> Registry<S> {
             .map_or(0, |e| e.scripts.len())
     }
 
-    /// Whether session `id` may take one more subscription to `hashx` under `cap` (0: no cap);
-    /// renewing one it holds is always allowed.
-    pub(crate) fn may_subscribe(&self, id: u64, hashx: &HashX, cap: usize) -> bool {
-        let inner = self.inner.read();
-        let Some(e) = inner.sessions.get(&id) else {
+    /// Reserves session `id` a subscription to `hashx` under `cap` (0: no cap) while its status
+    /// is computed: `false` when the cap is reached. Renewing one it holds (or is already
+    /// reserving) is always allowed. Each reservation ends with [`Self::subscribe`] or
+    /// [`Self::release`].
+    pub(crate) fn reserve(&self, id: u64, hashx: HashX, cap: usize) -> bool {
+        let mut inner = self.inner.write();
+        let Some(e) = inner.sessions.get_mut(&id) else {
             return true;
         };
-        cap == 0 || e.scripts.len() < cap || e.scripts.contains(hashx)
+        e.reserve(hashx, cap)
     }
 
-    /// Stores (or renews) a subscription with the status just sent. A session already gone is
-    /// not subscribed.
+    /// Gives back a reservation that did not become a subscription (the status failed).
+    pub(crate) fn release(&self, id: u64, hashx: &HashX) {
+        if let Some(e) = self.inner.write().sessions.get_mut(&id) {
+            e.release(hashx);
+        }
+    }
+
+    /// Stores (or renews) a subscription with the status just sent, ending its reservation. A
+    /// session already gone is not subscribed.
     pub(crate) fn subscribe(&self, id: u64, hashx: HashX, alias: String, status: Option<String>) {
         let mut inner = self.inner.write();
         let Some(e) = inner.sessions.get_mut(&id) else {
             return;
         };
-        e.scripts.insert(hashx);
+        e.hold(hashx);
+        e.release(&hashx);
         inner
             .by_hashx
             .entry(hashx)
@@ -132,7 +206,7 @@ impl<S> Registry<S> {
         let held = inner
             .sessions
             .get_mut(&id)
-            .is_some_and(|e| e.scripts.remove(hashx));
+            .is_some_and(|e| e.drop_script(hashx));
         inner.unlink(id, hashx);
         held
     }
@@ -200,7 +274,7 @@ impl<S> Registry<S> {
                 let dropped = inner.by_hashx.remove(hashx).unwrap_or_default();
                 for (id, sub) in dropped {
                     if let Some(e) = inner.sessions.get_mut(&id) {
-                        e.scripts.remove(hashx);
+                        e.drop_script(hashx);
                         changes.push(Change {
                             session: e.session.clone(),
                             alias: sub.alias,
@@ -226,7 +300,7 @@ mod tests {
     fn registry_with(ids: &[u64]) -> Registry<u64> {
         let r = Registry::default();
         for id in ids {
-            r.add_session(*id, Arc::new(*id));
+            assert!(r.add_session_within(*id, Arc::new(*id), 0));
         }
         r
     }
@@ -293,14 +367,57 @@ mod tests {
     }
 
     #[test]
+    fn sessions_past_the_maximum_are_not_added() {
+        let r = Registry::default();
+        assert!(r.add_session_within(1, Arc::new(1), 2));
+        assert!(r.add_session_within(2, Arc::new(2), 2));
+        assert!(!r.add_session_within(3, Arc::new(3), 2));
+        assert_eq!(r.session_count(), 2);
+        r.remove_session(1);
+        assert!(r.add_session_within(3, Arc::new(3), 2));
+        assert!(r.add_session_within(4, Arc::new(4), 0), "0: no limit");
+    }
+
+    #[test]
     fn the_cap_counts_distinct_scripts_and_allows_renewals() {
         let r = registry_with(&[1]);
         r.subscribe(1, hx(1), "a".into(), None);
         r.subscribe(1, hx(2), "b".into(), None);
-        assert!(!r.may_subscribe(1, &hx(3), 2));
-        assert!(r.may_subscribe(1, &hx(2), 2), "renewing one held");
-        assert!(r.may_subscribe(1, &hx(3), 0), "0: no cap");
+        assert!(!r.reserve(1, hx(3), 2));
+        assert!(r.reserve(1, hx(2), 2), "renewing one held");
         r.subscribe(1, hx(2), "b again".into(), None);
+        assert!(r.reserve(1, hx(3), 0), "0: no cap");
+        r.release(1, &hx(3));
         assert_eq!(r.count_of(1), 2);
+    }
+
+    #[test]
+    fn reservations_count_against_the_cap_until_stored_or_released() {
+        let r = registry_with(&[1]);
+        // Three concurrent subscribes under a cap of 2: the third is refused at once.
+        assert!(r.reserve(1, hx(1), 2));
+        assert!(r.reserve(1, hx(2), 2));
+        assert!(!r.reserve(1, hx(3), 2), "both places are taken");
+        assert!(
+            r.reserve(1, hx(2), 2),
+            "the same script twice takes one place"
+        );
+        // One status fails: its place is free again.
+        r.release(1, &hx(1));
+        assert!(r.reserve(1, hx(3), 2));
+        r.subscribe(1, hx(2), "b".into(), None);
+        r.subscribe(1, hx(2), "b".into(), None);
+        r.subscribe(1, hx(3), "c".into(), None);
+        assert_eq!(r.count_of(1), 2);
+        assert!(!r.reserve(1, hx(4), 2));
+        // A reservation of a held script keeps a place after an unsubscribe.
+        assert!(r.reserve(1, hx(3), 2));
+        assert!(r.unsubscribe(1, &hx(3)));
+        assert!(!r.reserve(1, hx(4), 2), "hx(3) is being subscribed again");
+        r.release(1, &hx(3));
+        assert!(r.reserve(1, hx(4), 2));
+        // A stray release changes nothing.
+        r.release(1, &hx(9));
+        assert!(!r.reserve(1, hx(5), 2));
     }
 }

@@ -286,6 +286,17 @@ impl Litecoind {
         self.call("gettxoutsetinfo", json!(["none"]));
     }
 
+    /// Graceful stop, then a start with `once` added to the arguments for this run only (e.g.
+    /// `-reindex`); waits until RPC answers. Wallets are not reloaded.
+    pub fn stop_and_restart_with(&self, once: &[&str]) {
+        self.stop();
+        self.process_guard().take();
+        self.spawn_with(once);
+        if let Err(e) = self.wait_ready() {
+            panic!("litecoind did not come back after restart with {once:?}: {e}");
+        }
+    }
+
     /// Graceful stop followed by restart.
     pub fn stop_and_restart(&self) {
         self.stop();
@@ -340,8 +351,13 @@ impl Litecoind {
     }
 
     fn spawn(&self) {
+        self.spawn_with(&[]);
+    }
+
+    fn spawn_with(&self, once: &[&str]) {
         let mut cmd = Command::new(&self.config.binary);
         cmd.args(self.args());
+        cmd.args(once);
         match Proc::try_spawn_appending("litecoind", cmd, self.output_log()) {
             Ok(p) => *self.process_guard() = Some(p),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => panic!(

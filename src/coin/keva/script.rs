@@ -117,10 +117,10 @@ fn ops(script: &[u8]) -> Option<Vec<(Op<'_>, usize)>> {
 /// Splits a keva output script into its operation and the length of its keva prefix (the
 /// owner's address script is `script[prefix_len..]`). `None` for any other script.
 pub fn split(script: &[u8]) -> Option<(KevaOp, usize)> {
-    let kind = match script.first()? {
-        &OP_KEVA_NAMESPACE => OpKind::Namespace,
-        &OP_KEVA_PUT => OpKind::Put,
-        &OP_KEVA_DELETE => OpKind::Delete,
+    let kind = match *script.first()? {
+        OP_KEVA_NAMESPACE => OpKind::Namespace,
+        OP_KEVA_PUT => OpKind::Put,
+        OP_KEVA_DELETE => OpKind::Delete,
         _ => return None,
     };
     let ops = ops(script)?;

@@ -1,0 +1,133 @@
+//! New blocks reach subscribed wallets as soon as the daemon has them, not at the next poll:
+//! against a real `litecoind -regtest`, with both poll intervals at 60 s, so that a
+//! notification within the client's read timeout can only come from the live path
+//! (`waitfornewblock` long-poll), including across a daemon restart.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use serde_json::{json, Value};
+
+/// Polls that never fire during a test: only the live path can explain a prompt notification.
+fn slow_polls(port: u16) -> Vec<(&'static str, String)> {
+    vec![
+        ("SERVICES", format!("tcp://127.0.0.1:{port}")),
+        ("DAEMON_POLL_INTERVAL_BLOCKS", "60000".to_string()),
+        ("DAEMON_POLL_INTERVAL_MEMPOOL", "60000".to_string()),
+    ]
+}
+
+/// A client subscribed to headers and to `payee`'s script; returns it with the script hash.
+fn subscriber(port: u16, d: &Litecoind, payee: &str) -> (Client, String) {
+    let payee_sh = scripthash(&d.script_of(payee));
+    let mut c = Client::connect(port);
+    c.result("server.version", json!(["live", "1.4"]));
+    let h = c.result("blockchain.headers.subscribe", json!([]));
+    assert_eq!(h["height"], d.height());
+    assert_eq!(
+        c.result("blockchain.scripthash.subscribe", json!([payee_sh])),
+        Value::Null
+    );
+    (c, payee_sh)
+}
+
+/// Mines one block paying `payee` and checks both notifications arrive (each within the
+/// client's read timeout, far below the 60 s polls).
+fn mine_and_hear(d: &Litecoind, c: &mut Client, payee: &str, payee_sh: &str) {
+    let hash = d.mine_to(payee, 1)[0].clone();
+    let n = c.notification("blockchain.headers.subscribe");
+    assert_eq!(n[0]["height"], d.height(), "{n}");
+    let header = d.call("getblockheader", json!([hash, false]));
+    assert_eq!(n[0]["hex"], header);
+    let n = c.notification("blockchain.scripthash.subscribe");
+    assert_eq!(n[0], payee_sh);
+    let history = c.result("blockchain.scripthash.get_history", json!([payee_sh]));
+    assert_eq!(
+        history.as_array().unwrap().last().unwrap()["height"],
+        d.height()
+    );
+}
+
+#[test]
+fn a_mined_block_reaches_subscribers_before_any_poll() {
+    let d = Litecoind::start();
+    d.mine(3);
+    let payee = d.new_address(AddrType::Bech32);
+    let port = free_port();
+    let server = InProcess::start(&d, &slow_polls(port));
+    let (mut c, payee_sh) = subscriber(port, &d, &payee);
+    for _ in 0..3 {
+        mine_and_hear(&d, &mut c, &payee, &payee_sh);
+    }
+    server.stop();
+}
+
+#[test]
+fn the_long_poll_survives_a_daemon_restart() {
+    let d = Litecoind::start();
+    d.mine(3);
+    let payee = d.new_address(AddrType::Bech32);
+    let port = free_port();
+    let server = InProcess::start(&d, &slow_polls(port));
+    let (mut c, payee_sh) = subscriber(port, &d, &payee);
+    mine_and_hear(&d, &mut c, &payee, &payee_sh);
+
+    // The daemon goes away under the held `waitfornewblock` and comes back.
+    d.stop_and_restart();
+    // The long-poll reconnects within its backoff (at most a few seconds) and a block connected
+    // before it is back is reported by its first answer (at most its 10 s hold): give the
+    // notifications 45 s, still well under the 60 s polls.
+    c.w.set_read_timeout(Some(Duration::from_secs(45))).unwrap();
+    mine_and_hear(&d, &mut c, &payee, &payee_sh);
+    mine_and_hear(&d, &mut c, &payee, &payee_sh);
+    server.stop();
+}
+
+/// A payment is seen in the mempool, then its block moves it to the confirmed history in one
+/// step: the subscriber's statuses go straight from "unconfirmed" to "confirmed at height h",
+/// never through a status without the payment (the incremental mempool update happens in the
+/// block's commit; the follower's refresh after it only adds what is new).
+#[test]
+fn a_payment_and_its_confirmation_notify_without_a_flap() {
+    let d = Litecoind::start();
+    d.mine(110);
+    let payee = d.new_address(AddrType::Bech32);
+    let port = free_port();
+    let mut env = slow_polls(port);
+    env.retain(|(k, _)| *k != "DAEMON_POLL_INTERVAL_MEMPOOL");
+    let server = InProcess::start(&d, &env);
+    let (mut c, payee_sh) = subscriber(port, &d, &payee);
+    let mut expected: Vec<HistoryItem> = Vec::new();
+    for round in 0..3 {
+        let txid = d.send(&payee, COIN / 4 + round);
+        let mut pending = expected.clone();
+        pending.push(HistoryItem {
+            txid: txid.clone(),
+            height: 0,
+        });
+        let n = c.notification("blockchain.scripthash.subscribe");
+        assert_eq!(
+            n[1].as_str(),
+            status_of(&pending).as_deref(),
+            "round {round}: unconfirmed"
+        );
+        d.mine(1);
+        let mut confirmed = expected.clone();
+        confirmed.push(HistoryItem {
+            txid,
+            height: d.height() as i64,
+        });
+        let n = c.notification("blockchain.scripthash.subscribe");
+        assert_eq!(
+            n[1].as_str(),
+            status_of(&confirmed).as_deref(),
+            "round {round}: confirmed"
+        );
+        let mempool = c.result("blockchain.scripthash.get_mempool", json!([payee_sh]));
+        assert_eq!(mempool, json!([]));
+        expected = confirmed;
+    }
+    server.stop();
+}
