@@ -669,6 +669,20 @@ async fn handle_batch(
             Member::Call(c) => calls.push(c),
         }
     }
+    // Charged before it runs: when even the shortest answers cannot fit in MAX_SEND, the reply
+    // is refused whatever the requests do, so none is run (a batch of tens of thousands of
+    // cheap requests would otherwise hold all their replies in memory first).
+    if max_send > 0 && batch_reply_floor(dialect, &calls, &parts) > max_send {
+        info!(
+            "session {}: refused a batch of {} requests: its reply cannot fit in {max_send} bytes",
+            session.id,
+            calls.len()
+        );
+        let msg = dialect.error(&Value::Null, &RpcError::response_too_large(max_send));
+        charge_error_reply(session, &msg);
+        session.send(msg).await;
+        return true;
+    }
     let mut excessive_seen = false;
     {
         let mut running: FuturesUnordered<_> = calls
@@ -705,9 +719,51 @@ async fn handle_batch(
     true
 }
 
+/// The fewest bytes a batch's reply can take: `parts` already made, and every request of
+/// `calls` answered with the shortest result (`null`), joined as [`jsonrpc::batch`] joins them.
+fn batch_reply_floor(dialect: Dialect, calls: &[Call], parts: &[String]) -> usize {
+    let null = RawValue::from_string("null".into()).expect("valid JSON");
+    // The shortest reply, less its `null` id.
+    let reply = dialect.result(&Value::Null, &null).len() - "null".len();
+    let made: usize = parts.iter().map(|p| p.len() + 2).sum();
+    let ids: usize = calls
+        .iter()
+        .map(|c| serde_json::to_string(&c.reply_id()).map_or(4, |id| id.len()))
+        .sum();
+    let n = parts.len() + calls.len();
+    // `[`, `]`, and `, ` between members.
+    2 + made + calls.len() * (reply + 2) + ids - 2 * usize::from(n > 0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_batch_reply_is_never_shorter_than_its_floor() {
+        let calls: Vec<Call> = (0..50)
+            .map(|n| {
+                let line = format!(r#"{{"jsonrpc":"2.0","id":{n},"method":"server.ping"}}"#);
+                Dialect::V2.parse(line.as_bytes())
+            })
+            .map(|incoming| match incoming {
+                Incoming::Call(c) => c,
+                _ => panic!("a call"),
+            })
+            .collect();
+        let null = RawValue::from_string("null".into()).unwrap();
+        let parts: Vec<String> = calls
+            .iter()
+            .map(|c| Dialect::V2.result(&c.reply_id(), &null))
+            .collect();
+        let exact = jsonrpc::batch(&parts).len();
+        assert_eq!(batch_reply_floor(Dialect::V2, &calls, &[]), exact);
+        // Replies already made (errors of the batch) count as they are.
+        assert_eq!(
+            batch_reply_floor(Dialect::V2, &calls[20..], &parts[..20]),
+            exact
+        );
+    }
 
     #[test]
     fn oversized_replies_become_errors() {
