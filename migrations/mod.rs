@@ -4,8 +4,11 @@
 //!
 //! (This file is compiled into the `sextant` library as `store::migrate`.)
 
+mod spenders;
+
 use super::{Store, StoreError, ALL_CFS, CF_META, KEY_TIP, SCHEMA_VERSION};
 use crate::coin::TxFamily;
+pub use spenders::SpenderBuild;
 
 /// One upgrade step: the version it starts from and what it does.
 pub(crate) struct Step {
@@ -15,11 +18,18 @@ pub(crate) struct Step {
 }
 
 /// Every step, oldest first. Schema 1 is the first released layout.
-pub(crate) const STEPS: &[Step] = &[Step {
-    from: 1,
-    describe: "the keva column family (a Kevacoin index is rebuilt for its namespace index)",
-    run: keva_index,
-}];
+pub(crate) const STEPS: &[Step] = &[
+    Step {
+        from: 1,
+        describe: "the keva column family (a Kevacoin index is rebuilt for its namespace index)",
+        run: keva_index,
+    },
+    Step {
+        from: 2,
+        describe: "the spender index (built from the daemon's blocks before the next sync)",
+        run: spenders::spender_index,
+    },
+];
 
 /// Schema 2 adds the `keva` column family, which opening the database has already created
 /// (empty, as every coin but Kevacoin keeps it). A Kevacoin index from before it lacks more than
@@ -113,7 +123,7 @@ mod tests {
         s.set_schema_version(1).unwrap();
         drop(s);
         let s = Store::open(dir.path(), &coin, 16, Mode::Follow).unwrap();
-        assert_eq!(s.schema_version().unwrap(), 2);
+        assert_eq!(s.schema_version().unwrap(), SCHEMA_VERSION);
         (s, dir)
     }
 

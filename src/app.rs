@@ -14,7 +14,7 @@ use tracing::info;
 
 use crate::admin::AdminState;
 use crate::config::{Config, Kind, Service};
-use crate::daemon::{follow_tip, Daemon};
+use crate::daemon::{follow_tip, follow_zmq, Daemon};
 use crate::index::{notarized, Indexer};
 use crate::mempool::{self, Mempool};
 use crate::metrics::{self, Metrics};
@@ -130,6 +130,13 @@ pub async fn run(config: Config, stop: Arc<watch::Sender<bool>>) -> anyhow::Resu
     tokio::spawn(follow_tip(
         daemon.clone(),
         indexer.tip_signal(),
+        stop_rx.clone(),
+    ));
+    tokio::spawn(follow_zmq(
+        daemon.clone(),
+        config.zmq.clone(),
+        indexer.tip_signal(),
+        mempool_kick.clone(),
         stop_rx.clone(),
     ));
     let (mempool_tx, mut mempool_ready) = broadcast::channel(64);

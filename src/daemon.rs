@@ -7,9 +7,11 @@
 //! Outages are survived: connection failures and the daemon's warm-up (`-28`) are retried with
 //! backoff forever, failing over between `DAEMON_URL` entries, and logged once per state change.
 //!
-//! [`follow_tip`] long-polls the daemon for new blocks on a connection of its own.
+//! [`follow_tip`] long-polls the daemon for new blocks on a connection of its own;
+//! [`follow_zmq`] hears its ZMQ notifications where it publishes them.
 
 mod longpoll;
+mod zmq;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
@@ -35,6 +37,7 @@ use crate::metrics::{DaemonOutcome, Metrics};
 use crate::rest::Rest;
 use crate::types::{BlockHash, Height, Txid};
 pub use longpoll::follow_tip;
+pub use zmq::follow_zmq;
 
 /// Bitcoin Core's "still loading" error code.
 const RPC_IN_WARMUP: i64 = -28;

@@ -64,7 +64,7 @@ fn version_names_sextant_the_linked_rocksdb_and_the_protocol_range() {
             format!("Sextant {}", env!("CARGO_PKG_VERSION")).as_str(),
             format!("RocksDB {}", linked_rocksdb_version(dir.path())).as_str(),
             // server.features says the same (tests/electrum_protocol.rs).
-            "Electrum protocol 1.4 to 1.6.0",
+            "Electrum protocol 1.4 to 1.7.0",
         ]
     );
     assert_eq!(stderr(&out), "");

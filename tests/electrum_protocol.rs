@@ -106,7 +106,7 @@ fn serves_electrum_like_electrumx() {
     assert_eq!(c.result("server.peers.subscribe", json!([])), json!([]));
     let f = c.result("server.features", json!([]));
     assert_eq!(f["genesis_hash"], d.block_hash(0));
-    assert_eq!(f["protocol_max"], "1.6.0");
+    assert_eq!(f["protocol_max"], "1.7.0");
     assert_eq!(c.result("blockchain.relayfee", json!([])), json!(0.00001));
 
     // Headers.
@@ -343,7 +343,7 @@ fn speaks_1_6_to_new_wallets_and_1_4_to_old_ones() {
     let f = new.result("server.features", json!([]));
     assert_eq!(
         (&f["protocol_min"], &f["protocol_max"]),
-        (&json!("1.4"), &json!("1.6.0"))
+        (&json!("1.4"), &json!("1.7.0"))
     );
     assert_eq!(f["hash_function"], "sha256");
     assert_eq!(
@@ -493,6 +493,353 @@ fn speaks_1_6_to_new_wallets_and_1_4_to_old_ones() {
         ])
     );
 
+    server.stop();
+}
+
+#[test]
+fn speaks_1_7_by_script_pubkey_and_1_4_to_old_wallets() {
+    let d = Litecoind::start();
+    d.mine(110);
+    let payee = d.new_address(AddrType::Bech32);
+    let spk = d.script_of(&payee);
+    let payee_sh = scripthash(&spk);
+    let confirmed_tx = d.send(&payee, 50_000_000);
+    d.mine(1);
+    let (mempool_tx, _) = d.pay_from_confirmed(&[(payee.clone(), 20_000_000)], false);
+    let port = free_port();
+    let server = InProcess::start(
+        &d,
+        &[
+            ("SERVICES", format!("tcp://127.0.0.1:{port}")),
+            ("MAX_SEND", "400000".to_string()),
+        ],
+    );
+
+    let mut new = Client::connect(port);
+    let v = new.result("server.version", json!(["electrum/4.8", ["1.4", "1.7"]]));
+    assert_eq!(v[1], "1.7");
+    let f = new.result("server.features", json!([]));
+    assert_eq!(f["protocol_max"], "1.7.0");
+    assert!(f.get("hash_function").is_none(), "{f}");
+
+    // The old wallets keep 1.4 and its methods.
+    let mut old = Vec::new();
+    for (client, asked) in [
+        ("AtomicDEX", json!(["1.2", "1.4"])),
+        ("bluewallet", json!("1.4")),
+    ] {
+        let mut c = Client::connect(port);
+        assert_eq!(c.result("server.version", json!([client, asked]))[1], "1.4");
+        assert_eq!(
+            c.result("server.features", json!([]))["hash_function"],
+            "sha256"
+        );
+        assert_eq!(c.result("server.ping", json!([])), Value::Null);
+        assert_eq!(
+            c.error("blockchain.scriptpubkey.get_balance", json!([spk]))
+                .0,
+            -32601,
+            "{client}: 1.7 only"
+        );
+        old.push(c);
+    }
+    let old_balance = old[0].result("blockchain.scripthash.get_balance", json!([payee_sh]));
+    let old_history = old[0].result("blockchain.scripthash.get_history", json!([payee_sh]));
+    let old_mempool = old[0].result("blockchain.scripthash.get_mempool", json!([payee_sh]));
+    let old_utxos = old[0].result("blockchain.scripthash.listunspent", json!([payee_sh]));
+    let status = old[1].result("blockchain.scripthash.subscribe", json!([payee_sh]));
+    assert_eq!(old_history.as_array().unwrap().len(), 2);
+
+    // 1.7: the same answers by scriptPubKey, wrapped; the scripthash methods are gone.
+    for m in [
+        "get_balance",
+        "get_history",
+        "get_mempool",
+        "listunspent",
+        "subscribe",
+        "unsubscribe",
+    ] {
+        assert_eq!(
+            new.error(&format!("blockchain.scripthash.{m}"), json!([payee_sh])),
+            (
+                -32601,
+                format!("unknown method \"blockchain.scripthash.{m}\"")
+            )
+        );
+    }
+    assert_eq!(
+        new.result("blockchain.scriptpubkey.get_balance", json!([spk])),
+        old_balance
+    );
+    assert_eq!(
+        new.result("blockchain.scriptpubkey.get_history", json!([spk])),
+        json!({"history": old_history})
+    );
+    assert_eq!(
+        new.result("blockchain.scriptpubkey.get_mempool", json!([spk])),
+        json!({"history": old_mempool})
+    );
+    assert_eq!(
+        new.result("blockchain.scriptpubkey.listunspent", json!([spk])),
+        json!({"utxos": old_utxos})
+    );
+    assert_eq!(
+        new.error(
+            "blockchain.scriptpubkey.get_balance",
+            json!([format!("{payee_sh}0")])
+        ),
+        (1, format!("{payee_sh}0 should be a hex string"))
+    );
+    assert_eq!(
+        new.result("blockchain.scriptpubkey.subscribe", json!([spk])),
+        status
+    );
+    assert_eq!(
+        new.result("blockchain.scriptpubkey.unsubscribe", json!([spk])),
+        true
+    );
+    assert_eq!(
+        new.result("blockchain.scriptpubkey.unsubscribe", json!([spk])),
+        false
+    );
+    assert_eq!(
+        new.result("blockchain.scriptpubkey.subscribe", json!([spk])),
+        status
+    );
+
+    // Another 1.7 session for what follows, so `new` reads its notifications only.
+    let mut t = Client::connect(port);
+    t.result("server.version", json!(["t", "1.7"]));
+    // server.ping echoes padding; a ping notification is never answered.
+    assert_eq!(t.result("server.ping", json!([])), json!({"data": ""}));
+    assert_eq!(
+        t.result("server.ping", json!([3, "abc"])),
+        json!({"data": "000"})
+    );
+    assert_eq!(
+        t.error("server.ping", json!([0, "xyz"])),
+        (1, "xyz should be a hex string".to_string())
+    );
+    assert_eq!(
+        t.error("server.ping", json!([400001])),
+        (1, "pong_len value too high".to_string())
+    );
+    assert_eq!(
+        t.error("server.ping", json!([-1])),
+        (1, "-1 should be a non-negative integer".to_string())
+    );
+    t.send_line(r#"{"jsonrpc":"2.0","method":"server.ping","params":["00ff"]}"#);
+    t.send_line(r#"{"jsonrpc":"2.0","id":9,"method":"server.ping","params":[1]}"#);
+    assert_eq!(
+        t.line().unwrap(),
+        json!({"jsonrpc": "2.0", "result": {"data": "0"}, "id": 9})
+    );
+
+    // mempool.recent: the newest mempool transactions with their fee and vsize.
+    let recent = t.result("mempool.recent", json!([]));
+    let entry = d.call("getmempoolentry", json!([mempool_tx]));
+    let fee = (entry["fee"].as_f64().unwrap() * 1e8).round() as u64;
+    assert_eq!(
+        recent,
+        json!([{"txid": mempool_tx, "fee": fee, "vsize": entry["vsize"]}])
+    );
+
+    // testmempoolaccept: what the daemon would say, with the wtxid it leaves out.
+    let coin = d.pay_from_confirmed(&[(payee.clone(), 1_000_000)], false).0;
+    let unsent = d.sign_tx(&[(coin.clone(), 0)], &[(payee.clone(), 900_000)], false);
+    let wtxid = {
+        let mut h = sextant::types::sha256d(&hex::decode(&unsent).unwrap());
+        h.reverse();
+        hex::encode(h)
+    };
+    let tested = t.result(
+        "blockchain.transaction.testmempoolaccept",
+        json!([[unsent]]),
+    );
+    let txid = d.call("decoderawtransaction", json!([unsent]))["txid"].clone();
+    assert_eq!(
+        tested,
+        json!([{"txid": txid, "wtxid": wtxid, "allowed": true}])
+    );
+    let again = d.raw_tx_hex(&confirmed_tx);
+    let tested = t.result("blockchain.transaction.testmempoolaccept", json!([[again]]));
+    assert_eq!(tested[0]["allowed"], false);
+    assert!(tested[0]["reason"].is_string(), "{tested}");
+    assert_eq!(
+        t.error("blockchain.transaction.testmempoolaccept", json!(["00"])),
+        (1, "00 should be a list".to_string())
+    );
+    assert_eq!(
+        t.error("blockchain.transaction.testmempoolaccept", json!([["0"]])),
+        (1, "0 should be a hex string".to_string())
+    );
+    assert_eq!(
+        t.error(
+            "blockchain.transaction.testmempoolaccept",
+            json!([[again.clone(), again]])
+        )
+        .0,
+        2,
+        "litecoind 0.21 tests one transaction at a time"
+    );
+
+    // The payment to `coin` reached the mempool: each subscriber hears of the script in its
+    // own version's words.
+    let n = new.notification("blockchain.scriptpubkey.subscribe");
+    assert_eq!(n[0], payee_sh);
+    assert_ne!(n[1], status);
+    assert_eq!(old[1].notification("blockchain.scripthash.subscribe"), n);
+
+    // A quiet 1.7 session: a block makes one notification, so noise follows it.
+    let mut quiet = Client::connect(port);
+    quiet.result("server.version", json!(["quiet", "1.7"]));
+    quiet.result("blockchain.headers.subscribe", json!([]));
+
+    // A block.
+    d.mine(1);
+    let b = new.notification("blockchain.scriptpubkey.subscribe");
+    assert_eq!(b[0], payee_sh);
+    assert_ne!(b[1], n[1]);
+    assert_eq!(old[1].notification("blockchain.scripthash.subscribe"), b);
+    assert_eq!(
+        quiet.notification("blockchain.headers.subscribe")[0]["height"],
+        d.height()
+    );
+    assert_eq!(quiet.notification("server.ping"), json!(["0".repeat(128)]));
+
+    server.stop();
+}
+
+/// The next `blockchain.outpoint.subscribe` notification's status.
+fn outpoint_notification(c: &mut Client, txid: &str, vout: u32) -> Value {
+    let n = c.notification("blockchain.outpoint.subscribe");
+    assert_eq!((&n[0], &n[1]), (&json!(txid), &json!(vout)), "{n}");
+    n[2].clone()
+}
+
+#[test]
+fn outpoint_subscriptions_follow_funding_spends_blocks_and_reorgs() {
+    let d = Litecoind::start();
+    d.mine(110);
+    let payee = d.new_address(AddrType::Bech32);
+    let other = d.new_address(AddrType::Bech32);
+    let port = free_port();
+    let server = InProcess::start(&d, &[("SERVICES", format!("tcp://127.0.0.1:{port}"))]);
+    let mut c = Client::connect(port);
+    c.result("server.version", json!(["wallet", "1.7"]));
+    let mut old = Client::connect(port);
+    old.result("server.version", json!(["old", "1.6"]));
+    assert_eq!(
+        old.error(
+            "blockchain.outpoint.get_status",
+            json!(["00".repeat(32), 0, ""])
+        )
+        .0,
+        -32601
+    );
+
+    // Checks in ElectrumX's order; the hint must be hex and is otherwise ignored.
+    let nowhere = "ab".repeat(32);
+    assert_eq!(
+        c.result("blockchain.outpoint.get_status", json!([nowhere, 0, ""])),
+        json!({})
+    );
+    assert_eq!(
+        c.error("blockchain.outpoint.subscribe", json!(["zz", -1, "q"])),
+        (1, "zz should be a transaction hash".to_string())
+    );
+    assert_eq!(
+        c.error("blockchain.outpoint.subscribe", json!([nowhere, -1, "q"])),
+        (1, "-1 should be a non-negative integer".to_string())
+    );
+    assert_eq!(
+        c.error("blockchain.outpoint.subscribe", json!([nowhere, 0, "q"])),
+        (1, "q should be a hex string".to_string())
+    );
+    assert_eq!(
+        c.error("blockchain.outpoint.subscribe", json!([nowhere, 0]))
+            .0,
+        -32602
+    );
+
+    // Funded in the mempool (confirmed inputs: height 0).
+    let (funding, _) = d.pay_from_confirmed(&[(payee.clone(), 100_000_000)], false);
+    let vout = d.find_vout(&funding, &d.script_of(&payee));
+    let mut t = Client::connect(port);
+    t.result("server.version", json!(["t", "1.7"]));
+    let seen = |t: &mut Client| {
+        t.result("blockchain.outpoint.get_status", json!([funding, vout, ""]))
+            .get("funder_height")
+            .is_some()
+    };
+    for _ in 0..100 {
+        if seen(&mut t) {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert_eq!(
+        c.result(
+            "blockchain.outpoint.subscribe",
+            json!([funding, vout, "51"])
+        ),
+        json!({"funder_height": 0})
+    );
+    assert_eq!(
+        c.result(
+            "blockchain.outpoint.get_status",
+            json!([funding, vout + 7, ""])
+        ),
+        json!({}),
+        "no such output"
+    );
+
+    // Mined.
+    d.mine(1);
+    let h1 = d.height();
+    assert_eq!(
+        outpoint_notification(&mut c, &funding, vout),
+        json!({"funder_height": h1})
+    );
+
+    // Spent in the mempool, then in a block.
+    let spending = d.spend(&[(funding.clone(), vout)], &[(other.clone(), 99_000_000)]);
+    assert_eq!(
+        outpoint_notification(&mut c, &funding, vout),
+        json!({"funder_height": h1, "spender_txhash": spending, "spender_height": 0})
+    );
+    d.mine(1);
+    let h2 = d.height();
+    let spent = json!({"funder_height": h1, "spender_txhash": spending, "spender_height": h2});
+    assert_eq!(outpoint_notification(&mut c, &funding, vout), spent);
+    assert_eq!(
+        t.result("blockchain.outpoint.get_status", json!([funding, vout, ""])),
+        spent
+    );
+
+    // A reorg to a longer branch without it takes the spend out of the chain: back in the
+    // mempool (on the way, possibly unspent for a moment, never still spent at h2).
+    d.invalidate(&d.block_hash(h2));
+    d.generate_block(&[]);
+    d.generate_block(&[]);
+    loop {
+        let s = outpoint_notification(&mut c, &funding, vout);
+        assert_eq!(s["funder_height"], h1, "{s}");
+        assert_ne!(s.get("spender_height"), Some(&json!(h2)), "{s}");
+        if s.get("spender_height") == Some(&json!(0)) {
+            assert_eq!(s["spender_txhash"], spending);
+            break;
+        }
+    }
+
+    assert_eq!(
+        c.result("blockchain.outpoint.unsubscribe", json!([funding, vout])),
+        true
+    );
+    assert_eq!(
+        c.result("blockchain.outpoint.unsubscribe", json!([funding, vout])),
+        false
+    );
     server.stop();
 }
 

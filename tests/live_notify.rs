@@ -131,3 +131,64 @@ fn a_payment_and_its_confirmation_notify_without_a_flap() {
     }
     server.stop();
 }
+
+/// A test publisher speaking the daemon's ZMQ wire format (`[topic, body, 4-byte LE
+/// sequence]`) on a real ZMQ socket, named by `DAEMON_ZMQ_URL`: its `sequence` "A" message
+/// brings a payment to the subscriber at once, with the mempool polled only every minute (and
+/// the long-poll never looks at the mempool).
+#[test]
+fn a_zmq_mempool_message_brings_a_payment_at_once() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    use zeromq::{PubSocket, Socket, SocketSend, ZmqMessage};
+
+    let d = Litecoind::start();
+    d.mine(110);
+    let payee = d.new_address(AddrType::Bech32);
+    let (endpoint_tx, endpoint_rx) = std::sync::mpsc::channel();
+    let (txid_tx, txid_rx) = std::sync::mpsc::channel::<String>();
+    let done = Arc::new(AtomicBool::new(false));
+    let publisher = std::thread::spawn({
+        let done = done.clone();
+        move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                let mut socket = PubSocket::new();
+                let endpoint = socket.bind("tcp://127.0.0.1:0").await.unwrap();
+                endpoint_tx.send(endpoint.to_string()).unwrap();
+                let txid = txid_rx.recv().unwrap();
+                let mut hash = hex::decode(&txid).unwrap();
+                hash.push(b'A');
+                hash.extend_from_slice(&1u64.to_le_bytes());
+                // The subscription may not have reached the socket yet: repeat, in sequence.
+                let mut seq = 0u32;
+                while !done.load(Ordering::Relaxed) {
+                    let mut m = ZmqMessage::from("sequence".to_string());
+                    m.push_back(hash.clone().into());
+                    m.push_back(seq.to_le_bytes().to_vec().into());
+                    socket.send(m).await.unwrap();
+                    seq += 1;
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+            });
+        }
+    });
+    let endpoint = endpoint_rx.recv().unwrap();
+    let port = free_port();
+    let mut env = slow_polls(port);
+    env.push(("DAEMON_ZMQ_URL", endpoint));
+    let server = InProcess::start(&d, &env);
+    let (mut c, payee_sh) = subscriber(port, &d, &payee);
+    let txid = d.send(&payee, COIN / 4);
+    txid_tx.send(txid.clone()).unwrap();
+    let n = c.notification("blockchain.scripthash.subscribe");
+    let pending = [HistoryItem { txid, height: 0 }];
+    assert_eq!(n[0], payee_sh);
+    assert_eq!(n[1].as_str(), status_of(&pending).as_deref());
+    done.store(true, Ordering::Relaxed);
+    publisher.join().unwrap();
+    server.stop();
+}

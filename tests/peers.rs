@@ -286,7 +286,7 @@ fn servers_find_verify_and_list_each_other() {
             sx[1].ip,
             sx[1].ip,
             [
-                "v1.6.0",
+                "v1.7.0",
                 format!("s{}", sx[1].ssl.as_ref().unwrap().0),
                 format!("t{}", sx[1].port)
             ]
@@ -446,7 +446,7 @@ fn onion_peers_go_through_the_proxy_or_wait_for_one() {
         let listed = list
             .as_array()?
             .iter()
-            .any(|p| *p == json!([ONION, ONION, ["v1.6.0", format!("t{}", b.port)]]));
+            .any(|p| *p == json!([ONION, ONION, ["v1.7.0", format!("t{}", b.port)]]));
         listed.then_some(())
     });
     assert!(asked.lock().unwrap().iter().any(|n| n == ONION));

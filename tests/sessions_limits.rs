@@ -418,3 +418,42 @@ fn max_sessions_is_exact_when_clients_connect_at_once() {
     );
     assert!(sx.log().contains("maximum sessions 5 reached"));
 }
+
+#[test]
+fn a_batch_whose_reply_cannot_fit_is_refused_before_it_runs() {
+    let d = Litecoind::start();
+    d.mine(3);
+    let dir = tempfile::tempdir().unwrap();
+    let (port, rpc_port) = (free_port(), free_port());
+    let env = vec![
+        services(port, rpc_port),
+        ("MAX_SEND", "350000".to_string()),
+        ("MAX_RECV", "2000000".to_string()),
+        ("COST_SOFT_LIMIT", "0".to_string()),
+        ("COST_HARD_LIMIT", "0".to_string()),
+    ];
+    let _sx = start(&d, dir.path(), &env, port);
+    let mut c = negotiated(Ipv4Addr::LOCALHOST, port);
+    let batch = |n: usize| {
+        let calls: Vec<Value> = (0..n)
+            .map(|i| json!({"jsonrpc": "2.0", "id": i, "method": "server.ping"}))
+            .collect();
+        Value::Array(calls).to_string()
+    };
+    // 10,000 pings need at least ~400 kB of answers: refused as one error, none run.
+    c.send_line(&batch(10_000));
+    let reply = c.line().unwrap();
+    let replies = reply.as_array().map_or(0, Vec::len);
+    assert!(reply.is_object(), "one error, not {replies} replies");
+    assert_eq!(
+        reply,
+        json!({"jsonrpc": "2.0", "id": null,
+               "error": {"code": -32600, "message": "response too large (over 350,000 bytes"}})
+    );
+    let info = rpc_json(rpc_port, &["getinfo"]);
+    assert_eq!(info["request counts"]["server.ping"], Value::Null, "{info}");
+    // A batch that fits is answered, and the session goes on.
+    c.send_line(&batch(1_000));
+    assert_eq!(c.line().unwrap().as_array().unwrap().len(), 1_000);
+    assert_eq!(c.result("server.ping", json!([])), Value::Null);
+}

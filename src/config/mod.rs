@@ -49,6 +49,17 @@ pub enum ConfigError {
     Coin(#[from] crate::coin::CoinError),
 }
 
+/// Where to subscribe to the daemon's ZMQ notifications (`DAEMON_ZMQ_URL`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ZmqEndpoints {
+    /// Unset: ask the daemon (`getzmqnotifications`).
+    Discover,
+    /// Comma-separated `tcp://host:port` endpoints, subscribed to for every topic.
+    Fixed(Vec<String>),
+    /// Empty or `off`: no ZMQ.
+    Off,
+}
+
 /// The validated configuration.
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -64,6 +75,8 @@ pub struct Config {
     pub log_level: String,
     pub poll_blocks: Duration,
     pub poll_mempool: Duration,
+    /// The daemon's ZMQ notifications.
+    pub zmq: ZmqEndpoints,
     /// The Electrum service: listeners, TLS, protocol answers and session limits.
     pub server: ServerSettings,
     /// Peer discovery.
@@ -219,6 +232,7 @@ impl Config {
         let sync_flush = integer(env, "SYNC_FLUSH_INTERVAL", 30u64)?;
         let poll_blocks = integer(env, "DAEMON_POLL_INTERVAL_BLOCKS", 5000u64)?;
         let poll_mempool = integer(env, "DAEMON_POLL_INTERVAL_MEMPOOL", 5000u64)?;
+        let zmq = zmq_endpoints(env)?;
         let log_level = env
             .get("LOG_LEVEL")
             .unwrap_or_else(|| "info".into())
@@ -244,11 +258,37 @@ impl Config {
             log_level,
             poll_blocks: Duration::from_millis(poll_blocks.max(10)),
             poll_mempool: Duration::from_millis(poll_mempool.max(10)),
+            zmq,
             server,
             peers,
             metrics_listen,
         })
     }
+}
+
+fn zmq_endpoints(env: &dyn Env) -> Result<ZmqEndpoints, ConfigError> {
+    let Some(value) = env.get("DAEMON_ZMQ_URL") else {
+        return Ok(ZmqEndpoints::Discover);
+    };
+    let value = value.trim();
+    if value.is_empty() || value.eq_ignore_ascii_case("off") {
+        return Ok(ZmqEndpoints::Off);
+    }
+    let endpoints: Vec<String> = value.split(',').map(|e| e.trim().to_string()).collect();
+    for e in &endpoints {
+        let port = e
+            .strip_prefix("tcp://")
+            .and_then(|hp| hp.rsplit_once(':'))
+            .and_then(|(_, p)| p.parse::<u16>().ok());
+        if port.is_none() {
+            return Err(invalid(
+                "DAEMON_ZMQ_URL",
+                value.to_string(),
+                format!("{e:?} is not tcp://host:port"),
+            ));
+        }
+    }
+    Ok(ZmqEndpoints::Fixed(endpoints))
 }
 
 fn check_db_dir(dir: &std::path::Path) -> Result<(), ConfigError> {
@@ -359,6 +399,30 @@ mod tests {
             e.contains("METRICS_LISTEN") && e.contains("host:port"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn zmq_endpoints_are_discovered_fixed_or_off() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().to_str().unwrap();
+        let zmq = |v: &'static str| {
+            Config::from_env(&env_with(&[("DAEMON_ZMQ_URL", v)], db)).map(|c| c.zmq)
+        };
+        assert_eq!(
+            Config::from_env(&env_with(&[], db)).unwrap().zmq,
+            ZmqEndpoints::Discover
+        );
+        assert_eq!(zmq("").unwrap(), ZmqEndpoints::Off);
+        assert_eq!(zmq("OFF").unwrap(), ZmqEndpoints::Off);
+        assert_eq!(
+            zmq("tcp://127.0.0.1:28332, tcp://[::1]:28333").unwrap(),
+            ZmqEndpoints::Fixed(vec![
+                "tcp://127.0.0.1:28332".into(),
+                "tcp://[::1]:28333".into()
+            ])
+        );
+        let e = zmq("127.0.0.1:28332").unwrap_err().to_string();
+        assert!(e.contains("DAEMON_ZMQ_URL") && e.contains("tcp://"), "{e}");
     }
 
     #[test]

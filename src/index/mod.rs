@@ -3,6 +3,7 @@
 pub mod fetch;
 pub mod notarized;
 pub(crate) mod prefetch;
+mod spenders;
 pub mod undo;
 pub mod writer;
 
@@ -18,7 +19,7 @@ use crate::coin::Coin;
 use crate::daemon::Daemon;
 use crate::mempool::Mempool;
 use crate::store::{Mode, Store, StoreError, Tip};
-use crate::types::{HashX, Height, Txid};
+use crate::types::{HashX, Height, OutPoint, Txid};
 use writer::{WriteError, Writer};
 
 /// What listeners hear after each commit: the new tip and the scripts whose history changed.
@@ -26,6 +27,9 @@ use writer::{WriteError, Writer};
 pub struct IndexEvent {
     pub tip: Option<Tip>,
     pub touched: Arc<Vec<HashX>>,
+    /// Outpoints the blocks (or their undoing) funded or spent, and those of mempool
+    /// transactions that left with them: for outpoint subscriptions.
+    pub outpoints: Arc<Vec<OutPoint>>,
     /// True when blocks were removed by a reorg.
     pub reorg: bool,
     /// The transactions of the blocks a reorg removed (caches of confirmed transactions
@@ -132,6 +136,8 @@ pub struct Indexer {
     /// [`Mempool::blocks_connected`]).
     mempool: Option<Arc<RwLock<Mempool>>>,
     forced: ForcedReorg,
+    /// The spender index is complete (a database from before it is built up first).
+    spenders_built: bool,
     /// Rung when the daemon's tip may have changed (long-poll, ZMQ): look now, not at the poll.
     tip_changed: Arc<tokio::sync::Notify>,
 }
@@ -167,6 +173,7 @@ impl Indexer {
             initial_txs: 0,
             mempool: None,
             forced: ForcedReorg::new(reorg_limit),
+            spenders_built: false,
             tip_changed: Arc::new(tokio::sync::Notify::new()),
         }
     }
@@ -259,6 +266,13 @@ impl Indexer {
 
     /// One pass: handle a reorg if the daemon left our tip, then index up to its tip.
     pub async fn sync(&mut self, shutdown: &mut watch::Receiver<bool>) -> anyhow::Result<()> {
+        if !self.spenders_built {
+            let chain = self.coin.chain;
+            if !spenders::build(&self.store, &self.daemon, chain, shutdown).await? {
+                return Ok(());
+            }
+            self.spenders_built = true;
+        }
         loop {
             let info = tokio::select! {
                 info = self.daemon.blockchain_info() => info?,
@@ -301,6 +315,7 @@ impl Indexer {
         let _ = self.events.send(IndexEvent {
             tip,
             touched: Arc::new(Vec::new()),
+            outpoints: Arc::new(Vec::new()),
             reorg: false,
             undone: Arc::default(),
         });
@@ -405,16 +420,18 @@ impl Indexer {
                     .lock()
                     .unwrap()
                     .apply_prefetched(&batch.blocks, batch.found)?;
+                let mut outpoints = Vec::new();
+                block_outpoints(&batch.blocks, &mut outpoints);
                 if let Some(m) = mempool.as_mut() {
-                    applied
-                        .touched
-                        .extend(m.blocks_connected(&batch.blocks, &store)?);
+                    let (hashxs, ops) = m.blocks_connected(&batch.blocks, &store)?;
+                    applied.touched.extend(hashxs);
+                    outpoints.extend(ops);
                 }
-                Ok::<_, WriteError>(Some(applied))
+                Ok::<_, WriteError>(Some((applied, outpoints)))
             })
             .await?;
             match result {
-                Ok(Some(applied)) => self.notify(applied),
+                Ok(Some((applied, outpoints))) => self.notify(applied, outpoints),
                 Ok(None) => {}
                 Err(WriteError::NotOnTip { height, .. }) => {
                     info!("the daemon's chain changed under us at height {height}");
@@ -455,11 +472,12 @@ impl Indexer {
         Ok(None)
     }
 
-    fn notify(&self, applied: writer::Applied) {
+    fn notify(&self, applied: writer::Applied, outpoints: Vec<OutPoint>) {
         if self.caught_up_once {
             let _ = self.events.send(IndexEvent {
                 tip: applied.tip,
                 touched: Arc::new(applied.touched),
+                outpoints: Arc::new(outpoints),
                 reorg: false,
                 undone: Arc::default(),
             });
@@ -551,29 +569,43 @@ impl Indexer {
             self.store.clone(),
             self.mempool.clone(),
         );
-        let (touched, undone) = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
-            // As for new blocks: mempool transactions spending outputs of the undone blocks
-            // leave the mempool in the same step (the daemon's next snapshot brings them back).
-            let mut mempool = mempool.as_ref().map(|m| m.write());
-            let mut w = writer.lock().unwrap();
-            let (mut touched, mut undone) = (Vec::new(), Vec::new());
-            for _ in 0..depth {
-                let u = w.undo_tip()?;
-                touched.extend(u.touched);
-                undone.extend(u.txids);
-            }
-            if let Some(m) = mempool.as_mut() {
-                touched.extend(m.blocks_connected(&[], &store)?);
-            }
-            touched.sort_unstable();
-            touched.dedup();
-            Ok((touched, undone))
-        })
-        .await??;
+        type Undone = (Vec<HashX>, Vec<OutPoint>, Vec<Txid>);
+        let (touched, outpoints, undone) =
+            tokio::task::spawn_blocking(move || -> anyhow::Result<Undone> {
+                // As for new blocks: mempool transactions spending outputs of the undone blocks
+                // leave the mempool in the same step (the daemon's next snapshot brings them back).
+                let mut mempool = mempool.as_ref().map(|m| m.write());
+                let mut w = writer.lock().unwrap();
+                let (mut touched, mut outpoints, mut undone) = (Vec::new(), Vec::new(), Vec::new());
+                for _ in 0..depth {
+                    // What the block funded and spent, read before its undo record goes.
+                    if let Some(rec) = store
+                        .tip()
+                        .and_then(|t| store.undo(t.height).transpose())
+                        .transpose()?
+                        .and_then(|raw| undo::UndoRecord::decode(&raw))
+                    {
+                        outpoints.extend(rec.created.iter().chain(&rec.spent).map(|(op, _)| *op));
+                    }
+                    let u = w.undo_tip()?;
+                    touched.extend(u.touched);
+                    undone.extend(u.txids);
+                }
+                if let Some(m) = mempool.as_mut() {
+                    let (hashxs, ops) = m.blocks_connected(&[], &store)?;
+                    touched.extend(hashxs);
+                    outpoints.extend(ops);
+                }
+                touched.sort_unstable();
+                touched.dedup();
+                Ok((touched, outpoints, undone))
+            })
+            .await??;
         if self.caught_up_once {
             let _ = self.events.send(IndexEvent {
                 tip: self.store.tip(),
                 touched: Arc::new(touched),
+                outpoints: Arc::new(outpoints),
                 reorg: true,
                 undone: Arc::new(undone),
             });
@@ -606,6 +638,23 @@ struct AbortOnDrop(tokio::task::JoinHandle<()>);
 impl Drop for AbortOnDrop {
     fn drop(&mut self) {
         self.0.abort();
+    }
+}
+
+/// The outpoints blocks spend and fund (spendable outputs only, as ElectrumX counts them).
+fn block_outpoints(blocks: &[crate::coin::ParsedBlock], out: &mut Vec<OutPoint>) {
+    for tx in blocks.iter().flat_map(|b| &b.txs) {
+        out.extend_from_slice(&tx.inputs);
+        out.extend(
+            tx.outputs
+                .iter()
+                .enumerate()
+                .filter(|(_, o)| o.scripthash.is_some())
+                .map(|(vout, _)| OutPoint {
+                    txid: tx.txid,
+                    vout: vout as u32,
+                }),
+        );
     }
 }
 

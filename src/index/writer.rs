@@ -10,7 +10,7 @@ use std::sync::Arc;
 use crate::coin::ParsedBlock;
 use crate::index::prefetch::Found;
 use crate::index::undo::UndoRecord;
-use crate::store::{utxo_order, Store, StoredUtxo, Tip};
+use crate::store::{utxo_order, Spend, Store, StoredUtxo, Tip};
 use crate::types::{BlockHash, HashX, Height, OutPoint, TxNum, Txid};
 
 /// Estimated bytes of memory per pending output (key, value and hash-map overhead).
@@ -52,6 +52,8 @@ struct Pending {
     utxos: HashMap<OutPoint, StoredUtxo, OutPointHashing>,
     history: Vec<(HashX, TxNum)>,
     spent: Vec<(OutPoint, StoredUtxo)>,
+    /// Every spend of the pending blocks, for the spender index.
+    spenders: Vec<(OutPoint, Spend)>,
     /// Kevacoin's per-transaction rows (key, value).
     keva: Vec<(Vec<u8>, Vec<u8>)>,
     /// Bytes of headers, undo records and keva rows held.
@@ -73,6 +75,7 @@ impl Pending {
             + self.utxos.len() * PENDING_UTXO_BYTES
             + self.history.len() * 40
             + self.spent.len() * 80
+            + self.spenders.len() * 56
     }
 
     fn is_empty(&self) -> bool {
@@ -87,6 +90,7 @@ impl Pending {
             + self.history.len() * 24
             + self.utxos.len() * 80
             + self.spent.len() * 40
+            + self.spenders.len() * 40
     }
 }
 
@@ -327,6 +331,11 @@ impl Writer {
                 if in_db {
                     p.spent.push((*input, utxo));
                 }
+                let spend = Spend {
+                    funding: utxo.txnum,
+                    spending: txnum,
+                };
+                p.spenders.push((*input, spend));
                 if keep_undo && utxo.txnum.0 < first_txnum {
                     undo.spent.push((*input, utxo));
                 }
@@ -441,6 +450,13 @@ impl Writer {
         for (op, u) in &p.spent {
             batch.delete_utxo_script(op, u);
         }
+        p.spenders.sort_unstable_by_key(|(op, s)| {
+            let prefix: [u8; 4] = op.txid.0[..4].try_into().expect("4 bytes");
+            (prefix, op.vout, s.funding)
+        });
+        for (op, spend) in &p.spenders {
+            batch.put_spender(op, *spend);
+        }
         self.store
             .commit(batch, self.tip, p.first_height, &p.counts)?;
         if let Some(t) = self.tip {
@@ -466,6 +482,11 @@ impl Writer {
         let txnums: Vec<TxNum> = range.clone().map(TxNum).collect();
         let txids = self.store.txids(&txnums)?;
         let mut batch = self.store.batch();
+        // The block's spends go with it: those of older outputs (`spent`) and those of its own
+        // (among `created`; deleting a spend that never was is harmless).
+        for (op, utxo) in rec.created.iter().chain(&rec.spent) {
+            batch.delete_spender(op, utxo.txnum);
+        }
         for (op, utxo) in &rec.created {
             batch.delete_utxo(op, utxo);
         }
@@ -616,6 +637,42 @@ mod tests {
         assert!(store.history(&sh(9).hashx()).unwrap().is_empty());
         assert_eq!(store.txnum_height(TxNum(4)), Some(Height(2)));
         assert_eq!(store.txnum_height(TxNum(5)), None);
+    }
+
+    #[test]
+    fn spends_are_indexed_with_the_block_and_undone_with_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path());
+        let mut w = Writer::new(store.clone(), 10, 1);
+        let blocks = chain();
+        let (cb1, spend) = (&blocks[1].txs[0], &blocks[2].txs[1]);
+        w.apply(&blocks[..2]).unwrap();
+        assert_eq!(store.spender(&op(cb1, 0)).unwrap(), None);
+        w.apply(&blocks[2..]).unwrap();
+        // Block 2 spends cb1:0 (tx 1) in tx 3, and its own output spend:0 in tx 4.
+        assert_eq!(
+            store.spender(&op(cb1, 0)).unwrap(),
+            Some(Spend {
+                funding: TxNum(1),
+                spending: TxNum(3)
+            })
+        );
+        assert_eq!(
+            store.spender(&op(spend, 0)).unwrap(),
+            Some(Spend {
+                funding: TxNum(3),
+                spending: TxNum(4)
+            })
+        );
+        assert_eq!(store.spender(&op(cb1, 1)).unwrap(), None);
+        assert_eq!(store.spender(&op(spend, 1)).unwrap(), None);
+        // Same prefix and vout, another txid: not it.
+        let mut other = op(cb1, 0);
+        other.txid.0[31] ^= 1;
+        assert_eq!(store.spender(&other).unwrap(), None);
+        w.undo_tip().unwrap();
+        assert_eq!(store.spender(&op(cb1, 0)).unwrap(), None);
+        assert_eq!(store.spender(&op(spend, 0)).unwrap(), None);
     }
 
     #[test]

@@ -12,7 +12,7 @@
 mod follow;
 mod histogram;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use parking_lot::RwLock;
@@ -82,6 +82,11 @@ pub struct Mempool {
     by_hashx: HashMap<HashX, HashSet<Txid>>,
     /// Outpoints spent by mempool transactions, with the spender.
     spends: HashMap<OutPoint, Txid>,
+    /// Order of arrival (`mempool.recent`): a transaction keeps its place while it stays in
+    /// the mempool, even when a block makes it resolve its inputs again.
+    arrival: HashMap<Txid, u64>,
+    arrivals: BTreeMap<u64, Txid>,
+    next_arrival: u64,
     /// The daemon's `mempool_sequence` this mirror is exactly in step with; `None` when unknown
     /// (no snapshot yet, a daemon without it, a block connected since, a transaction left out).
     sequence: Option<u64>,
@@ -106,6 +111,29 @@ pub struct MempoolDelta {
     pub dropped: usize,
     /// Scripts whose mempool entries changed.
     pub touched: Vec<HashX>,
+    /// Outpoints spent or created by transactions that came or went.
+    pub touched_outpoints: Vec<OutPoint>,
+}
+
+/// What the mempool knows of an outpoint (ElectrumX's `spender_for_txo`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MempoolOutpoint {
+    /// The funding transaction's mempool height (0, or −1 when it has unconfirmed inputs),
+    /// when it is in the mempool.
+    pub funder: Option<i32>,
+    /// The mempool transaction spending it, with its mempool height.
+    pub spender: Option<(Txid, i32)>,
+    /// The funding transaction is in the mempool but has no such output.
+    pub no_such_output: bool,
+}
+
+/// The outpoints a transaction touches: what it spends and what it creates.
+fn tx_outpoints(tx: &ParsedTx, out: &mut Vec<OutPoint>) {
+    out.extend_from_slice(&tx.inputs);
+    out.extend((0..tx.outputs.len() as u32).map(|vout| OutPoint {
+        txid: tx.txid,
+        vout,
+    }));
 }
 
 /// Brings a shared mempool up to date with the daemon: only new transactions are fetched, and
@@ -204,6 +232,7 @@ impl Mempool {
         confirmed_changed: bool,
     ) -> Result<MempoolDelta, StoreError> {
         let mut touched: HashSet<HashX> = HashSet::new();
+        let mut touched_outpoints = Vec::new();
         let gone: Vec<Txid> = self
             .txs
             .keys()
@@ -212,6 +241,7 @@ impl Mempool {
             .collect();
         for txid in &gone {
             if let Some(tx) = self.remove(txid) {
+                tx_outpoints(&tx.tx, &mut touched_outpoints);
                 touched.extend(tx.hashxs);
             }
         }
@@ -226,18 +256,28 @@ impl Mempool {
             }
         }
         let added = fresh.len();
+        for tx in &fresh {
+            tx_outpoints(tx, &mut touched_outpoints);
+        }
         waiting.extend(fresh.into_iter().filter(|t| ids.contains(&t.txid)));
         let dropped = self.admit(waiting, store, &mut touched)?;
-        if dropped > 0 {
-            debug!("{dropped} mempool txs dropped: inputs not found");
+        if !dropped.is_empty() {
+            debug!("{} mempool txs dropped: inputs not found", dropped.len());
         }
+        for tx in &dropped {
+            tx_outpoints(tx, &mut touched_outpoints);
+        }
+        touched_outpoints.sort_unstable_by_key(|o| (o.txid.0, o.vout));
+        touched_outpoints.dedup();
+        self.forget_arrivals();
         self.sequence = None;
         Ok(MempoolDelta {
             applied: true,
             added,
             removed: gone.len(),
-            dropped,
+            dropped: dropped.len(),
             touched: touched.into_iter().collect(),
+            touched_outpoints,
         })
     }
 
@@ -245,7 +285,8 @@ impl Mempool {
     /// still holding this mempool's write lock: drops the transactions the blocks confirmed (or
     /// conflict with) in the same step. Readers hold the read lock across their store reads, so
     /// no transaction is ever seen both confirmed and unconfirmed — the daemon's next snapshot
-    /// would come only after a poll. Returns the scripts whose mempool entries changed.
+    /// would come only after a poll. Returns the scripts whose mempool entries changed, and the
+    /// outpoints of the transactions that left.
     ///
     /// The work tracks the blocks, not the mempool: besides the confirmed transactions, only
     /// those spending what the blocks spent (conflicts, and their descendants) leave, and only
@@ -257,17 +298,19 @@ impl Mempool {
         &mut self,
         blocks: &[ParsedBlock],
         store: &Store,
-    ) -> Result<Vec<HashX>, StoreError> {
+    ) -> Result<(Vec<HashX>, Vec<OutPoint>), StoreError> {
         // The daemon's mempool changed with the blocks; the next snapshot is compared in full.
         self.sequence = None;
         if self.txs.is_empty() {
-            return Ok(Vec::new());
+            return Ok((Vec::new(), Vec::new()));
         }
         if blocks.is_empty() {
             let ids: HashSet<Txid> = self.txs.keys().copied().collect();
-            return Ok(self.apply(&ids, Vec::new(), store, true)?.touched);
+            let delta = self.apply(&ids, Vec::new(), store, true)?;
+            return Ok((delta.touched, delta.touched_outpoints));
         }
         let mut touched: HashSet<HashX> = HashSet::new();
+        let mut outpoints = Vec::new();
         let confirmed: HashSet<Txid> = blocks
             .iter()
             .flat_map(|b| b.txs.iter().map(|t| t.txid))
@@ -295,6 +338,7 @@ impl Mempool {
                 continue; // already gone (several routes lead to one descendant)
             };
             touched.extend(tx.hashxs.iter().copied());
+            tx_outpoints(&tx.tx, &mut outpoints);
             for vout in 0..tx.tx.outputs.len() as u32 {
                 let op = OutPoint { txid, vout };
                 if let Some(child) = self.spends.get(&op) {
@@ -313,17 +357,20 @@ impl Mempool {
                 }
             }
         }
-        Ok(touched.into_iter().collect())
+        self.forget_arrivals();
+        outpoints.sort_unstable_by_key(|o| (o.txid.0, o.vout));
+        outpoints.dedup();
+        Ok((touched.into_iter().collect(), outpoints))
     }
 
-    /// Adds transactions whose inputs can be resolved, parents before children, and returns how
-    /// many could not be.
+    /// Adds transactions whose inputs can be resolved, parents before children, and returns
+    /// those that could not be.
     fn admit(
         &mut self,
         mut waiting: Vec<ParsedTx>,
         store: &Store,
         touched: &mut HashSet<HashX>,
-    ) -> Result<usize, StoreError> {
+    ) -> Result<Vec<ParsedTx>, StoreError> {
         loop {
             let before = waiting.len();
             let mut still = Vec::new();
@@ -339,7 +386,7 @@ impl Mempool {
             }
             waiting = still;
             if waiting.is_empty() || waiting.len() == before {
-                return Ok(waiting.len());
+                return Ok(waiting);
             }
         }
     }
@@ -404,7 +451,19 @@ impl Mempool {
         for input in &tx.tx.inputs {
             self.spends.insert(*input, tx.txid);
         }
+        if let std::collections::hash_map::Entry::Vacant(e) = self.arrival.entry(tx.txid) {
+            e.insert(self.next_arrival);
+            self.arrivals.insert(self.next_arrival, tx.txid);
+            self.next_arrival += 1;
+        }
         self.txs.insert(tx.txid, tx);
+    }
+
+    /// Drops the arrival places of transactions no longer here.
+    fn forget_arrivals(&mut self) {
+        let txs = &self.txs;
+        self.arrivals.retain(|_, t| txs.contains_key(t));
+        self.arrival.retain(|t, _| txs.contains_key(t));
     }
 
     fn remove(&mut self, txid: &Txid) -> Option<MempoolTx> {
@@ -494,6 +553,32 @@ impl Mempool {
         out
     }
 
+    /// The mempool's part of an outpoint's status.
+    pub fn outpoint(&self, op: &OutPoint) -> MempoolOutpoint {
+        let mut out = MempoolOutpoint::default();
+        if let Some(funder) = self.txs.get(&op.txid) {
+            if funder.tx.outputs.len() <= op.vout as usize {
+                out.no_such_output = true;
+                return out;
+            }
+            out.funder = Some(funder.height());
+        }
+        if let Some(spender) = self.spends.get(op).and_then(|t| self.txs.get(t)) {
+            out.spender = Some((spender.txid, spender.height()));
+        }
+        out
+    }
+
+    /// The `count` transactions that entered the mempool last, newest first.
+    pub(crate) fn recent(&self, count: usize) -> Vec<&MempoolTx> {
+        self.arrivals
+            .values()
+            .rev()
+            .filter_map(|t| self.txs.get(t))
+            .take(count)
+            .collect()
+    }
+
     /// Whether a mempool transaction spends this outpoint.
     pub(crate) fn is_spent(&self, outpoint: &OutPoint) -> bool {
         self.spends.contains_key(outpoint)
@@ -580,6 +665,40 @@ mod tests {
             .collect()
     }
 
+    #[test]
+    fn recent_lists_arrivals_newest_first_and_keeps_places_across_blocks() {
+        let funding = OutPoint {
+            txid: Txid([9; 32]),
+            vout: 0,
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let s = store_with(dir.path(), &[(funding, 1, 1000)]);
+        let a = tx(1, &[funding], &[(2, 100), (3, 100)]);
+        let b = tx(2, &[out(&a, 0)], &[(4, 50)]);
+        let c = tx(3, &[out(&a, 1)], &[(5, 50)]);
+        let mut m = Mempool::default();
+        let mut ids = HashSet::new();
+        for t in [&a, &b, &c] {
+            ids.insert(t.txid);
+            m.apply(&ids, vec![t.clone()], &s, false).unwrap();
+        }
+        let recent = |m: &Mempool, n| -> Vec<Txid> { m.recent(n).iter().map(|t| t.txid).collect() };
+        assert_eq!(recent(&m, 10), [c.txid, b.txid, a.txid]);
+        assert_eq!(recent(&m, 2), [c.txid, b.txid]);
+        let oldest = m.recent(3)[2];
+        assert_eq!((oldest.fee, oldest.vsize), (800, 100));
+        // A reorg resolves every input again: the order stays.
+        m.apply(&ids, Vec::new(), &s, true).unwrap();
+        assert_eq!(recent(&m, 10), [c.txid, b.txid, a.txid]);
+        // B leaves, and comes back as the newest.
+        ids.remove(&b.txid);
+        m.apply(&ids, Vec::new(), &s, false).unwrap();
+        assert_eq!(recent(&m, 10), [c.txid, a.txid]);
+        ids.insert(b.txid);
+        m.apply(&ids, vec![b.clone()], &s, false).unwrap();
+        assert_eq!(recent(&m, 10), [b.txid, c.txid, a.txid]);
+    }
+
     /// A block confirming a parent and double-spending another transaction's input leaves the
     /// mirror exactly as if it were built afresh on the new UTXO set, and names every script
     /// whose mempool entries changed.
@@ -629,6 +748,7 @@ mod tests {
         let touched: HashSet<HashX> = m
             .blocks_connected(std::slice::from_ref(&block), &store)
             .unwrap()
+            .0
             .into_iter()
             .collect();
 

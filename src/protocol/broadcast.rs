@@ -56,15 +56,7 @@ pub(super) async fn broadcast_package(
     verbose: bool,
 ) -> Reply {
     let list = a.req(0);
-    let Some(txs) = list.as_array() else {
-        return Err(RpcError::bad_request(format!(
-            "{} should be a list",
-            py_str(list)
-        )));
-    };
-    for tx in txs {
-        hex_string(tx)?;
-    }
+    let txs = raw_tx_list(list)?;
     let hex_len: usize = txs.iter().filter_map(Value::as_str).map(str::len).sum();
     session.charge(cost::broadcast(hex_len));
     match server
@@ -100,6 +92,91 @@ pub(super) async fn broadcast_package(
         }
         Err(e) => Err(daemon_error(e)),
     }
+}
+
+/// `raw_txs` as a list of hex strings, with ElectrumX's errors.
+fn raw_tx_list(list: &Value) -> Result<&Vec<Value>, RpcError> {
+    let Some(txs) = list.as_array() else {
+        return Err(RpcError::bad_request(format!(
+            "{} should be a list",
+            py_str(list)
+        )));
+    };
+    for tx in txs {
+        hex_string(tx)?;
+    }
+    Ok(txs)
+}
+
+/// 1.7's `blockchain.transaction.testmempoolaccept`: the daemon's `testmempoolaccept`, each
+/// result reduced to `txid`, `wtxid`, `allowed` and `reason`.
+pub(super) async fn testmempoolaccept(server: &Electrum, session: &dyn Caller, a: &Args) -> Reply {
+    let list = a.req(0);
+    let txs = raw_tx_list(list)?;
+    let hex_len: usize = txs.iter().filter_map(Value::as_str).map(str::len).sum();
+    session.charge(cost::broadcast(hex_len));
+    let result: Value = server
+        .daemon
+        .call("testmempoolaccept", vec![list.clone()])
+        .await
+        .map_err(daemon_error)?;
+    let raw: Vec<&str> = txs.iter().filter_map(Value::as_str).collect();
+    json(&accept_results(&result, &raw)?)
+}
+
+#[derive(Debug, PartialEq, Serialize)]
+struct Accept {
+    txid: Value,
+    wtxid: Value,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    allowed: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<Value>,
+}
+
+/// ElectrumX's reduction of a `testmempoolaccept` answer. The reason is the first truthy of
+/// `package-error`, `reject-details`, `reject-reason`. Daemons before Bitcoin Core 22
+/// (Litecoin Core 0.21 among them) give no `wtxid`, where ElectrumX fails: it is then the
+/// hash of the transaction's full serialization, the definition of a wtxid, computed from the
+/// `raw` transaction at the same position (results come in the order the transactions were
+/// sent). A result without a `txid` is an internal error, as in ElectrumX.
+fn accept_results(result: &Value, raw: &[&str]) -> Result<Vec<Accept>, RpcError> {
+    let internal = |why: &str| {
+        tracing::warn!("testmempoolaccept answer {result}: {why}");
+        RpcError::internal()
+    };
+    let items = result.as_array().ok_or_else(|| internal("not a list"))?;
+    items
+        .iter()
+        .enumerate()
+        .map(|(i, item)| {
+            let txid = item
+                .get("txid")
+                .cloned()
+                .ok_or_else(|| internal("no txid"))?;
+            let wtxid = match item.get("wtxid") {
+                Some(w) => w.clone(),
+                None => {
+                    let bytes = raw
+                        .get(i)
+                        .and_then(|h| hex::decode(h).ok())
+                        .ok_or_else(|| internal("no wtxid"))?;
+                    Value::from(crate::types::Txid(crate::types::sha256d(&bytes)).to_string())
+                }
+            };
+            let reason = ["package-error", "reject-details", "reject-reason"]
+                .iter()
+                .filter_map(|k| item.get(*k))
+                .find(|v| truthy(v))
+                .cloned();
+            Ok(Accept {
+                txid,
+                wtxid,
+                allowed: item.get("allowed").and_then(Value::as_bool),
+                reason,
+            })
+        })
+        .collect()
 }
 
 #[derive(Debug, PartialEq, Serialize)]
@@ -187,6 +264,43 @@ mod tests {
 
     fn text(s: &PackageSummary) -> String {
         serde_json::to_string(s).unwrap()
+    }
+
+    #[test]
+    fn testmempoolaccept_results_like_electrumx() {
+        let text = |v: &[Accept]| serde_json::to_string(v).unwrap();
+        // Bitcoin Core 29: everything there; the reason's fields in ElectrumX's preference.
+        let core = serde_json::json!([
+            {"txid": "t1", "wtxid": "w1", "allowed": true, "vsize": 141, "fees": {"base": 0.0001}},
+            {"txid": "t2", "wtxid": "w2", "allowed": false, "reject-reason": "missing-inputs",
+             "reject-details": "missing-inputs, details"},
+            {"txid": "t3", "wtxid": "w3", "package-error": "package-not-child-with-parents",
+             "reject-reason": "x"},
+            {"txid": "t4", "wtxid": "w4", "allowed": false, "reject-details": "",
+             "reject-reason": "r"}
+        ]);
+        assert_eq!(
+            text(&accept_results(&core, &[]).unwrap()),
+            r#"[{"txid":"t1","wtxid":"w1","allowed":true},{"txid":"t2","wtxid":"w2","allowed":false,"reason":"missing-inputs, details"},{"txid":"t3","wtxid":"w3","reason":"package-not-child-with-parents"},{"txid":"t4","wtxid":"w4","allowed":false,"reason":"r"}]"#
+        );
+        // Litecoin Core 0.21: no wtxid; the hash of the raw transaction stands in (for a
+        // transaction without witness it is the txid).
+        let raw = concat!(
+            "01000000010000000000000000000000000000000000000000000000000000000000000000",
+            "00000000ffffffff0100000000000000000000000000"
+        );
+        let txid = crate::types::Txid(crate::types::sha256d(&hex::decode(raw).unwrap()));
+        let ltc = serde_json::json!([{"txid": txid.to_string(), "allowed": false,
+                                      "reject-reason": "bad-txns-vin-empty"}]);
+        let r = accept_results(&ltc, &[raw]).unwrap();
+        assert_eq!(r[0].wtxid, Value::from(txid.to_string()));
+        assert_eq!(r[0].reason, Some(Value::from("bad-txns-vin-empty")));
+        for broken in [
+            serde_json::json!({}),
+            serde_json::json!([{"allowed": true}]),
+        ] {
+            assert!(accept_results(&broken, &[raw]).is_err(), "{broken}");
+        }
     }
 
     #[test]

@@ -51,6 +51,10 @@ pub(crate) fn broadcast(hex_len: usize) -> f64 {
     0.25 + hex_len as f64 / 5000.0
 }
 
+/// An outpoint's status: ElectrumX charges 0.1, plus 1 for each of its two daemon calls when
+/// its cache misses, plus 0.1 for the mempool; here two index reads stand in for the calls.
+pub(crate) const OUTPOINT_STATUS: f64 = 2.2;
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -55,6 +55,18 @@ methods! {
     IdFromPos => "blockchain.transaction.id_from_pos",
     FeeHistogram => "mempool.get_fee_histogram",
     MempoolInfo => "mempool.get_info",
+    // Protocol 1.7's.
+    SpkGetBalance => "blockchain.scriptpubkey.get_balance",
+    SpkGetHistory => "blockchain.scriptpubkey.get_history",
+    SpkGetMempool => "blockchain.scriptpubkey.get_mempool",
+    SpkListUnspent => "blockchain.scriptpubkey.listunspent",
+    SpkSubscribe => "blockchain.scriptpubkey.subscribe",
+    SpkUnsubscribe => "blockchain.scriptpubkey.unsubscribe",
+    TestMempoolAccept => "blockchain.transaction.testmempoolaccept",
+    OutpointSubscribe => "blockchain.outpoint.subscribe",
+    OutpointGetStatus => "blockchain.outpoint.get_status",
+    OutpointUnsubscribe => "blockchain.outpoint.unsubscribe",
+    MempoolRecent => "mempool.recent",
     // The Kevacoin ElectrumX fork's.
     BlockCount => "blockchain.block.count",
     KevaGetKeyvalues => "blockchain.keva.get_keyvalues",
@@ -84,6 +96,7 @@ impl Method {
             | RelayFee
             | FeeHistogram
             | MempoolInfo
+            | MempoolRecent
             | BlockCount => NO_ARGS,
             ServerAddPeer => Signature::new(&["features"], &[]),
             // ElectrumX 2 takes (and ignores below 1.7) up to two arguments.
@@ -94,6 +107,14 @@ impl Method {
             GetBalance | GetHistory | GetMempool | ListUnspent | Subscribe | Unsubscribe => {
                 SCRIPTHASH
             }
+            SpkGetBalance | SpkGetHistory | SpkGetMempool | SpkListUnspent | SpkSubscribe
+            | SpkUnsubscribe => Signature::new(&["spk"], &[]),
+            TestMempoolAccept => Signature::new(&["raw_txs"], &[]),
+            // The hint is checked and ignored, as ElectrumX does: the index knows outpoints.
+            OutpointSubscribe | OutpointGetStatus => {
+                Signature::new(&["tx_hash", "txout_idx", "spk_hint"], &[])
+            }
+            OutpointUnsubscribe => Signature::new(&["tx_hash", "txout_idx"], &[]),
             Broadcast => Signature::new(&["raw_tx"], &[]),
             BroadcastPackage => Signature::new(&["raw_txs"], &["verbose"]),
             TransactionGet => Signature::new(&["tx_hash"], &["verbose"]),
@@ -112,11 +133,17 @@ impl Method {
     pub(crate) fn base_cost(self) -> f64 {
         use Method::*;
         match self {
-            ServerPing | ServerDonationAddress | Unsubscribe | EstimateFee => 0.1,
+            ServerPing
+            | ServerDonationAddress
+            | Unsubscribe
+            | SpkUnsubscribe
+            | OutpointUnsubscribe
+            | EstimateFee => 0.1,
             ServerFeatures => 0.2,
             HeadersSubscribe => 0.25,
             ServerVersion | ServerBanner => 0.5,
-            ServerPeersSubscribe | RelayFee | FeeHistogram | MempoolInfo | TransactionGet => 1.0,
+            ServerPeersSubscribe | RelayFee | FeeHistogram | MempoolInfo | MempoolRecent
+            | TransactionGet => 1.0,
             ServerAddPeer => 100.0,
             BlockHeader
             | BlockHeaders
@@ -125,6 +152,14 @@ impl Method {
             | GetMempool
             | ListUnspent
             | Subscribe
+            | SpkGetBalance
+            | SpkGetHistory
+            | SpkGetMempool
+            | SpkListUnspent
+            | SpkSubscribe
+            | TestMempoolAccept
+            | OutpointSubscribe
+            | OutpointGetStatus
             | Broadcast
             | BroadcastPackage
             | GetMerkle
@@ -141,7 +176,11 @@ impl Method {
     fn exists(self, version: &Version, coin: &Coin) -> bool {
         use Method::*;
         match self {
-            Unsubscribe => version.has_unsubscribe(),
+            GetBalance | GetHistory | GetMempool | ListUnspent | Subscribe => !version.is_1_7(),
+            Unsubscribe => version.has_unsubscribe() && !version.is_1_7(),
+            SpkGetBalance | SpkGetHistory | SpkGetMempool | SpkListUnspent | SpkSubscribe
+            | SpkUnsubscribe | TestMempoolAccept | MempoolRecent | OutpointSubscribe
+            | OutpointGetStatus | OutpointUnsubscribe => version.is_1_7(),
             RelayFee => !version.has_mempool_info(),
             MempoolInfo | BroadcastPackage => version.has_mempool_info(),
             BlockCount
@@ -277,6 +316,43 @@ mod tests {
             "blockchain.utxo.get_address",
         ] {
             assert!(!Method::is_known(never), "{never}");
+        }
+    }
+
+    #[test]
+    fn scripthash_methods_give_way_to_scriptpubkey_ones_at_1_7() {
+        let ltc = coin("Litecoin");
+        let pairs = [
+            ("get_balance", Method::GetBalance, Method::SpkGetBalance),
+            ("get_history", Method::GetHistory, Method::SpkGetHistory),
+            ("get_mempool", Method::GetMempool, Method::SpkGetMempool),
+            ("listunspent", Method::ListUnspent, Method::SpkListUnspent),
+            ("subscribe", Method::Subscribe, Method::SpkSubscribe),
+            ("unsubscribe", Method::Unsubscribe, Method::SpkUnsubscribe),
+        ];
+        let v16 = Version::new(&[1, 6]);
+        for v17 in [Version::new(&[1, 7]), Version::new(&[1, 7, 0])] {
+            for (name, old, new) in pairs {
+                let sh = format!("blockchain.scripthash.{name}");
+                let spk = format!("blockchain.scriptpubkey.{name}");
+                assert_eq!(Method::find(&sh, &v16, &ltc), Some(old), "{sh}");
+                assert_eq!(Method::find(&spk, &v16, &ltc), None, "{spk}");
+                assert_eq!(Method::find(&sh, &v17, &ltc), None, "{sh}");
+                assert_eq!(Method::find(&spk, &v17, &ltc), Some(new), "{spk}");
+            }
+            for m in [
+                "blockchain.transaction.testmempoolaccept",
+                "mempool.recent",
+                "blockchain.outpoint.subscribe",
+                "blockchain.outpoint.get_status",
+                "blockchain.outpoint.unsubscribe",
+            ] {
+                assert!(Method::find(m, &v17, &ltc).is_some(), "{m}");
+                assert!(Method::find(m, &v16, &ltc).is_none(), "{m}");
+            }
+            // 1.6's additions stay.
+            assert!(Method::find("mempool.get_info", &v17, &ltc).is_some());
+            assert!(Method::find("blockchain.relayfee", &v17, &ltc).is_none());
         }
     }
 

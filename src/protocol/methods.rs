@@ -1,4 +1,4 @@
-//! The answers of protocol 1.4 – 1.6, with ElectrumX's validation order and error texts.
+//! The answers of protocol 1.4 – 1.7, with ElectrumX's validation order and error texts.
 
 use std::sync::Arc;
 
@@ -14,14 +14,17 @@ use super::daemon_calls::{
 };
 use super::jsonrpc::{Call, RpcError};
 use super::method::{Method, Request};
-use super::params::{boolean, non_negative_integer, scripthash, tx_hash, Args};
+use super::params::{
+    boolean, hex_string, non_negative_integer, odd_hex_string, script_pubkey, scripthash, tx_hash,
+    Args,
+};
 use super::pyfmt::{py_float, py_str, thousands};
-use super::version::{negotiate, server_max, server_min};
+use super::version::{negotiate, server_max, server_min, Version};
 use super::{cost, json, keva, server_version, store_error, Caller, Electrum, Reply};
 use crate::coin::Coin;
 use crate::config::ServerSettings;
 use crate::query::HistoryError;
-use crate::types::{HashX, Height, Txid};
+use crate::types::{HashX, Height, ScriptHash, Txid};
 
 /// Most headers one `blockchain.block.headers` returns.
 pub(crate) const MAX_CHUNK_SIZE: u64 = 2016;
@@ -42,10 +45,16 @@ fn py_number(v: &Value) -> Reply {
     Ok(daemon_calls::py_number(v))
 }
 
-fn history_error(e: HistoryError) -> RpcError {
+/// ElectrumX 2's error code for a history longer than `MAX_SEND` allows.
+pub(crate) const HISTORY_TOO_LARGE: i64 = 10_001;
+
+fn history_error(e: HistoryError, version: &Version) -> RpcError {
     match e {
         // ElectrumX ≤ 1.18 (and so protocol < 1.7) use code 1, which the Komodo DeFi client
-        // expects; ElectrumX 2 sends 10001.
+        // expects; ElectrumX 2 sends 10001, which 1.7 clients get.
+        HistoryError::TooLarge if version.is_1_7() => {
+            RpcError::new(HISTORY_TOO_LARGE, "history too large")
+        }
         HistoryError::TooLarge => RpcError::bad_request("history too large"),
         HistoryError::Store(e) => store_error(e),
     }
@@ -99,10 +108,16 @@ impl Electrum {
             Method::ServerVersion => Err(RpcError::bad_request("server.version already sent")),
             Method::ServerBanner => banner(self).await,
             Method::ServerDonationAddress => json(&self.settings.donation_address),
-            Method::ServerFeatures => json(&server_features(&self.settings, &self.coin)),
+            Method::ServerFeatures => {
+                let mut features = server_features(&self.settings, &self.coin);
+                if req.version.is_1_7() {
+                    features.hash_function = None;
+                }
+                json(&features)
+            }
             Method::ServerPeersSubscribe => json(&self.peers.subscribe(caller.peer().ip())),
             Method::ServerAddPeer => json(&self.peers.add_peer(a.req(0), caller.peer().ip()).await),
-            Method::ServerPing => json(&Value::Null),
+            Method::ServerPing => ping(self, a, &req.version),
             Method::HeadersSubscribe => {
                 caller.subscribe_headers();
                 match self.query.tip() {
@@ -124,14 +139,97 @@ impl Electrum {
                 let info = self.daemon_cache.networkinfo(&self.daemon).await?;
                 py_number(info.get("relayfee").unwrap_or(&Value::Null))
             }
-            Method::GetBalance => get_balance(self, caller, a).await,
-            Method::GetHistory => get_history(self, caller, a).await,
-            Method::GetMempool => get_mempool(self, caller.as_ref(), a),
-            Method::ListUnspent => listunspent(self, caller, a).await,
-            Method::Subscribe => subscribe(self, caller, a).await,
+            Method::GetBalance => get_balance(self, caller, scripthash(a.req(0))?).await,
+            Method::GetHistory => {
+                get_history(self, caller, scripthash(a.req(0))?, req.version.clone()).await
+            }
+            Method::GetMempool => get_mempool(self, caller.as_ref(), scripthash(a.req(0))?),
+            Method::ListUnspent => listunspent(self, caller, scripthash(a.req(0))?).await,
+            Method::Subscribe => {
+                // Notifications name the script hash exactly as the client wrote it.
+                let alias = a.req(0).as_str().unwrap_or_default().to_string();
+                let sh = scripthash(a.req(0))?;
+                subscribe(self, caller, sh, alias, req.version.clone()).await
+            }
             Method::Unsubscribe => {
                 let hashx = scripthash(a.req(0))?.hashx();
                 json(&caller.unsubscribe(&hashx))
+            }
+            // 1.7 names scripts by their scriptPubKey; the answers are 1.6's, wrapped in an
+            // object, and notifications name the script hash computed from it.
+            Method::SpkGetBalance => get_balance(self, caller, script_pubkey(a.req(0))?).await,
+            Method::SpkGetHistory => {
+                let sh = script_pubkey(a.req(0))?;
+                let history = get_history(self, caller, sh, req.version.clone()).await?;
+                json(&Wrapped { history })
+            }
+            Method::SpkGetMempool => {
+                let history = get_mempool(self, caller.as_ref(), script_pubkey(a.req(0))?)?;
+                json(&Wrapped { history })
+            }
+            Method::SpkListUnspent => {
+                let utxos = listunspent(self, caller, script_pubkey(a.req(0))?).await?;
+                #[derive(Serialize)]
+                struct Utxos {
+                    utxos: Box<RawValue>,
+                }
+                json(&Utxos { utxos })
+            }
+            Method::SpkSubscribe => {
+                let sh = script_pubkey(a.req(0))?;
+                subscribe(self, caller, sh, sh.to_string(), req.version.clone()).await
+            }
+            Method::SpkUnsubscribe => {
+                let hashx = script_pubkey(a.req(0))?.hashx();
+                json(&caller.unsubscribe(&hashx))
+            }
+            Method::TestMempoolAccept => {
+                super::broadcast::testmempoolaccept(self, caller.as_ref(), a).await
+            }
+            Method::OutpointSubscribe | Method::OutpointGetStatus => {
+                let op = outpoint(a)?;
+                hex_string(a.req(2))?;
+                let subscribe = req.method == Method::OutpointSubscribe;
+                if subscribe {
+                    if let Err(cap) = caller.subscribe_outpoint(op) {
+                        return Err(RpcError::bad_request(format!(
+                            "too many subscriptions: at most {} per session",
+                            thousands(cap as i128)
+                        )));
+                    }
+                }
+                caller.charge(cost::OUTPOINT_STATUS);
+                let status = self
+                    .blocking(move |s| s.query.outpoint_status(&op).map_err(store_error))
+                    .await;
+                if status.is_err() && subscribe {
+                    // Stored only once the status is known, as ElectrumX does.
+                    caller.unsubscribe_outpoint(&op);
+                }
+                json(&status?)
+            }
+            Method::OutpointUnsubscribe => {
+                let op = outpoint(a)?;
+                json(&caller.unsubscribe_outpoint(&op))
+            }
+            Method::MempoolRecent => {
+                #[derive(Serialize)]
+                struct Recent {
+                    txid: String,
+                    fee: u64,
+                    vsize: u32,
+                }
+                let recent: Vec<Recent> = self
+                    .query
+                    .mempool_recent(MEMPOOL_RECENT)
+                    .into_iter()
+                    .map(|(txid, fee, vsize)| Recent {
+                        txid: txid.to_string(),
+                        fee,
+                        vsize,
+                    })
+                    .collect();
+                json(&recent)
             }
             Method::Broadcast => broadcast(self, caller.as_ref(), a).await,
             Method::BroadcastPackage => {
@@ -153,6 +251,58 @@ impl Electrum {
             | Method::KevaGetKeyvalueReactions
             | Method::KevaGetTransactionsInfo => keva::answer(self, req.method, a).await,
         }
+    }
+}
+
+/// An outpoint argument pair (`tx_hash`, `txout_idx`), checked in ElectrumX's order. An index
+/// past any output's is an outpoint that does not exist.
+fn outpoint(a: &Args) -> Result<crate::types::OutPoint, RpcError> {
+    let txid = tx_hash(a.req(0))?;
+    let vout = non_negative_integer(a.req(1))?;
+    Ok(crate::types::OutPoint {
+        txid,
+        vout: u32::try_from(vout).unwrap_or(u32::MAX),
+    })
+}
+
+/// `mempool.recent`: how many of the newest mempool transactions it lists.
+const MEMPOOL_RECENT: usize = 10;
+
+/// A 1.7 history answer: `{"history": [...]}`.
+#[derive(Serialize)]
+struct Wrapped {
+    history: Box<RawValue>,
+}
+
+/// `server.ping`: nothing before 1.7; from 1.7 `data` (hex, odd length allowed) is checked and
+/// ignored, and `pong_len` zeros come back as `{"data": "000…"}` (at most `MAX_SEND`).
+fn ping(server: &Electrum, a: &Args, version: &Version) -> Reply {
+    if !version.is_1_7() {
+        return json(&Value::Null);
+    }
+    if let Some(data) = a.opt(1) {
+        odd_hex_string(data)?;
+    }
+    let pong_len = a.opt(0).map(non_negative_integer).transpose()?.unwrap_or(0);
+    if pong_len > server.settings.max_send as u64 {
+        return Err(RpcError::bad_request("pong_len value too high"));
+    }
+    #[derive(Serialize)]
+    struct Pong {
+        data: String,
+    }
+    json(&Pong {
+        data: "0".repeat(pong_len as usize),
+    })
+}
+
+/// A client's `server.ping` notification (1.7): `data`, if any, must be hex; nothing is
+/// answered. `Err` is what ElectrumX would charge as an error.
+pub(crate) fn ping_notification(call: &Call) -> Result<(), RpcError> {
+    let args = super::params::Signature::new(&[], &["data"]).bind(&call.method, &call.params)?;
+    match args.opt(0) {
+        Some(data) => odd_hex_string(data),
+        None => Ok(()),
     }
 }
 
@@ -213,7 +363,10 @@ pub(crate) struct Features {
     protocol_min: String,
     protocol_max: String,
     genesis_hash: String,
-    hash_function: &'static str,
+    /// Gone at 1.7 (ElectrumX drops it for 1.7 sessions; peers still read it, so the
+    /// advertised features keep it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    hash_function: Option<&'static str>,
     services: Vec<String>,
 }
 
@@ -243,7 +396,7 @@ pub(crate) fn server_features(settings: &ServerSettings, coin: &Coin) -> Feature
         protocol_min: server_min().to_string(),
         protocol_max: server_max().to_string(),
         genesis_hash: coin.genesis_hash.to_string(),
-        hash_function: "sha256",
+        hash_function: Some("sha256"),
         services: settings
             .report_services
             .iter()
@@ -418,8 +571,7 @@ struct HistoryItem {
     fee: Option<u64>,
 }
 
-async fn get_balance(server: &Arc<Electrum>, session: &Arc<dyn Caller>, a: &Args) -> Reply {
-    let sh = scripthash(a.req(0))?;
+async fn get_balance(server: &Arc<Electrum>, session: &Arc<dyn Caller>, sh: ScriptHash) -> Reply {
     let session = session.clone();
     server
         .blocking(move |s| {
@@ -439,15 +591,20 @@ async fn get_balance(server: &Arc<Electrum>, session: &Arc<dyn Caller>, a: &Args
         .await
 }
 
-async fn get_history(server: &Arc<Electrum>, session: &Arc<dyn Caller>, a: &Args) -> Reply {
-    let hashx = scripthash(a.req(0))?.hashx();
+async fn get_history(
+    server: &Arc<Electrum>,
+    session: &Arc<dyn Caller>,
+    sh: ScriptHash,
+    version: Version,
+) -> Reply {
+    let hashx = sh.hashx();
     let session = session.clone();
     server
         .blocking(move |s| {
             let h = s
                 .query
                 .history(&hashx, s.history_limit)
-                .map_err(history_error)?;
+                .map_err(|e| history_error(e, &version))?;
             session.charge(cost::history(h.confirmed.len(), h.mempool.len()));
             let items: Vec<HistoryItem> = h
                 .confirmed
@@ -468,8 +625,8 @@ async fn get_history(server: &Arc<Electrum>, session: &Arc<dyn Caller>, a: &Args
         .await
 }
 
-fn get_mempool(server: &Electrum, session: &dyn Caller, a: &Args) -> Reply {
-    let hashx = scripthash(a.req(0))?.hashx();
+fn get_mempool(server: &Electrum, session: &dyn Caller, sh: ScriptHash) -> Reply {
+    let hashx = sh.hashx();
     let entries = server.query.mempool_history(&hashx);
     session.charge(cost::mempool(entries.len()));
     let items: Vec<HistoryItem> = entries
@@ -483,8 +640,7 @@ fn get_mempool(server: &Electrum, session: &dyn Caller, a: &Args) -> Reply {
     json(&items)
 }
 
-async fn listunspent(server: &Arc<Electrum>, session: &Arc<dyn Caller>, a: &Args) -> Reply {
-    let sh = scripthash(a.req(0))?;
+async fn listunspent(server: &Arc<Electrum>, session: &Arc<dyn Caller>, sh: ScriptHash) -> Reply {
     let session = session.clone();
     server
         .blocking(move |s| {
@@ -513,11 +669,15 @@ async fn listunspent(server: &Arc<Electrum>, session: &Arc<dyn Caller>, a: &Args
         .await
 }
 
-async fn subscribe(server: &Arc<Electrum>, session: &Arc<dyn Caller>, a: &Args) -> Reply {
-    let arg = a.req(0);
-    let hashx = scripthash(arg)?.hashx();
-    // Notifications name the script hash exactly as the client wrote it.
-    let alias = arg.as_str().unwrap_or_default().to_string();
+/// Subscribes to a script; `alias` is the name its notifications carry.
+async fn subscribe(
+    server: &Arc<Electrum>,
+    session: &Arc<dyn Caller>,
+    sh: ScriptHash,
+    alias: String,
+    version: Version,
+) -> Reply {
+    let hashx = sh.hashx();
     if let Err(cap) = session.may_subscribe(&hashx) {
         return Err(RpcError::bad_request(format!(
             "too many subscriptions: at most {} per session",
@@ -535,7 +695,7 @@ async fn subscribe(server: &Arc<Electrum>, session: &Arc<dyn Caller>, a: &Args) 
                     sess.charge(cost::status(items));
                     status
                 })
-                .map_err(history_error)
+                .map_err(|e| history_error(e, &version))
         })
         .await?;
     // Stored only once the status is known, as ElectrumX does.
@@ -685,6 +845,14 @@ mod tests {
     }
 
     #[test]
+    fn history_too_large_has_its_own_code_from_1_7() {
+        let e = history_error(HistoryError::TooLarge, &Version::new(&[1, 6]));
+        assert_eq!((e.code, e.message.as_str()), (1, "history too large"));
+        let e = history_error(HistoryError::TooLarge, &Version::new(&[1, 7]));
+        assert_eq!((e.code, e.message.as_str()), (10_001, "history too large"));
+    }
+
+    #[test]
     fn ordered_features_shape() {
         let hosts = Ordered(vec![(
             "h.example".to_string(),
@@ -698,14 +866,20 @@ mod tests {
             pruning: None,
             server_version: "Sextant 0".into(),
             protocol_min: "1.4".into(),
-            protocol_max: "1.6.0".into(),
+            protocol_max: "1.7.0".into(),
             genesis_hash: "00".into(),
-            hash_function: "sha256",
+            hash_function: Some("sha256"),
             services: vec!["tcp://h.example:50001".into()],
         };
         assert_eq!(
             serde_json::to_string(&f).unwrap(),
-            r#"{"hosts":{"h.example":{"tcp_port":50001,"ssl_port":50002}},"pruning":null,"server_version":"Sextant 0","protocol_min":"1.4","protocol_max":"1.6.0","genesis_hash":"00","hash_function":"sha256","services":["tcp://h.example:50001"]}"#
+            r#"{"hosts":{"h.example":{"tcp_port":50001,"ssl_port":50002}},"pruning":null,"server_version":"Sextant 0","protocol_min":"1.4","protocol_max":"1.7.0","genesis_hash":"00","hash_function":"sha256","services":["tcp://h.example:50001"]}"#
         );
+        // 1.7 sessions get it without `hash_function`.
+        let f = Features {
+            hash_function: None,
+            ..f
+        };
+        assert!(!serde_json::to_string(&f).unwrap().contains("hash_function"));
     }
 }

@@ -1,4 +1,4 @@
-//! The Electrum protocol, 1.4 – 1.6, answer for answer like ElectrumX: what a request means
+//! The Electrum protocol, 1.4 – 1.7, answer for answer like ElectrumX: what a request means
 //! and what its answer is, read from [`Query`] and the daemon. Connections, costs and
 //! subscriptions are the session layer's; it reaches them through the [`Caller`] a request
 //! comes with.
@@ -42,11 +42,11 @@ use crate::config::ServerSettings;
 use crate::daemon::Daemon;
 use crate::query::{history_limit, Query};
 use crate::store::StoreError;
-use crate::types::HashX;
+use crate::types::{HashX, OutPoint};
 use daemon_calls::DaemonCache;
 use jsonrpc::RpcError;
 pub(crate) use method::{Method, Request};
-pub(crate) use methods::server_features;
+pub(crate) use methods::{ping_notification, server_features};
 pub(crate) use version::Version;
 
 /// A method's answer: the result's JSON, or the error to send.
@@ -78,6 +78,10 @@ pub(crate) trait Caller: Send + Sync {
     fn subscribed(&self, hashx: HashX, alias: String, status: Option<String>);
     /// Whether there was a subscription to drop.
     fn unsubscribe(&self, hashx: &HashX) -> bool;
+    /// Subscribes to an outpoint (1.7); `Err(cap)` when the session has as many as it may.
+    fn subscribe_outpoint(&self, outpoint: OutPoint) -> Result<(), usize>;
+    /// Whether there was an outpoint subscription to drop.
+    fn unsubscribe_outpoint(&self, outpoint: &OutPoint) -> bool;
     /// A transaction was broadcast for this caller.
     fn sent_tx(&self);
 }

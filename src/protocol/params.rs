@@ -216,6 +216,25 @@ pub(crate) fn hex_string(v: &Value) -> Result<&str, RpcError> {
     }
 }
 
+/// `server.ping`'s `data`: hex, where an odd length counts as if a `0` led it.
+pub(crate) fn odd_hex_string(v: &Value) -> Result<(), RpcError> {
+    match v.as_str() {
+        Some(s) if s.bytes().all(|c| c.is_ascii_hexdigit()) => Ok(()),
+        _ => Err(RpcError::bad_request(format!(
+            "{} should be a hex string",
+            py_str(v)
+        ))),
+    }
+}
+
+/// A 1.7 `spk` argument: a scriptPubKey in hex, named by its script hash (SHA-256 of it), as
+/// 1.4 names scripts.
+pub(crate) fn script_pubkey(v: &Value) -> Result<ScriptHash, RpcError> {
+    let text = hex_string(v)?;
+    let script = hex::decode(text).expect("hex_string checked it");
+    Ok(ScriptHash::of_script(&script))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -357,5 +376,41 @@ mod tests {
         );
         assert!(hex_string(&json!("00 ff")).is_err());
         assert!(hex_string(&json!(5)).is_err());
+    }
+
+    #[test]
+    fn script_pubkeys_and_ping_data() {
+        // P2PKH of Electrum's protocol docs: the spk's script hash, display order.
+        let sh =
+            script_pubkey(&json!("76a91462e907b15cbf27d5425399ebf6f0fb50ebb88f1888ac")).unwrap();
+        assert_eq!(
+            sh.to_string(),
+            "8b01df4e368ea28f8dc0423bcf7a4923e3a12d307c875e47a0cfbf90b5c39161"
+        );
+        assert_eq!(
+            script_pubkey(&json!("")).unwrap(),
+            ScriptHash::of_script(&[])
+        );
+        for bad in [
+            json!("abc"),
+            json!("zz"),
+            json!(" 00"),
+            json!(5),
+            json!(null),
+        ] {
+            let e = script_pubkey(&bad).unwrap_err();
+            assert_eq!(e.code, BAD_REQUEST);
+            assert!(
+                e.message.ends_with("should be a hex string"),
+                "{}",
+                e.message
+            );
+        }
+        assert!(odd_hex_string(&json!("abc")).is_ok());
+        assert!(odd_hex_string(&json!("")).is_ok());
+        assert_eq!(
+            odd_hex_string(&json!("0g")).unwrap_err().message,
+            "0g should be a hex string"
+        );
     }
 }

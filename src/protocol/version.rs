@@ -3,7 +3,7 @@
 //! may send one version or a `[min, max]` pair, and the chosen version is printed back as the
 //! tuple it came from.
 //!
-//! We speak 1.4 to 1.6.0. What changes with the version is decided here, in one place per
+//! We speak 1.4 to 1.7.0. What changes with the version is decided here, in one place per
 //! change, so the method table and the answers ask a question instead of comparing tuples:
 //!
 //! | version | change (as ElectrumX 2.0 makes it) |
@@ -11,6 +11,7 @@
 //! | 1.4.2 | `blockchain.scripthash.unsubscribe` |
 //! | 1.5 | none: the number was skipped, and ElectrumX answers it as 1.4.2 |
 //! | 1.6 | `blockchain.block.headers` answers a list; `mempool.get_info` and `blockchain.transaction.broadcast_package`; `blockchain.relayfee` gone |
+//! | 1.7 | `blockchain.scriptpubkey.*` replace `blockchain.scripthash.*` (notifications too); `blockchain.outpoint.*`, `blockchain.transaction.testmempoolaccept`, `mempool.recent`; `server.ping` answers `{"data"}` and may be a notification either way; `server.features` without `hash_function`; "history too large" is code 10001 |
 //!
 //! What 1.6 also states — `server.version` first, extra `server.version` arguments ignored,
 //! `blockchain.estimatefee`'s `mode`, the canonical order of mempool transactions in statuses and
@@ -63,6 +64,16 @@ impl Version {
     pub(crate) fn has_mempool_info(&self) -> bool {
         self.at_least(&[1, 6])
     }
+
+    /// 1.7: scripts are named by their scriptPubKey (`blockchain.scriptpubkey.*`, whose
+    /// notifications are `blockchain.scriptpubkey.subscribe`) and the `blockchain.scripthash.*`
+    /// methods are gone; `blockchain.outpoint.*`, `blockchain.transaction.testmempoolaccept`
+    /// and `mempool.recent` arrive; `server.ping` echoes padding and is also sent as a
+    /// notification (by the client, and by the server as noise); `server.features` drops
+    /// `hash_function`; "history too large" has its own error code.
+    pub(crate) fn is_1_7(&self) -> bool {
+        self.at_least(&[1, 7])
+    }
 }
 
 impl fmt::Display for Version {
@@ -82,10 +93,10 @@ pub(crate) fn server_min() -> Version {
     Version::new(&[1, 4])
 }
 
-/// `1.6.0` rather than `1.6`, as ElectrumX spells its maxima: a client asking for exactly
-/// `1.6.0` is then served too (`1.6 < 1.6.0`).
+/// `1.7.0` rather than `1.7`, as ElectrumX spells its maxima: a client asking for exactly
+/// `1.7.0` is then served too (`1.7 < 1.7.0`).
 pub(crate) fn server_max() -> Version {
-    Version::new(&[1, 6, 0])
+    Version::new(&[1, 7, 0])
 }
 
 /// The highest common version, or `None` when there is none. `requested` is the client's
@@ -125,7 +136,7 @@ mod tests {
         assert_eq!(n(json!("1.4.1")).as_deref(), Some("1.4.1"));
         assert_eq!(n(json!("1.4.2")).as_deref(), Some("1.4.2"));
         assert_eq!(n(json!(["1.4", "1.4.2"])).as_deref(), Some("1.4.2"));
-        assert_eq!(n(json!(["1.0", "9.9"])).as_deref(), Some("1.6.0"));
+        assert_eq!(n(json!(["1.0", "9.9"])).as_deref(), Some("1.7.0"));
         // The Komodo DeFi client, and the Kevacoin wallet (KevaWallet's `initElectrum`).
         assert_eq!(n(json!(["1.2", "1.4"])).as_deref(), Some("1.4"));
         assert_eq!(n(json!("1.4")).as_deref(), Some("1.4"));
@@ -135,10 +146,13 @@ mod tests {
         assert_eq!(n(json!(["1.4", "1.5"])).as_deref(), Some("1.5"));
         assert_eq!(n(json!("1.6")).as_deref(), Some("1.6"));
         assert_eq!(n(json!("1.6.0")).as_deref(), Some("1.6.0"));
-        assert_eq!(n(json!(["1.4", "1.7"])).as_deref(), Some("1.6.0"));
-        assert_eq!(n(json!("1.6.1")), None, "above our maximum when sent alone");
-        assert_eq!(n(json!("1.7")), None);
-        assert_eq!(n(json!(["1.7", "1.8"])), None);
+        assert_eq!(n(json!("1.6.1")).as_deref(), Some("1.6.1"));
+        assert_eq!(n(json!(["1.4", "1.7"])).as_deref(), Some("1.7"));
+        assert_eq!(n(json!("1.7")).as_deref(), Some("1.7"));
+        assert_eq!(n(json!("1.7.0")).as_deref(), Some("1.7.0"));
+        assert_eq!(n(json!(["1.7", "1.8"])).as_deref(), Some("1.7.0"));
+        assert_eq!(n(json!("1.7.1")), None, "above our maximum when sent alone");
+        assert_eq!(n(json!(["1.7.1", "1.8"])), None);
         assert_eq!(n(json!("1.3")), None);
         assert_eq!(n(json!(["1.8", "2.0"])), None);
         assert_eq!(n(json!(1.4)), None, "a number is version 0");
@@ -164,7 +178,10 @@ mod tests {
         for old in [&[1, 4][..], &[1, 4, 2], &[1, 5], &[1, 5, 9]] {
             assert!(!v(old).headers_as_list(), "{old:?}");
             assert!(!v(old).has_mempool_info(), "{old:?}");
+            assert!(!v(old).is_1_7(), "{old:?}");
         }
+        assert!(!v(&[1, 6, 9]).is_1_7());
+        assert!(v(&[1, 7]).is_1_7() && v(&[1, 7, 0]).is_1_7());
         for new in [&[1, 6][..], &[1, 6, 0]] {
             assert!(v(new).headers_as_list(), "{new:?}");
             assert!(v(new).has_mempool_info(), "{new:?}");

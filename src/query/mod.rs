@@ -24,7 +24,7 @@ use tracing::error;
 
 use crate::mempool::{Mempool, MempoolEntry};
 use crate::store::{Store, StoreError};
-use crate::types::{BlockHash, HashX, Height, OutPoint, ScriptHash, Txid};
+use crate::types::{BlockHash, HashX, Height, OutPoint, ScriptHash, TxNum, Txid};
 pub(crate) use history::{history_limit, FullHistory, HistoryError};
 use merkle::{HeaderMerkle, HeaderProof, TxTree, TxTreeCache};
 use status::{Status, StatusCache};
@@ -43,6 +43,33 @@ pub struct Unspent {
     pub vout: u32,
     pub height: u32,
     pub value: u64,
+}
+
+/// An outpoint's funding and spending heights (mempool: 0, or −1 with unconfirmed inputs).
+/// No funder: the outpoint does not exist, as far as this server knows.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct OutpointStatus {
+    pub funder_height: Option<i64>,
+    pub spender: Option<(Txid, i64)>,
+}
+
+impl Serialize for OutpointStatus {
+    /// The protocol's object, in ElectrumX's key order: `{}`, `{"funder_height"}`, or with
+    /// `spender_txhash` and `spender_height` too.
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let spender = self.spender.filter(|_| self.funder_height.is_some());
+        let n = usize::from(self.funder_height.is_some()) + 2 * usize::from(spender.is_some());
+        let mut m = s.serialize_map(Some(n))?;
+        if let Some(h) = self.funder_height {
+            m.serialize_entry("funder_height", &h)?;
+        }
+        if let Some((txid, h)) = spender {
+            m.serialize_entry("spender_txhash", &txid.to_string())?;
+            m.serialize_entry("spender_height", &h)?;
+        }
+        m.end()
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
@@ -125,6 +152,48 @@ impl Query {
     /// A script's unconfirmed history.
     pub fn mempool_history(&self, hashx: &HashX) -> Vec<MempoolEntry> {
         self.mempool.read().history(hashx)
+    }
+
+    /// The `count` newest mempool transactions, newest first: txid, fee, vsize.
+    pub(crate) fn mempool_recent(&self, count: usize) -> Vec<(Txid, u64, u32)> {
+        self.mempool
+            .read()
+            .recent(count)
+            .into_iter()
+            .map(|t| (t.txid, t.fee, t.vsize))
+            .collect()
+    }
+
+    /// An outpoint's status as 1.7's `blockchain.outpoint.*` give it, ElectrumX's way: the
+    /// chain's (from the UTXO set and the spender index) unless a block spent it already, and
+    /// then the mempool's funding and spending heights where it has them.
+    pub fn outpoint_status(&self, op: &OutPoint) -> Result<OutpointStatus, StoreError> {
+        // Held across the store reads: blocks are committed under the mempool's write lock.
+        let mempool = self.mempool.read();
+        let height = |t: TxNum| self.store.txnum_height(t).map(|h| i64::from(h.0));
+        let mut status = OutpointStatus::default();
+        if let Some(u) = self.store.lookup_utxo(op)? {
+            status.funder_height = height(u.txnum);
+        } else if let Some(spend) = self.store.spender(op)? {
+            status.funder_height = height(spend.funding);
+            if let (Some(txid), Some(h)) =
+                (self.store.txid(spend.spending)?, height(spend.spending))
+            {
+                status.spender = Some((txid, h));
+                return Ok(status);
+            }
+        }
+        let m = mempool.outpoint(op);
+        if m.no_such_output {
+            return Ok(OutpointStatus::default());
+        }
+        if let Some(h) = m.funder {
+            status.funder_height = Some(i64::from(h));
+        }
+        if let Some((txid, h)) = m.spender {
+            status.spender = Some((txid, i64::from(h)));
+        }
+        Ok(status)
     }
 
     /// Confirmed unspent outputs (minus those spent in mempool), then mempool outputs.

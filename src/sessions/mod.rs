@@ -11,6 +11,7 @@
 //! | `notify` | fan-out of block and mempool changes |
 
 pub(crate) mod cost;
+mod noise;
 mod notify;
 pub(crate) mod session;
 pub(crate) mod stats;

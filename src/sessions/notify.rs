@@ -6,20 +6,21 @@
 //! session), then computes the status of every touched *subscribed* script once, however many
 //! sessions share it, and notifies the sessions whose last status differs.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::broadcast::{self, error::RecvError, error::TryRecvError};
 use tokio::sync::watch;
 use tracing::{debug, error, warn};
 
-use super::Sessions;
+use super::session::SessionHandle;
+use super::{noise, Sessions};
 use crate::index::IndexEvent;
 use crate::mempool::MempoolDelta;
 use crate::protocol::cost;
 use crate::query::HistoryError;
-use crate::types::HashX;
+use crate::types::{HashX, OutPoint};
 
 /// How long a block's round waits for the mempool refresh that follows it.
 const MEMPOOL_AFTER_BLOCK: Duration = Duration::from_millis(1500);
@@ -29,6 +30,8 @@ const STATUS_CHUNK: usize = 256;
 #[derive(Default, Debug)]
 struct Round {
     touched: HashSet<HashX>,
+    /// Outpoints funded or spent (1.7 outpoint subscriptions).
+    outpoints: HashSet<OutPoint>,
     block: bool,
     reorg: bool,
     mempool: bool,
@@ -41,6 +44,7 @@ impl Round {
         match e {
             Ok(e) => {
                 self.touched.extend(e.touched.iter().copied());
+                self.outpoints.extend(e.outpoints.iter().copied());
                 self.block = true;
                 self.reorg |= e.reorg;
                 true
@@ -59,6 +63,7 @@ impl Round {
         match d {
             Ok(d) => {
                 self.touched.extend(d.touched);
+                self.outpoints.extend(d.touched_outpoints);
                 self.mempool = true;
                 true
             }
@@ -130,6 +135,7 @@ pub(super) async fn run(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let (mut index, mut mempool) = (Some(index), Some(mempool));
+    let mut last_mempool_round = Instant::now();
     // Touched scripts of mempool rounds deferred while the index lagged the daemon.
     let mut deferred = Round::default();
     loop {
@@ -164,16 +170,108 @@ pub(super) async fn run(
             debug!("notifications: index behind the daemon; mempool round deferred");
             server.electrum.query().mempool_changed();
             deferred.touched.extend(round.touched);
+            deferred.outpoints.extend(round.outpoints);
             deferred.everything |= round.everything;
             continue;
         }
         round.touched.extend(std::mem::take(&mut deferred.touched));
+        round
+            .outpoints
+            .extend(std::mem::take(&mut deferred.outpoints));
         round.everything |= std::mem::take(&mut deferred.everything);
-        apply(&server, round).await;
+        let block = round.block;
+        let outpoints = std::mem::take(&mut round.outpoints);
+        let everything = round.everything;
+        let mut sent = apply(&server, round).await;
+        notify_outpoints(&server, (!everything).then_some(&outpoints), &mut sent).await;
+        let since = last_mempool_round.elapsed();
+        if !block {
+            last_mempool_round = Instant::now();
+        }
+        send_noise(&server, block, &sent, since);
     }
 }
 
-async fn apply(server: &Arc<Sessions>, round: Round) {
+/// Notifications sent to each session in a round, by session id.
+type Sent = HashMap<u64, usize>;
+
+/// 1.7 sessions get `server.ping` noise after each round (see `noise`).
+fn send_noise(server: &Sessions, block: bool, sent: &Sent, since: Duration) {
+    let mut params = None;
+    for s in server.registry.sessions() {
+        if !s.version().is_some_and(|v| v.is_1_7()) {
+            continue;
+        }
+        let n = noise::pings(
+            block,
+            sent.get(&s.id).copied().unwrap_or(0),
+            since,
+            noise::uniform,
+        );
+        for _ in 0..n {
+            let p = params.get_or_insert_with(noise::ping_params);
+            s.notify("server.ping", p);
+        }
+    }
+}
+
+/// 1.7 outpoint subscribers hear of every subscribed outpoint a round touched (`None`: all of
+/// them), changed or not, as from ElectrumX: `[tx_hash, txout_idx, status]`.
+async fn notify_outpoints(server: &Sessions, touched: Option<&HashSet<OutPoint>>, sent: &mut Sent) {
+    if touched.is_some_and(|t| t.is_empty()) {
+        return;
+    }
+    let mut wanted: Vec<(Arc<SessionHandle>, Vec<OutPoint>)> = Vec::new();
+    for s in server.registry.sessions() {
+        let ops = s.outpoints_touched(touched);
+        if !ops.is_empty() {
+            wanted.push((s, ops));
+        }
+    }
+    if wanted.is_empty() {
+        return;
+    }
+    let mut all: Vec<OutPoint> = wanted.iter().flat_map(|(_, o)| o.iter().copied()).collect();
+    all.sort_unstable_by_key(|o| (o.txid.0, o.vout));
+    all.dedup();
+    let q = server.electrum.query().clone();
+    let statuses = tokio::task::spawn_blocking(move || {
+        all.into_iter()
+            .map(|o| q.outpoint_status(&o).map(|s| (o, s)))
+            .collect::<Result<HashMap<_, _>, _>>()
+    })
+    .await;
+    let statuses = match statuses {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => return error!("notifications: outpoint status: {e}"),
+        Err(e) => return error!("notifications: outpoint task failed: {e}"),
+    };
+    for (session, ops) in wanted {
+        for op in ops {
+            let Some(status) = statuses.get(&op) else {
+                continue;
+            };
+            session.charge(cost::OUTPOINT_STATUS);
+            let params = serde_json::value::to_raw_value(&(op.txid.to_string(), op.vout, status))
+                .expect("notification params serialize");
+            session.notify("blockchain.outpoint.subscribe", &params);
+            *sent.entry(session.id).or_default() += 1;
+        }
+    }
+}
+
+/// The method a session's script notifications use: 1.7 names scripts by scriptPubKey.
+fn script_method(session: &SessionHandle) -> &'static str {
+    if session.version().is_some_and(|v| v.is_1_7()) {
+        "blockchain.scriptpubkey.subscribe"
+    } else {
+        "blockchain.scripthash.subscribe"
+    }
+}
+
+/// Sends a round's notifications; returns how many each session got.
+async fn apply(server: &Arc<Sessions>, round: Round) -> Sent {
+    let mut sent = Sent::new();
     let query = server.electrum.query();
     if round.mempool {
         query.mempool_changed();
@@ -204,6 +302,7 @@ async fn apply(server: &Arc<Sessions>, round: Round) {
                         .load(std::sync::atomic::Ordering::Relaxed)
                     {
                         s.notify("blockchain.headers.subscribe", &params);
+                        *sent.entry(s.id).or_default() += 1;
                     }
                 }
             }
@@ -219,7 +318,7 @@ async fn apply(server: &Arc<Sessions>, round: Round) {
     };
     let hashxs = server.registry.subscribed(&touched);
     if hashxs.is_empty() {
-        return;
+        return sent;
     }
     debug!("notifications: {} subscribed scripts touched", hashxs.len());
     let limit = server.electrum.history_limit();
@@ -236,7 +335,7 @@ async fn apply(server: &Arc<Sessions>, round: Round) {
             Ok(v) => statuses.extend(v),
             Err(e) => {
                 error!("notifications: status task failed: {e}");
-                return;
+                return sent;
             }
         }
     }
@@ -257,7 +356,9 @@ async fn apply(server: &Arc<Sessions>, round: Round) {
         for c in changes {
             let params = serde_json::value::to_raw_value(&(c.alias, c.status))
                 .expect("notification params serialize");
-            c.session.notify("blockchain.scripthash.subscribe", &params);
+            c.session.notify(script_method(&c.session), &params);
+            *sent.entry(c.session.id).or_default() += 1;
         }
     }
+    sent
 }

@@ -3,6 +3,7 @@
 //! hard one), replies in completion order, and a writer fed by a bounded queue that
 //! notifications share (a client too slow to drain it is disconnected).
 
+use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -21,8 +22,8 @@ use super::subs::Registry;
 use super::Sessions;
 use crate::protocol::jsonrpc::{self, Call, Dialect, Incoming, Member, RpcError, PARSE_ERROR};
 use crate::protocol::version::server_min;
-use crate::protocol::{Caller, Method, Reply, Request, Version};
-use crate::types::HashX;
+use crate::protocol::{ping_notification, Caller, Method, Reply, Request, Version};
+use crate::types::{HashX, OutPoint};
 
 /// aiorpcX's error for a session over the cost hard limit (it is then disconnected).
 pub(crate) const EXCESSIVE_RESOURCE_USAGE: i64 = -101;
@@ -78,6 +79,8 @@ pub(crate) struct SessionHandle {
     /// `MAX_SUBS_PER_SESSION` (0: no cap).
     max_subs: usize,
     version: Mutex<Option<Version>>,
+    /// 1.7 outpoint subscriptions (notified whenever a block or the mempool touches them).
+    outpoints: Mutex<HashSet<OutPoint>>,
     dialect: Mutex<Dialect>,
     out: mpsc::Sender<Outgoing>,
     closing: AtomicBool,
@@ -103,6 +106,18 @@ impl SessionHandle {
 
     pub(crate) fn dialect(&self) -> Dialect {
         *self.dialect.lock()
+    }
+
+    /// The session's outpoint subscriptions among `touched` (all of them for `None`).
+    pub(crate) fn outpoints_touched(&self, touched: Option<&HashSet<OutPoint>>) -> Vec<OutPoint> {
+        let subs = self.outpoints.lock();
+        match touched {
+            None => subs.iter().copied().collect(),
+            Some(t) if t.len() < subs.len() => {
+                t.iter().filter(|o| subs.contains(o)).copied().collect()
+            }
+            Some(t) => subs.iter().filter(|o| t.contains(o)).copied().collect(),
+        }
     }
 
     pub(crate) fn is_closing(&self) -> bool {
@@ -213,6 +228,20 @@ impl Caller for SessionHandle {
         self.registry.unsubscribe(self.id, hashx)
     }
 
+    fn subscribe_outpoint(&self, outpoint: OutPoint) -> Result<(), usize> {
+        let mut subs = self.outpoints.lock();
+        if self.max_subs > 0 && subs.len() >= self.max_subs && !subs.contains(&outpoint) {
+            self.stats.limit(Limit::SubsRefused);
+            return Err(self.max_subs);
+        }
+        subs.insert(outpoint);
+        Ok(())
+    }
+
+    fn unsubscribe_outpoint(&self, outpoint: &OutPoint) -> bool {
+        self.outpoints.lock().remove(outpoint)
+    }
+
     fn sent_tx(&self) {
         self.counters.txs_sent.fetch_add(1, Ordering::Relaxed);
         self.stats.txs_sent.fetch_add(1, Ordering::Relaxed);
@@ -266,6 +295,7 @@ pub(crate) async fn serve<R: Source>(
         stats: server.stats.clone(),
         max_subs: limits.max_subs_per_session,
         version: Mutex::new(None),
+        outpoints: Mutex::new(HashSet::new()),
         dialect: Mutex::new(Dialect::Detect),
         out: tx,
         closing: AtomicBool::new(false),
@@ -518,7 +548,17 @@ async fn handle_call(
         return false;
     }
     if call.is_notification() {
-        // Below protocol 1.7 ElectrumX has no notification handlers: ignored.
+        // Below protocol 1.7 ElectrumX has no notification handlers: ignored. From 1.7 a
+        // client may ping as a notification (its own noise): checked and charged as ElectrumX
+        // does, never answered.
+        if call.method == Method::ServerPing.name() && session.version().is_some_and(|v| v.is_1_7())
+        {
+            session.charge(Method::ServerPing.base_cost());
+            if ping_notification(&call).is_err() {
+                session.counters.errors.fetch_add(1, Ordering::Relaxed);
+                session.charge(ERROR_COST);
+            }
+        }
         return true;
     }
     let slot = match admit(server, session, gate).await {
@@ -629,6 +669,20 @@ async fn handle_batch(
             Member::Call(c) => calls.push(c),
         }
     }
+    // Charged before it runs: when even the shortest answers cannot fit in MAX_SEND, the reply
+    // is refused whatever the requests do, so none is run (a batch of tens of thousands of
+    // cheap requests would otherwise hold all their replies in memory first).
+    if max_send > 0 && batch_reply_floor(dialect, &calls, &parts) > max_send {
+        info!(
+            "session {}: refused a batch of {} requests: its reply cannot fit in {max_send} bytes",
+            session.id,
+            calls.len()
+        );
+        let msg = dialect.error(&Value::Null, &RpcError::response_too_large(max_send));
+        charge_error_reply(session, &msg);
+        session.send(msg).await;
+        return true;
+    }
     let mut excessive_seen = false;
     {
         let mut running: FuturesUnordered<_> = calls
@@ -665,9 +719,51 @@ async fn handle_batch(
     true
 }
 
+/// The fewest bytes a batch's reply can take: `parts` already made, and every request of
+/// `calls` answered with the shortest result (`null`), joined as [`jsonrpc::batch`] joins them.
+fn batch_reply_floor(dialect: Dialect, calls: &[Call], parts: &[String]) -> usize {
+    let null = RawValue::from_string("null".into()).expect("valid JSON");
+    // The shortest reply, less its `null` id.
+    let reply = dialect.result(&Value::Null, &null).len() - "null".len();
+    let made: usize = parts.iter().map(|p| p.len() + 2).sum();
+    let ids: usize = calls
+        .iter()
+        .map(|c| serde_json::to_string(&c.reply_id()).map_or(4, |id| id.len()))
+        .sum();
+    let n = parts.len() + calls.len();
+    // `[`, `]`, and `, ` between members.
+    2 + made + calls.len() * (reply + 2) + ids - 2 * usize::from(n > 0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_batch_reply_is_never_shorter_than_its_floor() {
+        let calls: Vec<Call> = (0..50)
+            .map(|n| {
+                let line = format!(r#"{{"jsonrpc":"2.0","id":{n},"method":"server.ping"}}"#);
+                Dialect::V2.parse(line.as_bytes())
+            })
+            .map(|incoming| match incoming {
+                Incoming::Call(c) => c,
+                _ => panic!("a call"),
+            })
+            .collect();
+        let null = RawValue::from_string("null".into()).unwrap();
+        let parts: Vec<String> = calls
+            .iter()
+            .map(|c| Dialect::V2.result(&c.reply_id(), &null))
+            .collect();
+        let exact = jsonrpc::batch(&parts).len();
+        assert_eq!(batch_reply_floor(Dialect::V2, &calls, &[]), exact);
+        // Replies already made (errors of the batch) count as they are.
+        assert_eq!(
+            batch_reply_floor(Dialect::V2, &calls[20..], &parts[..20]),
+            exact
+        );
+    }
 
     #[test]
     fn oversized_replies_become_errors() {

@@ -9,6 +9,7 @@
 //! | `history` | hashX ‖ tx num | – (a script's history is one prefix scan, in chain order) |
 //! | `utxo` | txid\[..4\] ‖ vout ‖ tx num | hashX ‖ value (who owns an outpoint) |
 //! | `scriptutxo` | hashX ‖ tx num ‖ vout | value (a script's unspent outputs) |
+//! | `spender` | txid\[..4\] ‖ vout ‖ tx num | spending tx num (see the `spender` module) |
 //! | `undo` | height | what a block changed, to roll it back in a reorg |
 //! | `keva` | see the `keva` module | Kevacoin only: per-transaction outputs and inputs |
 //!
@@ -35,7 +36,7 @@ use crate::types::{BlockHash, HashX, Height, OutPoint, TxNum, Txid};
 
 /// The on-disk layout version this build writes. Steps from older versions live in
 /// `migrations/`.
-pub const SCHEMA_VERSION: u32 = 2;
+pub const SCHEMA_VERSION: u32 = 3;
 
 const CF_META: &str = "meta";
 const CF_HEADERS: &str = "headers";
@@ -46,6 +47,9 @@ const CF_UTXO: &str = "utxo";
 const CF_SCRIPTUTXO: &str = "scriptutxo";
 const CF_UNDO: &str = "undo";
 const CF_KEVA: &str = "keva";
+const CF_SPENDER: &str = "spender";
+/// Scratch space of the migration that builds `spender` for an older database: empty otherwise.
+const CF_SPENDER_BUILD: &str = "spender_build";
 const ALL_CFS: &[&str] = &[
     CF_META,
     CF_HEADERS,
@@ -56,6 +60,8 @@ const ALL_CFS: &[&str] = &[
     CF_SCRIPTUTXO,
     CF_UNDO,
     CF_KEVA,
+    CF_SPENDER,
+    CF_SPENDER_BUILD,
 ];
 
 const KEY_SCHEMA: &[u8] = b"schema";
@@ -247,7 +253,7 @@ fn cf_options(name: &str, cache: &Cache, mode: Mode) -> Options {
     table.set_checksum_type(rocksdb::ChecksumType::XXH3);
     match name {
         // Lookups here are prefix seeks (an outpoint, a script): filter on the prefix.
-        CF_UTXO => {
+        CF_UTXO | CF_SPENDER => {
             o.set_prefix_extractor(SliceTransform::create_fixed_prefix(OUTPOINT_PREFIX_LEN));
             table.set_whole_key_filtering(false);
             // Most lookups of a bulk load miss the (128 MB) memtables: a prefix filter there
@@ -273,7 +279,10 @@ fn cf_options(name: &str, cache: &Cache, mode: Mode) -> Options {
         rocksdb::DBCompressionType::Lz4,
         rocksdb::DBCompressionType::Lz4,
     ]);
-    let big = matches!(name, CF_HISTORY | CF_UTXO | CF_SCRIPTUTXO | CF_TXIDS);
+    let big = matches!(
+        name,
+        CF_HISTORY | CF_UTXO | CF_SCRIPTUTXO | CF_TXIDS | CF_SPENDER
+    );
     // In bulk mode every column family may fill a big memtable (the database-wide budget
     // still bounds them together): with atomic flushes, one small family filling early would
     // flush all of them into many small files that then cost compactions.
@@ -1097,6 +1106,9 @@ impl Batch<'_> {
 }
 
 pub mod keva;
+mod spender;
+pub use migrate::SpenderBuild;
+pub use spender::Spend;
 #[path = "../../migrations/mod.rs"]
 pub(crate) mod migrate;
 
