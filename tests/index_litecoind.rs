@@ -426,6 +426,41 @@ fn kill_9_during_initial_sync_then_restart_ends_with_a_clean_index() {
     );
 }
 
+/// The initial sync keeps recent blocks staged in memory between commits; an outage in the
+/// middle must leave the writer and the store agreeing, so the sync continues where it stopped
+/// and ends with the index of a clean sync.
+#[test]
+fn a_daemon_outage_during_the_initial_sync_continues_where_it_stopped() {
+    let d = Litecoind::start();
+    build_long_chain(&d);
+    let gate = DaemonGate::start(&d);
+    // Enough downloads for a few whole batches to be staged; the later ones wait.
+    gate.let_through(60);
+    let db = tempfile::tempdir().unwrap();
+    let server = start_server(&d, db.path(), &[("DAEMON_URL", gate.url().as_str())]);
+    wait_until(
+        Duration::from_secs(60),
+        "downloads held at the gate",
+        || (gate.held() > 0).then_some(()),
+    );
+    d.stop();
+    gate.open();
+    server.wait_for_log("retrying", Duration::from_secs(60));
+    d.restart();
+    server.wait_for_log("caught up with the daemon", Duration::from_secs(120));
+    server.signal("-TERM");
+    let (status, log) = server.wait();
+    assert!(status.success(), "{log}");
+    let recovered = open_store(db.path());
+    let mut clean = Index::new(&d, 64);
+    clean.sync();
+    assert_eq!(recovered.tip(), clean.store.tip(), "{log}");
+    assert!(
+        recovered.dump().unwrap() == clean.store.dump().unwrap(),
+        "the index differs from a clean sync"
+    );
+}
+
 #[test]
 fn sigterm_flushes_and_exits_cleanly() {
     let d = Litecoind::start();

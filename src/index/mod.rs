@@ -389,10 +389,13 @@ impl Indexer {
         let stop = loop {
             let batch = tokio::select! {
                 b = rx.recv() => b,
-                _ = shutdown.changed() => break Some(Stop::Shutdown),
+                _ = shutdown.changed() => break Ok(Some(Stop::Shutdown)),
             };
-            let Some(batch) = batch else { break None };
-            let batch = batch?;
+            let Some(batch) = batch else { break Ok(None) };
+            let batch = match batch {
+                Ok(b) => b,
+                Err(e) => break Err(e),
+            };
             let (writer, store, mempool) = (
                 self.writer.clone(),
                 self.store.clone(),
@@ -429,15 +432,19 @@ impl Indexer {
                 }
                 Ok::<_, WriteError>(Some((applied, outpoints)))
             })
-            .await?;
+            .await;
+            let result = match result {
+                Ok(r) => r,
+                Err(e) => break Err(e.into()),
+            };
             match result {
                 Ok(Some((applied, outpoints))) => self.notify(applied, outpoints),
                 Ok(None) => {}
                 Err(WriteError::NotOnTip { height, .. }) => {
                     info!("the daemon's chain changed under us at height {height}");
-                    break Some(Stop::Diverged);
+                    break Ok(Some(Stop::Diverged));
                 }
-                Err(e) => return Err(e.into()),
+                Err(e) => break Err(e.into()),
             }
             if last_log.elapsed() >= PROGRESS_EVERY {
                 last_log = Instant::now();
@@ -445,11 +452,15 @@ impl Indexer {
             }
         };
         if bulk {
-            // What was staged is a consistent prefix of the chain whatever stopped the loop
-            // (a block off our tip is refused before it changes anything).
+            // What was staged is a consistent prefix of the chain whatever stopped the loop (a
+            // block off our tip is refused before it changes anything; a failed block drops
+            // what was staged), so it is committed even when an error ends the sync: the writer
+            // and the store agree again, and a restart continues from here rather than
+            // fetching up to a budget's worth of blocks again.
             let writer = self.writer.clone();
             tokio::task::spawn_blocking(move || writer.lock().unwrap().commit()).await??;
         }
+        let stop = stop?;
         if stop.is_some() {
             return Ok(stop);
         }
