@@ -268,17 +268,6 @@ fn cf_options(name: &str, cache: &Cache, mode: Mode) -> Options {
     }
     o.set_block_based_table_factory(&table);
     o.set_compression_type(rocksdb::DBCompressionType::Lz4);
-    // Level 0 holds freshly flushed memtables that compactions soon rewrite: compressing them
-    // cost the flush thread a third of its time for files that live minutes.
-    o.set_compression_per_level(&[
-        rocksdb::DBCompressionType::None,
-        rocksdb::DBCompressionType::Lz4,
-        rocksdb::DBCompressionType::Lz4,
-        rocksdb::DBCompressionType::Lz4,
-        rocksdb::DBCompressionType::Lz4,
-        rocksdb::DBCompressionType::Lz4,
-        rocksdb::DBCompressionType::Lz4,
-    ]);
     let big = matches!(
         name,
         CF_HISTORY | CF_UTXO | CF_SCRIPTUTXO | CF_TXIDS | CF_SPENDER
