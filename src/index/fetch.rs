@@ -1,6 +1,7 @@
 //! The fetch pipeline: block hashes and raw blocks from the daemon in batches, several batches
 //! in flight, parsed on blocking threads, delivered in height order.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
@@ -9,8 +10,11 @@ use tokio::sync::mpsc;
 
 use crate::coin::{Chain, ParsedBlock};
 use crate::daemon::Daemon;
-use crate::index::prefetch::Found;
-use crate::types::Height;
+use crate::store::StoredUtxo;
+use crate::types::{Height, OutPoint};
+
+/// Spent outputs read ahead for a batch by the prefetch stage.
+pub(crate) type Found = HashMap<OutPoint, StoredUtxo>;
 
 /// Blocks fetched together, in height order.
 pub(crate) struct FetchedBatch {

@@ -8,18 +8,16 @@
 //! to the writer's staged set, since a store read for them could return a different output that
 //! shares the key prefix.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
 
 use tokio::sync::mpsc;
 
 use crate::coin::ParsedBlock;
 use crate::index::fetch::FetchedBatch;
-use crate::store::{utxo_order, Store, StoreError, StoredUtxo};
+pub(crate) use crate::index::fetch::Found;
+use crate::store::{utxo_order, Store, StoreError};
 use crate::types::{OutPoint, Txid};
-
-/// Spent outputs read ahead for one batch.
-pub(crate) type Found = HashMap<OutPoint, StoredUtxo>;
 
 pub(crate) struct Prefetcher {
     store: Arc<Store>,

@@ -10,8 +10,7 @@ use tracing::info;
 
 use super::daemon_calls::daemon_error;
 use super::jsonrpc::RpcError;
-use super::methods::truthy;
-use super::params::{hex_string, Args};
+use super::params::{hex_string, truthy, Args};
 use super::pyfmt::py_str;
 use super::{cost, json, Caller, Electrum, Reply};
 use crate::daemon::DaemonError;

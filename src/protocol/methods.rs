@@ -15,8 +15,8 @@ use super::daemon_calls::{
 use super::jsonrpc::{Call, RpcError};
 use super::method::{Method, Request};
 use super::params::{
-    boolean, hex_string, non_negative_integer, odd_hex_string, script_pubkey, scripthash, tx_hash,
-    Args,
+    boolean, hex_string, non_negative_integer, odd_hex_string, script_pubkey, scripthash, truthy,
+    tx_hash, Args,
 };
 use super::pyfmt::{py_float, py_str, thousands};
 use super::version::{negotiate, server_max, server_min, Version};
@@ -303,18 +303,6 @@ pub(crate) fn ping_notification(call: &Call) -> Result<(), RpcError> {
     match args.opt(0) {
         Some(data) => odd_hex_string(data),
         None => Ok(()),
-    }
-}
-
-/// Python truthiness of an argument.
-pub(super) fn truthy(v: &Value) -> bool {
-    match v {
-        Value::Null => false,
-        Value::Bool(b) => *b,
-        Value::Number(n) => n.as_f64() != Some(0.0),
-        Value::String(s) => !s.is_empty(),
-        Value::Array(a) => !a.is_empty(),
-        Value::Object(o) => !o.is_empty(),
     }
 }
 

@@ -235,6 +235,18 @@ pub(crate) fn script_pubkey(v: &Value) -> Result<ScriptHash, RpcError> {
     Ok(ScriptHash::of_script(&script))
 }
 
+/// Python truthiness of an argument.
+pub(crate) fn truthy(v: &Value) -> bool {
+    match v {
+        Value::Null => false,
+        Value::Bool(b) => *b,
+        Value::Number(n) => n.as_f64() != Some(0.0),
+        Value::String(s) => !s.is_empty(),
+        Value::Array(a) => !a.is_empty(),
+        Value::Object(o) => !o.is_empty(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
