@@ -4,6 +4,8 @@ pub mod fetch;
 pub mod notarized;
 pub(crate) mod prefetch;
 mod spenders;
+#[cfg(test)]
+pub(crate) mod test_chain;
 pub mod undo;
 pub mod writer;
 

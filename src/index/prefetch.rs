@@ -129,18 +129,10 @@ pub(crate) async fn prefetch_stage(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::coin::{CoinRegistry, ParsedOutput, ParsedTx};
+    use crate::coin::{ParsedOutput, ParsedTx};
+    use crate::index::test_chain::{block, open_store as open};
     use crate::index::writer::Writer;
-    use crate::store::Mode;
     use crate::types::{BlockHash, ScriptHash};
-
-    fn open(dir: &std::path::Path) -> Arc<Store> {
-        let coin = CoinRegistry::embedded()
-            .unwrap()
-            .lookup("Litecoin", "regtest")
-            .unwrap();
-        Arc::new(Store::open(dir, &coin, 64, Mode::Follow).unwrap())
-    }
 
     fn tx(tag: u8, inputs: Vec<OutPoint>, outputs: usize) -> ParsedTx {
         ParsedTx {
@@ -157,27 +149,15 @@ mod tests {
         }
     }
 
-    fn block(n: u8, prev: BlockHash, txs: Vec<ParsedTx>) -> ParsedBlock {
-        let mut header = vec![0u8; 80];
-        header[4..36].copy_from_slice(&prev.0);
-        header[79] = n;
-        ParsedBlock {
-            hash: BlockHash(crate::types::sha256d(&header)),
-            prev_hash: prev,
-            header,
-            txs,
-        }
-    }
-
     fn op(t: &ParsedTx, vout: u32) -> OutPoint {
         OutPoint { txid: t.txid, vout }
     }
 
     /// Genesis, then block 1 with a coinbase of three outputs; returns both and the coinbase.
     fn committed_chain(store: &Arc<Store>) -> (Vec<ParsedBlock>, ParsedTx) {
-        let g = block(0, BlockHash([0; 32]), vec![tx(0, vec![], 1)]);
+        let g = block(BlockHash([0; 32]), 0, vec![tx(0, vec![], 1)]);
         let cb = tx(1, vec![], 3);
-        let b1 = block(1, g.hash, vec![cb.clone()]);
+        let b1 = block(g.hash, 1, vec![cb.clone()]);
         let mut w = Writer::new(store.clone(), 10, 1 << 20);
         w.apply(&[g.clone(), b1.clone()]).unwrap();
         (vec![g, b1], cb)
@@ -193,7 +173,7 @@ mod tests {
         // Block 2 spends two committed outputs and one of its own transaction's outputs.
         let t2a = tx(2, vec![op(&cb, 0), op(&cb, 2)], 2);
         let t2b = tx(3, vec![op(&t2a, 0)], 1);
-        let b2 = block(2, chain[1].hash, vec![tx(20, vec![], 1), t2a.clone(), t2b]);
+        let b2 = block(chain[1].hash, 2, vec![tx(20, vec![], 1), t2a.clone(), t2b]);
         let found = pre.prefetch(std::slice::from_ref(&b2)).unwrap();
         let mut keys: Vec<_> = found.keys().copied().collect();
         keys.sort_by_key(|o| o.vout);
@@ -203,7 +183,7 @@ mod tests {
         // Block 3 arrives before the writer commits block 2: its spend of block 2's output
         // is not read (the store does not have it yet).
         let t3 = tx(4, vec![op(&t2a, 1), op(&cb, 1)], 1);
-        let b3 = block(3, b2.hash, vec![tx(30, vec![], 1), t3]);
+        let b3 = block(b2.hash, 3, vec![tx(30, vec![], 1), t3]);
         let found3 = pre.prefetch(std::slice::from_ref(&b3)).unwrap();
         assert_eq!(found3.keys().copied().collect::<Vec<_>>(), vec![op(&cb, 1)]);
 
@@ -228,14 +208,14 @@ mod tests {
         let (chain, _) = committed_chain(&store);
         let mut pre = Prefetcher::new(store.clone());
         let t2 = tx(2, vec![], 2);
-        let b2 = block(2, chain[1].hash, vec![t2.clone()]);
+        let b2 = block(chain[1].hash, 2, vec![t2.clone()]);
         assert!(pre.prefetch(std::slice::from_ref(&b2)).unwrap().is_empty());
         Writer::new(store.clone(), 10, 1 << 20)
             .apply(std::slice::from_ref(&b2))
             .unwrap();
 
         let t3 = tx(3, vec![op(&t2, 1)], 1);
-        let b3 = block(3, b2.hash, vec![tx(30, vec![], 1), t3]);
+        let b3 = block(b2.hash, 3, vec![tx(30, vec![], 1), t3]);
         let found = pre.prefetch(std::slice::from_ref(&b3)).unwrap();
         assert_eq!(found.len(), 1);
         assert_eq!(found[&op(&t2, 1)].value, 1001);

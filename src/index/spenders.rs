@@ -94,6 +94,7 @@ pub(crate) async fn build(
 #[cfg(test)]
 mod tests {
     use crate::coin::{CoinRegistry, ParsedBlock, ParsedOutput, ParsedTx};
+    use crate::index::test_chain::block;
     use crate::index::writer::Writer;
     use crate::store::{Mode, SpenderBuild, Store};
     use crate::types::{sha256d, BlockHash, Height, OutPoint, ScriptHash, Txid};
@@ -118,18 +119,6 @@ mod tests {
                 .collect(),
             vsize: 100,
             keva: None,
-        }
-    }
-
-    fn block(prev: BlockHash, nonce: u8, txs: Vec<ParsedTx>) -> ParsedBlock {
-        let mut header = vec![0u8; 80];
-        header[4..36].copy_from_slice(&prev.0);
-        header[79] = nonce;
-        ParsedBlock {
-            hash: BlockHash(sha256d(&header)),
-            prev_hash: prev,
-            header,
-            txs,
         }
     }
 

@@ -550,17 +550,9 @@ pub(crate) enum UndoError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::coin::{CoinRegistry, ParsedOutput, ParsedTx};
-    use crate::store::Mode;
+    use crate::coin::{ParsedOutput, ParsedTx};
+    use crate::index::test_chain::{block, open_store as open};
     use crate::types::{ScriptHash, Txid};
-
-    fn open(dir: &std::path::Path) -> Arc<Store> {
-        let coin = CoinRegistry::embedded()
-            .unwrap()
-            .lookup("Litecoin", "regtest")
-            .unwrap();
-        Arc::new(Store::open(dir, &coin, 64, Mode::Follow).unwrap())
-    }
 
     fn sh(n: u8) -> ScriptHash {
         ScriptHash::of_script(&[n])
@@ -579,18 +571,6 @@ mod tests {
                 .collect(),
             vsize: 100,
             keva: None,
-        }
-    }
-
-    fn block(prev: BlockHash, nonce: u8, txs: Vec<ParsedTx>) -> ParsedBlock {
-        let mut header = vec![0u8; 80];
-        header[4..36].copy_from_slice(&prev.0);
-        header[79] = nonce;
-        ParsedBlock {
-            hash: BlockHash(crate::types::sha256d(&header)),
-            prev_hash: prev,
-            header,
-            txs,
         }
     }
 

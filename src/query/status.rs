@@ -128,28 +128,15 @@ fn finish(
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
-
     use super::*;
-    use crate::coin::{CoinRegistry, ParsedBlock, ParsedOutput, ParsedTx};
+    use crate::coin::{ParsedBlock, ParsedOutput, ParsedTx};
+    use crate::index::test_chain::open_store as open;
     use crate::index::writer::Writer;
     use crate::query::FullHistory;
-    use crate::store::Mode;
     use crate::types::{BlockHash, ScriptHash, Txid};
-
-    fn open(dir: &std::path::Path) -> Arc<Store> {
-        let coin = CoinRegistry::embedded()
-            .unwrap()
-            .lookup("Litecoin", "regtest")
-            .unwrap();
-        Arc::new(Store::open(dir, &coin, 64, Mode::Follow).unwrap())
-    }
 
     /// A block of `n` transactions, each paying script 1 (and, for every third, script 2).
     fn block(prev: BlockHash, nonce: u8, n: usize) -> ParsedBlock {
-        let mut header = vec![0u8; 80];
-        header[4..36].copy_from_slice(&prev.0);
-        header[79] = nonce;
         let txs = (0..n)
             .map(|i| ParsedTx {
                 txid: Txid(crate::types::sha256d(&[nonce, i as u8, (i >> 8) as u8])),
@@ -166,12 +153,7 @@ mod tests {
                 keva: None,
             })
             .collect();
-        ParsedBlock {
-            hash: BlockHash(crate::types::sha256d(&header)),
-            prev_hash: prev,
-            header,
-            txs,
-        }
+        crate::index::test_chain::block(prev, nonce, txs)
     }
 
     fn from_scratch(store: &Store, mempool: &RwLock<Mempool>, h: &HashX) -> Status {
