@@ -7,6 +7,7 @@
 #   ONLY=sextant bench/load.sh          # skip ElectrumX
 #   SEXTANT_BIN=/path/to/sextant bench/load.sh # load another build (e.g. an older commit)
 #   POOL_BLOCKS=300 bench/load.sh --preset tiny  # draw wallets' scripts from more blocks
+#   FULCRUM=/path/to/Fulcrum bench/load.sh  # Fulcrum too (bench/README.md: building Fulcrum)
 #
 # Arguments go to `bench-chain build` (the cached chain of bench/sync.sh). The daemon runs on a
 # copy of the cached datadir, because the notification phase sends a transaction and mines a
@@ -21,7 +22,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/sextant-target}"
-ONLY="${ONLY:-sextant electrumx}"
+ONLY="${ONLY:-sextant electrumx fulcrum}"
 SESSIONS="${SESSIONS:-500}"
 RATE="${RATE:-500}"
 [ $# -eq 0 ] && set -- --preset medium
@@ -113,10 +114,34 @@ sys.exit(main())"
   pid_of[electrumx]=$server_pid
 fi
 
-for name in sextant electrumx; do
+if [[ " $ONLY " == *" fulcrum "* ]] && [ -n "${FULCRUM:-}" ]; then
+  port_of[fulcrum]=$(free_port)
+  # Fulcrum's limits per IP and on buffered bytes would refuse 500 sessions from one address;
+  # it polls every 200 ms like the others.
+  cat >"$work/fulcrum.conf" <<CONF
+datadir = $work/fulcrum-db
+bitcoind = 127.0.0.1:$rpcport
+rpcuser = bench
+rpcpassword = bench
+tcp = 127.0.0.1:${port_of[fulcrum]}
+peering = false
+announce = false
+polltime = 0.2
+db_mem = 1200
+db_max_open_files = -1
+max_clients_per_ip = 0
+max_pending_connections = 1000
+max_buffer = 20000000
+CONF
+  serve fulcrum "${port_of[fulcrum]}" -- "$FULCRUM" "$work/fulcrum.conf"
+  pid_of[fulcrum]=$server_pid
+fi
+
+declare -A labels=([sextant]=Sextant [electrumx]=ElectrumX [fulcrum]=Fulcrum)
+for name in sextant electrumx fulcrum; do
   [ -n "${pid_of[$name]:-}" ] || continue
   for other in "${!pid_of[@]}"; do [ "$other" = "$name" ] || kill -STOP "${pid_of[$other]}"; done
-  label=$([ $name = sextant ] && echo Sextant || echo ElectrumX)
+  label=${labels[$name]}
   echo "== $label: $SESSIONS sessions (load $(cut -d' ' -f1-3 /proc/loadavg))" >&2
   "$rel/examples/bench-load" --server "127.0.0.1:${port_of[$name]}" --daemon-port "$rpcport" \
     --pool-tip "$pool_tip" \
@@ -152,6 +177,10 @@ if "Sextant" in by and "ElectrumX" in by:
     sx, ex = by["Sextant"], by["ElectrumX"]
     ratio = sx["start-up storm"]["requests/s"] / max(ex["start-up storm"]["requests/s"], 1)
     print(f"\nstart-up storm throughput, Sextant / ElectrumX: {ratio:.1f}x")
+if "Sextant" in by and "Fulcrum" in by:
+    sx, fu = by["Sextant"], by["Fulcrum"]
+    ratio = sx["start-up storm"]["requests/s"] / max(fu["start-up storm"]["requests/s"], 1)
+    print(f"start-up storm throughput, Sextant / Fulcrum: {ratio:.1f}x")
 EOF
 cat "$out"
 echo "(kept in $out)" >&2

@@ -5,7 +5,8 @@
 #   bench/scale.sh                               # the 1M-transaction chain
 #   SIZES="1M 10M" bench/scale.sh                # the curve (each chain generated once, cached)
 #   ONLY="floor sextant" bench/scale.sh          # skip ElectrumX
-#   FULCRUM=/opt/fulcrum/Fulcrum bench/scale.sh  # Fulcrum too (see ../shared/anchors/fulcrum.md)
+#   FULCRUM=/opt/fulcrum/Fulcrum bench/scale.sh  # Fulcrum too (bench/README.md: building Fulcrum)
+#   MEMORY_LIMIT=2G SIZES=30M ONLY=sextant bench/scale.sh  # each server in a memory cgroup
 #
 # For each size: `scale-chain build --txs SIZE` (bench/scale/, cached in
 # ${SEXTANT_BENCH_DIR:-~/.cache/sextant-bench}/scale-<params-hash>/), the floor (`bench-chain
@@ -68,9 +69,21 @@ run_server() {
   echo "== $name: syncing $chain (load $(cut -d' ' -f1-3 /proc/loadavg))" >&2
   local start done_args
   start=$(date +%s.%N)
-  DB_DIRECTORY="$db" "$@" >"$log" 2>&1 &
+  if [ -n "$cg" ]; then
+    DB_DIRECTORY="$db" bash -c 'echo $$ >"$0/cgroup.procs" && exec "$@"' "$cg" "$@" >"$log" 2>&1 &
+  else
+    DB_DIRECTORY="$db" "$@" >"$log" 2>&1 &
+  fi
   server_pid=$!
   if [[ $done == port:* ]]; then done_args=(--done-port "${done#port:}"); else done_args=(--done "$done"); fi
+  # MEMORY_LIMIT confines the server to a cgroup (v1 memory controller) whose limit counts the
+  # page cache too, as a small VM's RAM would.
+  local cg=""
+  if [ -n "${MEMORY_LIMIT:-}" ]; then
+    cg=/sys/fs/cgroup/memory/sextant-scale-$name-$$
+    mkdir -p "$cg"
+    echo "$MEMORY_LIMIT" >"$cg/memory.limit_in_bytes"
+  fi
   : >"$work/$name.jsonl"
   python3 bench/scale/monitor.py --name "$name" --pid "$server_pid" --rpc-port "$rpc" --db "$db" \
     --chain "$chain" --log "$log" "${done_args[@]}" ${LOG_HEIGHT:+--log-height "$LOG_HEIGHT"} --start "$start" --segment "$SEGMENT" \
@@ -83,14 +96,20 @@ run_server() {
   wait "$server_pid" || true
   server_pid=""
   local summary
-  summary=$(python3 - "$work/$name.jsonl" "$db" <<'PY'
+  summary=$(python3 - "$work/$name.jsonl" "$db" "$cg" <<'PY'
 import json, subprocess, sys
 s = [json.loads(l) for l in open(sys.argv[1]) if '"summary"' in l][-1]
 s["db_bytes"] = int(subprocess.run(["du", "-sb", sys.argv[2]], capture_output=True, text=True).stdout.split()[0])
 s["db_bytes_per_tx"] = round(s["db_bytes"] / s["txs"], 1)
+if sys.argv[3]:
+    read = lambda f: int(open(f"{sys.argv[3]}/{f}").read())
+    s["cgroup_limit_mb"] = read("memory.limit_in_bytes") >> 20
+    s["cgroup_max_usage_mb"] = read("memory.max_usage_in_bytes") >> 20
+    s["cgroup_limit_hits"] = read("memory.failcnt")
 print(json.dumps(s))
 PY
 )
+  [ -n "$cg" ] && rmdir "$cg" 2>/dev/null || true
   emit "$summary"
   cp "$log" "$chain/results/$stamp-$name.log"
 }
@@ -155,6 +174,7 @@ tcp = 127.0.0.1:$tcp
 peering = false
 announce = false
 polltime = 0.5
+db_mem = 1200
 db_max_open_files = -1
 CONF
     run_server fulcrum INT 0 "$tcp" "port:$tcp" -- "$FULCRUM" "$work/fulcrum.conf"

@@ -8,6 +8,7 @@
 #   bench/sync.sh --txs 50000 --blocks 300 --payees 10000
 #   ONLY="floor sextant" bench/sync.sh # skip ElectrumX
 #   SEXTANT_BIN=/path/to/sextant bench/sync.sh # time another build (e.g. an older commit)
+#   FULCRUM=/path/to/Fulcrum bench/sync.sh # Fulcrum too (bench/README.md: building Fulcrum)
 #
 # Arguments go to `bench-chain build` (bench/chain/main.rs), which builds the chain once and
 # caches it in ${SEXTANT_BENCH_DIR:-~/.cache/sextant-bench}/chain-<params-hash>/. Results are
@@ -16,7 +17,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/sextant-target}"
-ONLY="${ONLY:-floor electrumx sextant}"
+ONLY="${ONLY:-floor electrumx fulcrum sextant}"
 [ $# -eq 0 ] && set -- --preset medium
 
 command -v litecoind >/dev/null || { apt-get update -qq && apt-get install -y -qq litecoind; }
@@ -128,6 +129,23 @@ if [[ " $ONLY " == *" electrumx "* ]]; then
     run_server electrumx "synced to height" INT -- "$venv/bin/electrumx_server"
 fi
 
+if [[ " $ONLY " == *" fulcrum "* ]] && [ -n "${FULCRUM:-}" ]; then
+  # Fulcrum takes a config file, not environment variables; it logs "up-to-date" once synced
+  # (its writes are durable as it goes). db_mem matches Sextant's default CACHE_MB.
+  cat >"$work/fulcrum.conf" <<CONF
+datadir = $work/fulcrum-db
+bitcoind = 127.0.0.1:$rpcport
+rpcuser = bench
+rpcpassword = bench
+tcp = 127.0.0.1:$(free_port)
+peering = false
+announce = false
+db_mem = 1200
+db_max_open_files = -1
+CONF
+  run_server fulcrum "up-to-date" INT -- "$FULCRUM" "$work/fulcrum.conf"
+fi
+
 if [[ " $ONLY " == *" sextant "* ]]; then
   COIN=Litecoin NET=regtest DAEMON_URL="$url" SERVICES="tcp://127.0.0.1:$(free_port)" \
     run_server sextant "caught up with the daemon" TERM -- "$sextant"
@@ -146,7 +164,7 @@ for line in open(path):
 print(f"chain: {blocks:,} blocks, {txs:,} transactions; {cores} cores; load after run {load}\n")
 print("| run | wall s | blocks/s | tx/s | peak RSS MiB | CPU s (user+sys) | DB MB |")
 print("|---|---:|---:|---:|---:|---:|---:|")
-for name in ("floor", "electrumx", "sextant"):
+for name in ("floor", "electrumx", "fulcrum", "sextant"):
     if name not in rows:
         continue
     f = rows[name]
@@ -163,6 +181,11 @@ if "electrumx" in rows and "sextant" in rows:
     print(f"ElectrumX / Sextant wall time: {e/s:.2f}x")
     es, ss = int(rows["electrumx"][5]), int(rows["sextant"][5])
     print(f"Sextant DB / ElectrumX DB: {ss/es:.2f}")
+if "fulcrum" in rows and "sextant" in rows:
+    f, s = float(rows["fulcrum"][1]), float(rows["sextant"][1])
+    print(f"Fulcrum / Sextant wall time: {f/s:.2f}x")
+    fs, ss = int(rows["fulcrum"][5]), int(rows["sextant"][5])
+    print(f"Sextant DB / Fulcrum DB: {ss/fs:.2f}")
 if "sextant" in rows and "floor" in rows:
     s, fl = float(rows["sextant"][1]), float(rows["floor"][1])
     print(f"Sextant / floor wall time: {s/fl:.2f}x")

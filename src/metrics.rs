@@ -299,6 +299,15 @@ async fn answer(mut stream: TcpStream, metrics: Metrics) -> std::io::Result<()> 
     stream.shutdown().await
 }
 
+/// This process's resident memory, from `/proc/self/statm` (Linux); `None` elsewhere.
+pub(crate) fn resident_bytes() -> Option<u64> {
+    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    // SAFETY: sysconf has no preconditions.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    Some(pages * u64::try_from(page).ok()?)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -354,5 +363,12 @@ mod tests {
         assert_eq!(sample(&text, "sextant_peers{status=\"never\"}"), 3.0);
         height.store(12, std::sync::atomic::Ordering::Relaxed);
         assert_eq!(sample(&m.render(), "sextant_index_lag_blocks"), 0.0);
+    }
+
+    #[test]
+    fn resident_memory_is_read_on_linux() {
+        let rss = super::resident_bytes().expect("/proc/self/statm");
+        // A test binary holds at least a megabyte and, here, less than 64 GB.
+        assert!((1 << 20..64 << 30).contains(&rss), "{rss}");
     }
 }

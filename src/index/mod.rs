@@ -500,7 +500,11 @@ impl Indexer {
     fn log_progress(&self, start: Height, start_txs: u64, started: Instant, target: Height) {
         // The writer's tip: the initial sync commits only every few hundred thousand
         // transactions.
-        let Some(tip) = self.writer.lock().unwrap().tip() else {
+        let (tip, staged) = {
+            let writer = self.writer.lock().unwrap();
+            (writer.tip(), writer.staged_bytes())
+        };
+        let Some(tip) = tip else {
             return;
         };
         let secs = started.elapsed().as_secs_f64().max(1e-3);
@@ -519,15 +523,23 @@ impl Indexer {
         } else {
             0.0
         };
+        // Where the memory goes, so an operator sizing CACHE_MB sees what each share holds.
+        let mem = self.store.memory_use();
+        let mb = |bytes: u64| bytes >> 20;
         info!(
-            "sync: height {}/{} ({:.1}%), {:.0} blocks/s, {:.0} tx/s, {} transactions, ETA {}",
+            "sync: height {}/{} ({:.1}%), {:.0} blocks/s, {:.0} tx/s, {} transactions, ETA {}; \
+             memory {} MB resident: block cache {} MB, write buffers {} MB, staged blocks {} MB",
             tip.height,
             target,
             100.0 * tip.height.0 as f64 / target.0.max(1) as f64,
             bps,
             tps,
             tip.tx_count,
-            format_duration(eta)
+            format_duration(eta),
+            crate::metrics::resident_bytes().map_or(0, mb),
+            mb(mem.block_cache + mem.table_readers),
+            mb(mem.write_buffers),
+            mb(staged as u64),
         );
     }
 

@@ -197,6 +197,11 @@ impl Writer {
         self.tip
     }
 
+    /// Estimated memory held by blocks staged but not yet committed.
+    pub(crate) fn staged_bytes(&self) -> usize {
+        self.pending.as_ref().map_or(0, Pending::size)
+    }
+
     /// Applies blocks in order and commits them. Returns what changed. On an error nothing of
     /// the call stays staged (only what the budget already committed), so the caller can keep
     /// other state, such as the mempool, in step with what the store holds.

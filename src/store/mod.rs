@@ -292,6 +292,17 @@ fn cf_options(name: &str, cache: &Cache, mode: Mode) -> Options {
     o
 }
 
+/// Bytes RocksDB holds in memory, as it reports them.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct MemoryUse {
+    /// Blocks, filters and indexes in the shared cache (pinned ones included).
+    pub block_cache: u64,
+    /// Memtables, active and waiting to be flushed.
+    pub write_buffers: u64,
+    /// Table readers' own memory outside the cache.
+    pub table_readers: u64,
+}
+
 /// Level-0 files at which a compaction starts, writes slow down, writes stop: RocksDB's defaults
 /// when following the tip.
 const L0_FOLLOW: [i32; 3] = [4, 20, 36];
@@ -891,11 +902,20 @@ impl Store {
                     return;
                 }
                 match store.set_mode(Mode::Follow) {
-                    Ok(()) => tracing::info!(
-                        "compaction done in {:.1}s ({:.1} MB on disk)",
-                        started.elapsed().as_secs_f64(),
-                        store.disk_size() as f64 / 1e6
-                    ),
+                    Ok(()) => {
+                        let tables = store.disk_size_by_table();
+                        let parts: Vec<String> = tables
+                            .iter()
+                            .filter(|(_, b)| *b >= 1_000_000)
+                            .map(|(n, b)| format!("{n} {:.0}", *b as f64 / 1e6))
+                            .collect();
+                        tracing::info!(
+                            "compaction done in {:.1}s ({:.1} MB on disk: {})",
+                            started.elapsed().as_secs_f64(),
+                            tables.iter().map(|(_, b)| b).sum::<u64>() as f64 / 1e6,
+                            parts.join(", ")
+                        )
+                    }
                     Err(e) => tracing::warn!("after the compaction: {e}"),
                 }
             })
@@ -925,6 +945,31 @@ impl Store {
             })
             .max()
             .unwrap_or(0)
+    }
+
+    /// RocksDB's memory by use, summed over the column families (the block cache is shared).
+    pub(crate) fn memory_use(&self) -> MemoryUse {
+        let sum = |property: &str| -> u64 {
+            ALL_CFS
+                .iter()
+                .filter_map(|name| {
+                    self.db
+                        .property_int_value_cf(self.cf(name), property)
+                        .ok()
+                        .flatten()
+                })
+                .sum()
+        };
+        MemoryUse {
+            block_cache: self
+                .db
+                .property_int_value("rocksdb.block-cache-usage")
+                .ok()
+                .flatten()
+                .unwrap_or(0),
+            write_buffers: sum("rocksdb.cur-size-all-mem-tables"),
+            table_readers: sum("rocksdb.estimate-table-readers-mem"),
+        }
     }
 
     /// Stops the compaction thread and waits for it, before the process exits: leaving it
@@ -963,15 +1008,23 @@ impl Store {
 
     /// Approximate bytes on disk, for logs and metrics.
     pub(crate) fn disk_size(&self) -> u64 {
+        self.disk_size_by_table().iter().map(|(_, b)| b).sum()
+    }
+
+    /// Approximate bytes on disk of each column family.
+    pub(crate) fn disk_size_by_table(&self) -> Vec<(&'static str, u64)> {
         ALL_CFS
             .iter()
-            .filter_map(|n| {
-                self.db
+            .map(|n| {
+                let bytes = self
+                    .db
                     .property_int_value_cf(self.cf(n), "rocksdb.total-sst-files-size")
                     .ok()
                     .flatten()
+                    .unwrap_or(0);
+                (*n, bytes)
             })
-            .sum()
+            .collect()
     }
 }
 
