@@ -954,7 +954,10 @@ fn kept_answers_of_a_long_history_follow_the_mempool_blocks_and_reorgs() {
     d.mine_to(&hoard, 150);
     let sh = scripthash(&d.script_of(&hoard));
     let (cached_port, plain_port) = (free_port(), free_port());
-    let _cached = InProcess::start(&d, &[("SERVICES", format!("tcp://127.0.0.1:{cached_port}"))]);
+    let _cached = InProcess::start(
+        &d,
+        &[("SERVICES", format!("tcp://127.0.0.1:{cached_port}"))],
+    );
     let _plain = InProcess::start(
         &d,
         &[
@@ -980,7 +983,10 @@ fn kept_answers_of_a_long_history_follow_the_mempool_blocks_and_reorgs() {
                 .iter()
                 .map(|m| cached.result(m, json!([sh])))
                 .collect();
-            let b: Vec<Value> = methods.iter().map(|m| plain.result(m, json!([sh]))).collect();
+            let b: Vec<Value> = methods
+                .iter()
+                .map(|m| plain.result(m, json!([sh])))
+                .collect();
             (a == b && a[0].as_array().unwrap().len() == entries).then_some(())
         });
         // Asked again: the kept answers.

@@ -525,9 +525,11 @@ fn a_client_that_reads_nothing_is_paused_then_dropped_while_an_honest_one_stays_
     assert!((1_000_000..1_400_000).contains(&held), "held {held} bytes");
     assert!(sx.log().contains("bytes of replies left unread for 3s"));
     // Its replies were dropped with it; its connection is closed.
-    wait_until(Duration::from_secs(5), "the memory to be given back", || {
-        (info()["session memory"]["used"].as_u64() < Some(50_000)).then_some(())
-    });
+    wait_until(
+        Duration::from_secs(5),
+        "the memory to be given back",
+        || (info()["session memory"]["used"].as_u64() < Some(50_000)).then_some(()),
+    );
     slow.w
         .set_read_timeout(Some(Duration::from_secs(5)))
         .unwrap();
@@ -535,7 +537,11 @@ fn a_client_that_reads_nothing_is_paused_then_dropped_while_an_honest_one_stays_
     // The honest client was answered fast all along.
     pings.sort_by(f64::total_cmp);
     let p99 = pings[pings.len() * 99 / 100];
-    assert!(pings.len() > 20 && p99 < 100.0, "{} pings, p99 {p99:.1} ms", pings.len());
+    assert!(
+        pings.len() > 20 && p99 < 100.0,
+        "{} pings, p99 {p99:.1} ms",
+        pings.len()
+    );
     assert_eq!(info()["sessions"]["count"], 1);
 }
 
@@ -586,9 +592,11 @@ fn past_the_server_memory_budget_requests_are_refused_until_it_is_given_back() {
     assert!(i["limits"]["memory refusals"].as_u64().unwrap() >= 1, "{i}");
     assert!(sx.log().contains("of MAX_SERVER_MEMORY 2500000"));
     // Once the slow readers are dropped the honest client is served again.
-    wait_until(Duration::from_secs(30), "the slow readers to be dropped", || {
-        (info()["limits"]["slow reader disconnects"].as_u64() >= Some(2)).then_some(())
-    });
+    wait_until(
+        Duration::from_secs(30),
+        "the slow readers to be dropped",
+        || (info()["limits"]["slow reader disconnects"].as_u64() >= Some(2)).then_some(()),
+    );
     wait_until(Duration::from_secs(10), "an answer", || {
         let v = honest.call("server.ping", json!([]));
         (v.get("error").is_none()).then_some(())
@@ -632,7 +640,10 @@ fn a_batch_of_50000_requests_runs_in_bounded_memory_or_is_refused_before_it_runs
     assert_eq!(info["request counts"]["server.ping"], 400_000);
     eprintln!("RSS: {before} KiB before, after each round {after:?} KiB");
     let grown = (after.iter().max().unwrap() - before) / 1024;
-    assert!(grown < 100, "RSS grew by {grown} MiB: {before} -> {after:?} KiB");
+    assert!(
+        grown < 100,
+        "RSS grew by {grown} MiB: {before} -> {after:?} KiB"
+    );
 
     // Under the default budget (10 MB a session) the same batch is refused before it runs.
     let dir = tempfile::tempdir().unwrap();
@@ -655,7 +666,11 @@ fn a_batch_of_50000_requests_runs_in_bounded_memory_or_is_refused_before_it_runs
         "{message}"
     );
     let info = rpc_json(rpc_port, &["getinfo"]);
-    assert_eq!(info["request counts"]["server.ping"], Value::Null, "none ran");
+    assert_eq!(
+        info["request counts"]["server.ping"],
+        Value::Null,
+        "none ran"
+    );
     assert_eq!(info["limits"]["memory refusals"], 1);
     assert_eq!(c.result("server.ping", json!([])), Value::Null);
 }

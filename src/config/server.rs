@@ -230,7 +230,12 @@ mod tests {
         assert_eq!(s.max_send, 1_000_000);
         assert_eq!(s.max_recv, 1_000_000);
         assert_eq!(s.response_cache_bytes, 64_000_000);
-        assert_eq!(settings(&[("RESPONSE_CACHE_MB", "0")]).unwrap().response_cache_bytes, 0);
+        assert_eq!(
+            settings(&[("RESPONSE_CACHE_MB", "0")])
+                .unwrap()
+                .response_cache_bytes,
+            0
+        );
         assert_eq!(s.peer_discovery, PeerDiscovery::On);
         assert!(s.peer_announce);
         assert_eq!(s.donation_address, "");

@@ -637,19 +637,19 @@ async fn get_history(
 
 fn history_json(h: &FullHistory) -> Reply {
     let items: Vec<HistoryItem> = h
-                .confirmed
-                .iter()
-                .map(|c| HistoryItem {
-                    tx_hash: c.txid.to_string(),
-                    height: i64::from(c.height.0),
-                    fee: None,
-                })
-                .chain(h.mempool.iter().map(|m| HistoryItem {
-                    tx_hash: m.txid.to_string(),
-                    height: i64::from(m.height),
-                    fee: Some(m.fee),
-                }))
-                .collect();
+        .confirmed
+        .iter()
+        .map(|c| HistoryItem {
+            tx_hash: c.txid.to_string(),
+            height: i64::from(c.height.0),
+            fee: None,
+        })
+        .chain(h.mempool.iter().map(|m| HistoryItem {
+            tx_hash: m.txid.to_string(),
+            height: i64::from(m.height),
+            fee: Some(m.fee),
+        }))
+        .collect();
     json(&items)
 }
 

@@ -158,6 +158,7 @@ impl Query {
     }
 
     /// Bytes and number of the answers kept.
+    #[cfg(test)]
     pub(crate) fn answer_cache_usage(&self) -> (usize, usize) {
         self.answers.usage()
     }
@@ -510,12 +511,20 @@ mod tests {
 
     /// A block of `n` transactions paying `script`.
     fn paying(prev: BlockHash, nonce: u8, script: u8, n: usize) -> ParsedBlock {
-        block(prev, nonce, (0..n).map(|i| pay(script, nonce, i, vec![])).collect())
+        block(
+            prev,
+            nonce,
+            (0..n).map(|i| pay(script, nonce, i, vec![])).collect(),
+        )
     }
 
     /// Each answer as the cache serves it, as (JSON, whether it is the one kept before).
     fn answers(q: &Query, sh: &ScriptHash, before: &[Arc<Answer>]) -> Vec<(String, bool)> {
-        let kinds = [AnswerKind::History, AnswerKind::Unspent, AnswerKind::Balance];
+        let kinds = [
+            AnswerKind::History,
+            AnswerKind::Unspent,
+            AnswerKind::Balance,
+        ];
         kinds
             .iter()
             .enumerate()
@@ -530,7 +539,11 @@ mod tests {
     }
 
     fn kept(q: &Query, sh: &ScriptHash) -> Vec<Arc<Answer>> {
-        let kinds = [AnswerKind::History, AnswerKind::Unspent, AnswerKind::Balance];
+        let kinds = [
+            AnswerKind::History,
+            AnswerKind::Unspent,
+            AnswerKind::Balance,
+        ];
         kinds
             .iter()
             .map(|kind| {
@@ -546,7 +559,10 @@ mod tests {
             ScriptData::History(h) => format!(
                 "{:?}",
                 (
-                    h.confirmed.iter().map(|c| (c.txid, c.height)).collect::<Vec<_>>(),
+                    h.confirmed
+                        .iter()
+                        .map(|c| (c.txid, c.height))
+                        .collect::<Vec<_>>(),
                     &h.mempool
                 )
             ),
@@ -593,7 +609,11 @@ mod tests {
             }
         };
         check("first read", &[], false);
-        assert_eq!(q.answer_cache_usage().1, 3, "the hot script's three answers");
+        assert_eq!(
+            q.answer_cache_usage().1,
+            3,
+            "the hot script's three answers"
+        );
         let first = kept(&q, &hot);
         check("read again", &first, true);
         // A short history is not kept.

@@ -238,28 +238,31 @@ mod tests {
         assert!(a.over() && !a.replies_over());
         assert_eq!((a.used(), a.queued(), server.used()), (700, 200, 1200));
         drop((ca, cb, q));
-        assert_eq!((a.used(), a.queued(), b.used(), server.used()), (0, 0, 0, 0));
+        assert_eq!(
+            (a.used(), a.queued(), b.used(), server.used()),
+            (0, 0, 0, 0)
+        );
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn a_session_waits_for_its_replies_to_drain_and_gives_up_on_a_client_that_reads_nothing(
-    ) {
+    #[tokio::test]
+    async fn a_session_waits_for_its_replies_to_drain_and_gives_up_on_a_client_that_reads_nothing()
+    {
         let server = Arc::new(ServerBudget::new(0));
         let s = Budget::new(server, 100);
         let q = s.charge_queued(150);
-        let patience = Duration::from_secs(10);
+        let patience = Duration::from_millis(400);
         let drained = tokio::spawn({
             let s = s.clone();
             async move { s.within(patience).await }
         });
-        tokio::time::sleep(Duration::from_secs(5)).await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
         drop(q);
         assert!(drained.await.unwrap(), "resumed once the replies were read");
         let _q = s.charge_queued(150);
-        let t = tokio::time::Instant::now();
+        let t = std::time::Instant::now();
         assert!(!s.within(patience).await, "never drained");
-        assert_eq!(t.elapsed(), patience);
-        let t = tokio::time::Instant::now();
+        assert!(t.elapsed() >= patience);
+        let t = std::time::Instant::now();
         s.stuck(patience).await;
         assert!(t.elapsed() >= patience);
     }

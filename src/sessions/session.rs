@@ -469,7 +469,12 @@ fn slow_reader(server: &Sessions, session: &SessionHandle) {
 }
 
 /// The error for work refused by a memory budget.
-fn memory_refusal(server: &Sessions, session: &SessionHandle, bytes: usize, over: Over) -> RpcError {
+fn memory_refusal(
+    server: &Sessions,
+    session: &SessionHandle,
+    bytes: usize,
+    over: Over,
+) -> RpcError {
     server.stats.limit(Limit::MemoryRefused);
     match over {
         Over::Server { limit } => {
