@@ -8,6 +8,8 @@
 #   SEXTANT_BIN=/path/to/sextant bench/load.sh # load another build (e.g. an older commit)
 #   POOL_BLOCKS=300 bench/load.sh --preset tiny  # draw wallets' scripts from more blocks
 #   FULCRUM=/path/to/Fulcrum bench/load.sh  # Fulcrum too (bench/README.md: building Fulcrum)
+#   ZIPF=1 MAX_SEND=20000000 bench/load.sh       # hot-address mode: wallets share Zipf-hot scripts
+#   PROFILE=debug bench/load.sh                  # the dev build (no release build needed)
 #
 # Arguments go to `bench-chain build` (the cached chain of bench/sync.sh). The daemon runs on a
 # copy of the cached datadir, because the notification phase sends a transaction and mines a
@@ -23,14 +25,19 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/sextant-target}"
 ONLY="${ONLY:-sextant electrumx fulcrum}"
+PROFILE="${PROFILE:-release}"
 SESSIONS="${SESSIONS:-500}"
 RATE="${RATE:-500}"
 [ $# -eq 0 ] && set -- --preset medium
 
 command -v litecoind >/dev/null || { apt-get update -qq && apt-get install -y -qq litecoind; }
 
-cargo build --release --locked --bin sextant --example bench-chain --example bench-load >&2
-rel="$CARGO_TARGET_DIR/release"
+if [ "$PROFILE" = release ]; then
+  cargo build --release --locked --bin sextant --example bench-chain --example bench-load >&2
+else
+  cargo build --locked --bin sextant --example bench-chain --example bench-load >&2
+fi
+rel="$CARGO_TARGET_DIR/$PROFILE"
 chain=$("$rel/examples/bench-chain" build "$@" | tail -n 1)
 echo "chain: $chain" >&2
 
@@ -145,7 +152,7 @@ for name in sextant electrumx fulcrum; do
   echo "== $label: $SESSIONS sessions (load $(cut -d' ' -f1-3 /proc/loadavg))" >&2
   "$rel/examples/bench-load" --server "127.0.0.1:${port_of[$name]}" --daemon-port "$rpcport" \
     --pool-tip "$pool_tip" \
-    --blocks "${POOL_BLOCKS:-100}" --sessions "$SESSIONS" --rate "$RATE" --label "$label" --pid "${pid_of[$name]}" \
+    --blocks "${POOL_BLOCKS:-100}" ${ZIPF:+--zipf "$ZIPF"} --sessions "$SESSIONS" --rate "$RATE" --label "$label" --pid "${pid_of[$name]}" \
     | tee -a "$work/results.jsonl"
   for other in "${!pid_of[@]}"; do [ "$other" = "$name" ] || kill -CONT "${pid_of[$other]}"; done
 done

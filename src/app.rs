@@ -56,7 +56,10 @@ pub async fn run(config: Config, stop: Arc<watch::Sender<bool>>) -> anyhow::Resu
     let stop_rx = stop.subscribe();
 
     let mempool = Arc::new(RwLock::new(Mempool::default()));
-    let query = Arc::new(Query::new(store.clone(), mempool.clone()));
+    let query = Arc::new(
+        Query::new(store.clone(), mempool.clone())
+            .with_answer_cache(config.server.response_cache_bytes),
+    );
     let (notarized_tx, notarized_rx) = watch::channel(None);
     let features = serde_json::to_value(server_features(&config.server, &config.coin))?;
     let peers = Arc::new(PeerManager::new(

@@ -944,3 +944,68 @@ fn transactions_the_daemon_no_longer_has_are_not_served_from_the_cache() {
     );
     server.stop();
 }
+
+#[test]
+fn kept_answers_of_a_long_history_follow_the_mempool_blocks_and_reorgs() {
+    let d = Litecoind::start();
+    d.mine(101);
+    // 150 coinbases: a history long enough for its answers to be kept.
+    let hoard = d.new_address(AddrType::Bech32);
+    d.mine_to(&hoard, 150);
+    let sh = scripthash(&d.script_of(&hoard));
+    let (cached_port, plain_port) = (free_port(), free_port());
+    let _cached = InProcess::start(
+        &d,
+        &[("SERVICES", format!("tcp://127.0.0.1:{cached_port}"))],
+    );
+    let _plain = InProcess::start(
+        &d,
+        &[
+            ("SERVICES", format!("tcp://127.0.0.1:{plain_port}")),
+            ("RESPONSE_CACHE_MB", "0".into()),
+        ],
+    );
+    let mut cached = Client::connect(cached_port);
+    let mut plain = Client::connect(plain_port);
+    for c in [&mut cached, &mut plain] {
+        c.result("server.version", json!(["test", "1.4"]));
+    }
+    let methods = [
+        "blockchain.scripthash.get_history",
+        "blockchain.scripthash.listunspent",
+        "blockchain.scripthash.get_balance",
+    ];
+    // Both servers give the same answers once they follow the daemon (a stale kept answer
+    // never would); `entries` is the history's length then, `unconfirmed` how many of them
+    // are in the mempool.
+    let mut same = |label: &str, entries: usize, unconfirmed: usize| {
+        wait_until(Duration::from_secs(30), label, || {
+            let a: Vec<Value> = methods
+                .iter()
+                .map(|m| cached.result(m, json!([sh])))
+                .collect();
+            let b: Vec<Value> = methods
+                .iter()
+                .map(|m| plain.result(m, json!([sh])))
+                .collect();
+            let history = a[0].as_array().unwrap();
+            let pending = history.iter().filter(|e| e["height"].as_i64() <= Some(0));
+            (a == b && history.len() == entries && pending.count() == unconfirmed).then_some(())
+        });
+        // Asked again: the kept answers.
+        for m in methods {
+            assert_eq!(cached.result(m, json!([sh])), plain.result(m, json!([sh])));
+        }
+    };
+    same("the chain as mined", 150, 0);
+    d.send(&hoard, 100_000_000);
+    same("a mempool payment", 151, 1);
+    d.mine(1);
+    same("the payment confirmed", 151, 0);
+    let coinbase = d.mine_to(&hoard, 1)[0].clone();
+    same("another coinbase", 152, 0);
+    // A reorg replaces the coinbase's block by two others.
+    d.invalidate(&coinbase);
+    d.mine_to(&d.new_address(AddrType::Bech32), 2);
+    same("the coinbase undone", 151, 0);
+}

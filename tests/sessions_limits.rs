@@ -457,3 +457,221 @@ fn a_batch_whose_reply_cannot_fit_is_refused_before_it_runs() {
     assert_eq!(c.line().unwrap().as_array().unwrap().len(), 1_000);
     assert_eq!(c.result("server.ping", json!([])), Value::Null);
 }
+
+/// The server's resident memory in KiB (`VmRSS`).
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+/// `n` pipelined `get_history` requests for `sh`, written from another thread (the server
+/// stops reading a client that reads nothing, so the writes may block).
+fn flood_history(c: &Client, sh: &str, n: usize) -> std::thread::JoinHandle<()> {
+    use std::io::Write;
+    let line = json!({"jsonrpc": "2.0", "id": 1, "method": "blockchain.scripthash.get_history",
+                      "params": [sh]})
+    .to_string();
+    let all = format!("{line}\n").repeat(n);
+    let mut w = c.w.try_clone().unwrap();
+    std::thread::spawn(move || {
+        let _ = w.write_all(all.as_bytes());
+    })
+}
+
+/// The latency of one ping, in ms.
+fn ping_ms(c: &mut Client) -> f64 {
+    let t = std::time::Instant::now();
+    assert_eq!(c.result("server.ping", json!([])), Value::Null);
+    t.elapsed().as_secs_f64() * 1000.0
+}
+
+#[test]
+fn a_client_that_reads_nothing_is_paused_then_dropped_while_an_honest_one_stays_fast() {
+    let d = Litecoind::start();
+    // Each history reply is ~25 kB.
+    let hoard = d.new_address(AddrType::Bech32);
+    d.mine_to(&hoard, 300);
+    let long_sh = scripthash(&d.script_of(&hoard));
+    let dir = tempfile::tempdir().unwrap();
+    let (port, rpc_port) = (free_port(), free_port());
+    let env = vec![
+        services(port, rpc_port),
+        ("MAX_SESSION_MEMORY", "1000000".to_string()),
+        ("SLOW_READER_TIMEOUT", "3".to_string()),
+        ("COST_SOFT_LIMIT", "0".to_string()),
+        ("COST_HARD_LIMIT", "0".to_string()),
+    ];
+    let sx = start(&d, dir.path(), &env, port);
+    let mut honest = negotiated(SECOND, port);
+    let mut slow = negotiated(Ipv4Addr::LOCALHOST, port);
+    // 50 MB of replies asked for, none read.
+    let writer = flood_history(&slow, &long_sh, 2_000);
+    let info = || rpc_json(rpc_port, &["getinfo"]);
+    let mut pings = Vec::new();
+    let mut held = 0;
+    let t = std::time::Instant::now();
+    while info()["limits"]["slow reader disconnects"] == 0 {
+        assert!(t.elapsed() < Duration::from_secs(30), "{}", info());
+        pings.push(ping_ms(&mut honest));
+        held = held.max(info()["session memory"]["used"].as_u64().unwrap());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    writer.join().unwrap();
+    let i = info();
+    assert!(i["limits"]["reader pauses"].as_u64().unwrap() >= 1, "{i}");
+    // Paused at its budget: what it held passed 1 MB only by the replies of requests already
+    // running (at most INITIAL_CONCURRENT = 10 of ~25 kB).
+    assert!((1_000_000..1_400_000).contains(&held), "held {held} bytes");
+    assert!(sx.log().contains("bytes of replies left unread for 3s"));
+    // Its replies were dropped with it; its connection is closed.
+    wait_until(
+        Duration::from_secs(5),
+        "the memory to be given back",
+        || (info()["session memory"]["used"].as_u64() < Some(50_000)).then_some(()),
+    );
+    slow.w
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    while slow.line_or_closed().is_some() {}
+    // The honest client was answered fast all along.
+    pings.sort_by(f64::total_cmp);
+    let p99 = pings[pings.len() * 99 / 100];
+    assert!(
+        pings.len() > 20 && p99 < 100.0,
+        "{} pings, p99 {p99:.1} ms",
+        pings.len()
+    );
+    assert_eq!(info()["sessions"]["count"], 1);
+}
+
+#[test]
+fn past_the_server_memory_budget_requests_are_refused_until_it_is_given_back() {
+    let d = Litecoind::start();
+    let hoard = d.new_address(AddrType::Bech32);
+    d.mine_to(&hoard, 300);
+    let long_sh = scripthash(&d.script_of(&hoard));
+    let dir = tempfile::tempdir().unwrap();
+    let (port, rpc_port) = (free_port(), free_port());
+    let env = vec![
+        services(port, rpc_port),
+        ("MAX_SESSION_MEMORY", "1000000".to_string()),
+        ("MAX_SERVER_MEMORY", "2500000".to_string()),
+        // Long enough that no slow reader is dropped before the refusal is looked at.
+        ("SLOW_READER_TIMEOUT", "10".to_string()),
+        ("COST_SOFT_LIMIT", "0".to_string()),
+        ("COST_HARD_LIMIT", "0".to_string()),
+    ];
+    let sx = start(&d, dir.path(), &env, port);
+    let mut honest = negotiated(SECOND, port);
+    assert_eq!(honest.result("server.ping", json!([])), Value::Null);
+    // Three clients that read nothing hold a budget's worth each.
+    let slow: Vec<Client> = (0..3)
+        .map(|_| negotiated(Ipv4Addr::LOCALHOST, port))
+        .collect();
+    let writers: Vec<_> = slow
+        .iter()
+        .map(|c| flood_history(c, &long_sh, 2_000))
+        .collect();
+    let info = || rpc_json(rpc_port, &["getinfo"]);
+    let refusal = wait_until(Duration::from_secs(20), "a refusal", || {
+        let v = honest.call("server.ping", json!([]));
+        v.get("error").cloned()
+    });
+    assert_eq!(
+        refusal,
+        json!({"code": -102, "message": "server busy - memory for requests exhausted, try again later"})
+    );
+    let i = info();
+    let used = i["session memory"]["used"].as_u64().unwrap();
+    assert_eq!(i["session memory"]["limit"], 2_500_000);
+    // Bounded: the budget, passed only by replies of requests admitted before it was reached.
+    assert!(
+        (2_400_000..4_500_000).contains(&used),
+        "sessions hold {used} bytes"
+    );
+    assert!(i["limits"]["memory refusals"].as_u64().unwrap() >= 1, "{i}");
+    assert!(sx.log().contains("of MAX_SERVER_MEMORY 2500000"));
+    // Once the slow readers are dropped the honest client is served again.
+    wait_until(
+        Duration::from_secs(30),
+        "the slow readers to be dropped",
+        || (info()["limits"]["slow reader disconnects"].as_u64() >= Some(2)).then_some(()),
+    );
+    wait_until(Duration::from_secs(10), "an answer", || {
+        let v = honest.call("server.ping", json!([]));
+        (v.get("error").is_none()).then_some(())
+    });
+    for w in writers {
+        w.join().unwrap();
+    }
+}
+
+#[test]
+fn a_batch_of_50000_requests_runs_in_bounded_memory_or_is_refused_before_it_runs() {
+    let d = Litecoind::start();
+    d.mine(3);
+    let dir = tempfile::tempdir().unwrap();
+    let (port, rpc_port) = (free_port(), free_port());
+    let env = vec![
+        services(port, rpc_port),
+        ("MAX_RECV", "5000000".to_string()),
+        ("MAX_SEND", "20000000".to_string()),
+        ("MAX_SESSION_MEMORY", "40000000".to_string()),
+        ("COST_SOFT_LIMIT", "0".to_string()),
+        ("COST_HARD_LIMIT", "0".to_string()),
+    ];
+    let sx = start(&d, dir.path(), &env, port);
+    let pid = sx.child.id();
+    let calls: Vec<Value> = (0..50_000)
+        .map(|i| json!({"jsonrpc": "2.0", "id": i, "method": "server.ping"}))
+        .collect();
+    let batch = Value::Array(calls).to_string();
+    assert!(batch.len() > 2_500_000);
+    let mut c = negotiated(Ipv4Addr::LOCALHOST, port);
+    let before = rss_kib(pid);
+    let mut after = Vec::new();
+    for _ in 0..8 {
+        c.send_line(&batch);
+        let reply = c.line().unwrap();
+        assert_eq!(reply.as_array().map(Vec::len), Some(50_000));
+        after.push(rss_kib(pid));
+    }
+    let info = rpc_json(rpc_port, &["getinfo"]);
+    assert_eq!(info["request counts"]["server.ping"], 400_000);
+    eprintln!("RSS: {before} KiB before, after each round {after:?} KiB");
+    let grown = (after.iter().max().unwrap() - before) / 1024;
+    assert!(
+        grown < 100,
+        "RSS grew by {grown} MiB: {before} -> {after:?} KiB"
+    );
+
+    // Under the default budget (10 MB a session) the same batch is refused before it runs.
+    let dir = tempfile::tempdir().unwrap();
+    let (port, rpc_port) = (free_port(), free_port());
+    let env = vec![
+        services(port, rpc_port),
+        ("MAX_RECV", "5000000".to_string()),
+        ("MAX_SEND", "20000000".to_string()),
+    ];
+    drop(sx);
+    let _sx = start(&d, dir.path(), &env, port);
+    let mut c = negotiated(Ipv4Addr::LOCALHOST, port);
+    c.send_line(&batch);
+    let reply = c.line().unwrap();
+    assert_eq!(reply["error"]["code"], -32600, "{reply}");
+    let message = reply["error"]["message"].as_str().unwrap();
+    assert!(
+        message.starts_with("batch too large: it needs about ")
+            && message.ends_with("bytes, a session may hold 10,000,000"),
+        "{message}"
+    );
+    let info = rpc_json(rpc_port, &["getinfo"]);
+    assert_eq!(
+        info["request counts"]["server.ping"],
+        Value::Null,
+        "none ran"
+    );
+    assert_eq!(info["limits"]["memory refusals"], 1);
+    assert_eq!(c.result("server.ping", json!([])), Value::Null);
+}

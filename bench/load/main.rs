@@ -20,6 +20,12 @@
 //!    transaction/block until the last session got its last notification, and the spread from
 //!    the first to the last notification (the server's fan-out, without its daemon polling).
 //!
+//! `--zipf S` (hot-address mode) gives the wallets popular scripts: the pool is ranked by how
+//! many outputs pay each script, and each session draws its scripts from that ranking with a
+//! Zipf(S) law (probability ∝ 1/rank^S), so the hottest scripts — the longest histories — are in
+//! many wallets at once, as exchange and pool addresses are. Without it each script of the pool is
+//! in one wallet.
+//!
 //! `--pool-tip H` draws the scripthashes from the blocks up to H instead of the daemon's tip, so a
 //! second run after a notification round (which mines a block) uses the same pool.
 //!
@@ -73,6 +79,8 @@ struct Options {
     timeout: Duration,
     label: String,
     pid: Option<u32>,
+    /// Hot-address mode: the Zipf exponent of the wallets' scripts over the pool's ranking.
+    zipf: Option<f64>,
 }
 
 fn options() -> Result<Options, String> {
@@ -92,6 +100,7 @@ fn options() -> Result<Options, String> {
         timeout: Duration::from_secs(120),
         label: "server".into(),
         pid: None,
+        zipf: None,
     };
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
@@ -116,6 +125,7 @@ fn options() -> Result<Options, String> {
             "--timeout" => o.timeout = Duration::from_secs_f64(num(value()?)?),
             "--label" => o.label = value()?,
             "--pid" => o.pid = Some(num(value()?)? as u32),
+            "--zipf" => o.zipf = Some(num(value()?)?).filter(|s| *s > 0.0),
             other => return Err(format!("unknown option {other}")),
         }
     }
@@ -149,7 +159,8 @@ fn pool(o: &Options) -> Result<Vec<String>, String> {
             tip.as_u64().ok_or("getblockcount")?
         }
     };
-    let mut seen = HashSet::new();
+    // Scripts in the order first seen, with how many outputs pay each.
+    let mut seen: HashMap<String, usize> = HashMap::new();
     let mut out = Vec::new();
     for h in tip.saturating_sub(o.blocks)..=tip {
         let hash = d.call("getblockhash", json!([h])).map_err(err)?;
@@ -166,13 +177,38 @@ fn pool(o: &Options) -> Result<Vec<String>, String> {
                     continue; // OP_RETURN
                 }
                 let sh = scripthash(&bytes);
-                if seen.insert(sh.clone()) {
+                let n = seen.entry(sh.clone()).or_insert(0);
+                if *n == 0 {
                     out.push(sh);
                 }
+                *n += 1;
             }
         }
     }
+    if o.zipf.is_some() {
+        // Most paid first (a stable sort keeps the chain's order among equals).
+        out.sort_by_key(|sh| std::cmp::Reverse(seen[sh]));
+    }
     Ok(out)
+}
+
+/// `n` distinct indexes below `len` drawn with probability ∝ 1/(index+1)^s.
+fn zipf_draw(rng: &mut Rng, len: usize, n: usize, s: f64) -> Vec<usize> {
+    let weights: Vec<f64> = (1..=len).map(|k| 1.0 / (k as f64).powf(s)).collect();
+    let total: f64 = weights.iter().sum();
+    let mut picked = Vec::new();
+    while picked.len() < n.min(len) {
+        let mut x = rng.unit() * total;
+        let mut k = 0;
+        while k + 1 < len && x >= weights[k] {
+            x -= weights[k];
+            k += 1;
+        }
+        if !picked.contains(&k) {
+            picked.push(k);
+        }
+    }
+    picked
 }
 
 /// Fresh P2PKH scripts nobody has paid yet: a wallet's unused receive addresses.
@@ -765,9 +801,18 @@ async fn run(o: Arc<Options>, pool: Vec<String>) -> Result<Value, String> {
     let start = Instant::now();
     let tasks: Vec<_> = (0..o.sessions)
         .map(|i| {
-            let shs: Vec<String> = (0..o.subs - 2)
-                .map(|k| pool[(i * (o.subs - 2) + k) % pool.len()].clone())
-                .collect();
+            let shs: Vec<String> = match o.zipf {
+                Some(s) => {
+                    let mut rng = Rng(0x9e37_79b9_7f4a_7c15 ^ (i as u64 + 1));
+                    zipf_draw(&mut rng, pool.len(), o.subs - 2, s)
+                        .into_iter()
+                        .map(|k| pool[k].clone())
+                        .collect()
+                }
+                None => (0..o.subs - 2)
+                    .map(|k| pool[(i * (o.subs - 2) + k) % pool.len()].clone())
+                    .collect(),
+            };
             let f = [fresh[2 * i].clone(), fresh[2 * i + 1].clone()];
             let fut = start_up(o.clone(), i, shs, f, tally.clone());
             tokio::spawn(tokio::time::timeout(o.timeout, fut))
@@ -812,6 +857,7 @@ async fn run(o: Arc<Options>, pool: Vec<String>) -> Result<Value, String> {
         "sessions": o.sessions,
         "subscriptions per session": o.subs,
         "scripthash pool": pool.len(),
+        "zipf": o.zipf,
         "start-up storm": storm,
         "steady load": steady,
     });

@@ -432,6 +432,14 @@ fn getinfo(state: &AdminState, view: &View) -> Value {
             "max sessions pauses": limits.max_sessions_pauses.load(Ordering::Relaxed),
             "max sessions refused": limits.sessions_refused.load(Ordering::Relaxed),
             "subscriptions refused": limits.subs_refused.load(Ordering::Relaxed),
+            "reader pauses": limits.reader_pauses.load(Ordering::Relaxed),
+            "slow reader disconnects": limits.slow_reader_disconnects.load(Ordering::Relaxed),
+            "memory refusals": limits.memory_refused.load(Ordering::Relaxed),
+        },
+        // Sextant's own: bytes of requests in flight and replies queued, all sessions.
+        "session memory": {
+            "used": view.server.memory().0,
+            "limit": view.server.memory().1,
         },
         "txs sent": stats.txs_sent.load(Ordering::Relaxed),
         "uptime": formatted_time(state.started.elapsed().as_secs(), " "),

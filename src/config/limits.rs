@@ -48,6 +48,13 @@ pub struct SessionLimits {
     pub connections_per_sec: u32,
     /// Scripthash subscriptions one session may hold (0: unlimited).
     pub max_subs_per_session: usize,
+    /// Bytes one session may hold in requests being worked on and replies not yet written
+    /// (0: unlimited): past it the session is not read, and a batch bigger is refused.
+    pub max_session_memory: usize,
+    /// The same bytes, every session together (0: unlimited): work past it is refused.
+    pub max_server_memory: usize,
+    /// A session whose unwritten replies stay over its budget this long is dropped.
+    pub slow_reader_timeout: Duration,
 }
 
 impl Default for SessionLimits {
@@ -59,6 +66,9 @@ impl Default for SessionLimits {
             max_sessions: 1000,
             connections_per_sec: 10,
             max_subs_per_session: 75_000,
+            max_session_memory: 10_000_000,
+            max_server_memory: 500_000_000,
+            slow_reader_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -130,6 +140,9 @@ impl SessionLimits {
                 )
             })?,
             max_subs_per_session: integer(env, "MAX_SUBS_PER_SESSION", d.max_subs_per_session)?,
+            max_session_memory: integer(env, "MAX_SESSION_MEMORY", d.max_session_memory)?,
+            max_server_memory: integer(env, "MAX_SERVER_MEMORY", d.max_server_memory)?,
+            slow_reader_timeout: secs("SLOW_READER_TIMEOUT", d.slow_reader_timeout)?,
         })
     }
 }
@@ -157,6 +170,9 @@ mod tests {
         assert_eq!(l.session_timeout, Duration::from_secs(600));
         assert_eq!(l.max_sessions, 1000);
         assert_eq!(l.low_watermark(), 950);
+        assert_eq!(l.max_session_memory, 10_000_000);
+        assert_eq!(l.max_server_memory, 500_000_000);
+        assert_eq!(l.slow_reader_timeout, Duration::from_secs(30));
     }
 
     #[test]
@@ -173,6 +189,9 @@ mod tests {
             ("SESSION_GROUP_BY_SUBNET_IPV4", "16"),
             ("CONNECTION_RATE_LIMIT", "0"),
             ("MAX_SUBS_PER_SESSION", "7"),
+            ("MAX_SESSION_MEMORY", "2000000"),
+            ("MAX_SERVER_MEMORY", "0"),
+            ("SLOW_READER_TIMEOUT", "5"),
         ])
         .unwrap();
         assert_eq!(l.cost.hard_limit, 51.0, "hard == soft is bumped");
@@ -183,6 +202,9 @@ mod tests {
         assert_eq!(l.max_sessions, 3);
         assert_eq!(l.connections_per_sec, 0);
         assert_eq!(l.max_subs_per_session, 7);
+        assert_eq!(l.max_session_memory, 2_000_000);
+        assert_eq!(l.max_server_memory, 0);
+        assert_eq!(l.slow_reader_timeout, Duration::from_secs(5));
         let both_zero = limits(&[("COST_SOFT_LIMIT", "0"), ("COST_HARD_LIMIT", "0")]).unwrap();
         assert_eq!(both_zero.cost.hard_limit, 0.0, "0/0 disables throttling");
     }

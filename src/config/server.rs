@@ -39,6 +39,8 @@ pub struct ServerSettings {
     pub max_send: usize,
     /// Largest request line.
     pub max_recv: usize,
+    /// `RESPONSE_CACHE_MB` in bytes: serialized answers of scripts with long histories kept.
+    pub response_cache_bytes: usize,
     pub peer_discovery: PeerDiscovery,
     pub peer_announce: bool,
     /// `PEER_ALLOW_PRIVATE` (Sextant only): private and loopback addresses may be peers and may
@@ -198,6 +200,8 @@ impl ServerSettings {
             donation_address: env.get("DONATION_ADDRESS").unwrap_or_default(),
             max_send,
             max_recv,
+            response_cache_bytes: integer(env, "RESPONSE_CACHE_MB", 64usize)?
+                .saturating_mul(1_000_000),
             peer_discovery,
             peer_announce,
             peer_allow_private,
@@ -225,6 +229,13 @@ mod tests {
         assert!(s.report_services.is_empty());
         assert_eq!(s.max_send, 1_000_000);
         assert_eq!(s.max_recv, 1_000_000);
+        assert_eq!(s.response_cache_bytes, 64_000_000);
+        assert_eq!(
+            settings(&[("RESPONSE_CACHE_MB", "0")])
+                .unwrap()
+                .response_cache_bytes,
+            0
+        );
         assert_eq!(s.peer_discovery, PeerDiscovery::On);
         assert!(s.peer_announce);
         assert_eq!(s.donation_address, "");

@@ -109,13 +109,15 @@ async fn ws_writer<S>(
     use tokio_tungstenite::tungstenite::Message;
     while let Some(msg) = rx.recv().await {
         match msg {
-            Outgoing::Line(line) => {
+            Outgoing::Line(line, charge) => {
                 // Queue without flushing while more is waiting, so bursts go out together.
                 let sent = if rx.is_empty() {
                     sink.send(Message::text(line)).await
                 } else {
                     sink.feed(Message::text(line)).await
                 };
+                // Written, or at least handed to the socket's own small buffer.
+                drop(charge);
                 if sent.is_err() {
                     break;
                 }
@@ -167,11 +169,12 @@ async fn writer<W: AsyncWrite + Unpin>(w: W, mut rx: mpsc::Receiver<Outgoing>) {
     let mut w = tokio::io::BufWriter::new(w);
     while let Some(msg) = rx.recv().await {
         match msg {
-            Outgoing::Line(mut line) => {
+            Outgoing::Line(mut line, charge) => {
                 line.push('\n');
                 if w.write_all(line.as_bytes()).await.is_err() {
                     break;
                 }
+                drop((line, charge));
                 // Flush once the queue is drained, so bursts go out in few writes.
                 if rx.is_empty() && w.flush().await.is_err() {
                     break;

@@ -23,7 +23,7 @@ use super::version::{negotiate, server_max, server_min, Version};
 use super::{cost, json, keva, server_version, store_error, Caller, Electrum, Reply};
 use crate::coin::Coin;
 use crate::config::ServerSettings;
-use crate::query::HistoryError;
+use crate::query::{Answer, AnswerKind, FullHistory, HistoryError, ScriptData};
 use crate::types::{HashX, Height, ScriptHash, Txid};
 
 /// Most headers one `blockchain.block.headers` returns.
@@ -559,22 +559,49 @@ struct HistoryItem {
     fee: Option<u64>,
 }
 
+/// The kept answer's JSON, charged what building it cost.
+fn served(session: &dyn Caller, answer: &Answer) -> Reply {
+    session.charge(answer.cost);
+    Ok(answer.json.clone())
+}
+
+/// A query failure of an answer that has no history limit (unspent outputs, balances).
+fn unlimited_error(e: HistoryError) -> RpcError {
+    match e {
+        HistoryError::Store(e) => store_error(e),
+        HistoryError::TooLarge => RpcError::internal(),
+    }
+}
+
 async fn get_balance(server: &Arc<Electrum>, session: &Arc<dyn Caller>, sh: ScriptHash) -> Reply {
     let session = session.clone();
     server
         .blocking(move |s| {
-            let b = s.query.balance(&sh).map_err(store_error)?;
-            // As ElectrumX: a balance costs like listing the UTXOs it sums.
-            session.charge(cost::utxos(b.utxos));
-            #[derive(Serialize)]
-            struct Balance {
-                confirmed: u64,
-                unconfirmed: i64,
-            }
-            json(&Balance {
-                confirmed: b.confirmed,
-                unconfirmed: b.unconfirmed,
-            })
+            let answer = s.query.answer(
+                &sh,
+                AnswerKind::Balance,
+                usize::MAX,
+                unlimited_error,
+                |data| {
+                    let ScriptData::Balance(b) = data else {
+                        unreachable!("a balance is asked for")
+                    };
+                    #[derive(Serialize)]
+                    struct Balance {
+                        confirmed: u64,
+                        unconfirmed: i64,
+                    }
+                    Ok(Answer {
+                        json: json(&Balance {
+                            confirmed: b.confirmed,
+                            unconfirmed: b.unconfirmed,
+                        })?,
+                        // As ElectrumX: a balance costs like listing the UTXOs it sums.
+                        cost: cost::utxos(b.utxos),
+                    })
+                },
+            )?;
+            served(session.as_ref(), &answer)
         })
         .await
 }
@@ -585,32 +612,45 @@ async fn get_history(
     sh: ScriptHash,
     version: Version,
 ) -> Reply {
-    let hashx = sh.hashx();
     let session = session.clone();
     server
         .blocking(move |s| {
-            let h = s
-                .query
-                .history(&hashx, s.history_limit)
-                .map_err(|e| history_error(e, &version))?;
-            session.charge(cost::history(h.confirmed.len(), h.mempool.len()));
-            let items: Vec<HistoryItem> = h
-                .confirmed
-                .iter()
-                .map(|c| HistoryItem {
-                    tx_hash: c.txid.to_string(),
-                    height: i64::from(c.height.0),
-                    fee: None,
-                })
-                .chain(h.mempool.iter().map(|m| HistoryItem {
-                    tx_hash: m.txid.to_string(),
-                    height: i64::from(m.height),
-                    fee: Some(m.fee),
-                }))
-                .collect();
-            json(&items)
+            let answer = s.query.answer(
+                &sh,
+                AnswerKind::History,
+                s.history_limit,
+                |e| history_error(e, &version),
+                |data| {
+                    let ScriptData::History(h) = data else {
+                        unreachable!("a history is asked for")
+                    };
+                    Ok(Answer {
+                        json: history_json(&h)?,
+                        cost: cost::history(h.confirmed.len(), h.mempool.len()),
+                    })
+                },
+            )?;
+            served(session.as_ref(), &answer)
         })
         .await
+}
+
+fn history_json(h: &FullHistory) -> Reply {
+    let items: Vec<HistoryItem> = h
+        .confirmed
+        .iter()
+        .map(|c| HistoryItem {
+            tx_hash: c.txid.to_string(),
+            height: i64::from(c.height.0),
+            fee: None,
+        })
+        .chain(h.mempool.iter().map(|m| HistoryItem {
+            tx_hash: m.txid.to_string(),
+            height: i64::from(m.height),
+            fee: Some(m.fee),
+        }))
+        .collect();
+    json(&items)
 }
 
 fn get_mempool(server: &Electrum, session: &dyn Caller, sh: ScriptHash) -> Reply {
@@ -632,27 +672,38 @@ async fn listunspent(server: &Arc<Electrum>, session: &Arc<dyn Caller>, sh: Scri
     let session = session.clone();
     server
         .blocking(move |s| {
-            #[derive(Serialize)]
-            struct Utxo {
-                tx_hash: String,
-                tx_pos: u32,
-                height: u32,
-                value: u64,
-            }
-            let utxos: Vec<Utxo> = s
-                .query
-                .unspent(&sh)
-                .map_err(store_error)?
-                .into_iter()
-                .map(|u| Utxo {
-                    tx_hash: u.txid.to_string(),
-                    tx_pos: u.vout,
-                    height: u.height,
-                    value: u.value,
-                })
-                .collect();
-            session.charge(cost::utxos(utxos.len()));
-            json(&utxos)
+            let answer = s.query.answer(
+                &sh,
+                AnswerKind::Unspent,
+                usize::MAX,
+                unlimited_error,
+                |data| {
+                    let ScriptData::Unspent(unspent) = data else {
+                        unreachable!("unspent outputs are asked for")
+                    };
+                    #[derive(Serialize)]
+                    struct Utxo {
+                        tx_hash: String,
+                        tx_pos: u32,
+                        height: u32,
+                        value: u64,
+                    }
+                    let utxos: Vec<Utxo> = unspent
+                        .into_iter()
+                        .map(|u| Utxo {
+                            tx_hash: u.txid.to_string(),
+                            tx_pos: u.vout,
+                            height: u.height,
+                            value: u.value,
+                        })
+                        .collect();
+                    Ok(Answer {
+                        json: json(&utxos)?,
+                        cost: cost::utxos(utxos.len()),
+                    })
+                },
+            )?;
+            served(session.as_ref(), &answer)
         })
         .await
 }

@@ -72,7 +72,16 @@ impl FullHistory {
     ) -> Result<FullHistory, HistoryError> {
         // The mempool lock is held across the store read: blocks are committed under its write
         // lock, so both halves come from the same moment.
-        let mempool = mempool.read();
+        FullHistory::read_in(store, &mempool.read(), hashx, limit)
+    }
+
+    /// [`FullHistory::read`] with the mempool's read lock already held.
+    pub(crate) fn read_in(
+        store: &Store,
+        mempool: &Mempool,
+        hashx: &HashX,
+        limit: usize,
+    ) -> Result<FullHistory, HistoryError> {
         let confirmed = confirmed_history(store, hashx, limit)?;
         let mempool = mempool.history(hashx);
         Ok(FullHistory { confirmed, mempool })

@@ -8,9 +8,11 @@
 //! | `history` | histories and status hashes |
 //! | `merkle` | transaction and header-checkpoint proofs, with caches |
 //! | `status` | status hashes of long histories, continued rather than recomputed |
+//! | `answers` | serialized answers of long histories, kept while the status holds |
 //!
 //! Most methods read RocksDB and block: call them off the async reactor.
 
+mod answers;
 mod history;
 pub mod merkle;
 mod status;
@@ -25,6 +27,8 @@ use tracing::error;
 use crate::mempool::{Mempool, MempoolEntry};
 use crate::store::{Store, StoreError};
 use crate::types::{BlockHash, HashX, Height, OutPoint, ScriptHash, TxNum, Txid};
+pub(crate) use answers::{Answer, AnswerKind};
+use answers::{AnswerCache, MIN_CACHED_ENTRIES};
 pub(crate) use history::{history_limit, FullHistory, HistoryError};
 use merkle::{HeaderMerkle, HeaderProof, TxTree, TxTreeCache};
 use status::{Status, StatusCache};
@@ -103,11 +107,30 @@ struct Histogram {
     value: Arc<Vec<(f64, u64)>>,
 }
 
+/// What a script's answer is built from, read at one moment.
+pub(crate) enum ScriptData {
+    History(FullHistory),
+    Unspent(Vec<Unspent>),
+    Balance(Balance),
+}
+
+impl ScriptData {
+    /// Entries read: whether the answer is worth keeping.
+    fn entries(&self) -> usize {
+        match self {
+            ScriptData::History(h) => h.confirmed.len() + h.mempool.len(),
+            ScriptData::Unspent(u) => u.len(),
+            ScriptData::Balance(b) => b.utxos,
+        }
+    }
+}
+
 pub struct Query {
     store: Arc<Store>,
     mempool: Arc<RwLock<Mempool>>,
     tx_trees: TxTreeCache,
     statuses: StatusCache,
+    answers: AnswerCache,
     header_merkle: HeaderMerkle,
     tip: RwLock<Option<TipHeader>>,
     histogram: Mutex<Histogram>,
@@ -120,10 +143,119 @@ impl Query {
             mempool,
             tx_trees: TxTreeCache::new(TX_TREE_CACHE),
             statuses: StatusCache::new(STATUS_CACHE),
+            answers: AnswerCache::new(0),
             header_merkle: HeaderMerkle::default(),
             tip: RwLock::new(None),
             histogram: Mutex::new(Histogram::default()),
         }
+    }
+
+    /// Keeps serialized answers of scripts with long histories, up to `bytes` of them
+    /// (`RESPONSE_CACHE_MB`).
+    pub fn with_answer_cache(mut self, bytes: usize) -> Query {
+        self.answers = AnswerCache::new(bytes);
+        self
+    }
+
+    /// Bytes and number of the answers kept.
+    #[cfg(test)]
+    pub(crate) fn answer_cache_usage(&self) -> (usize, usize) {
+        self.answers.usage()
+    }
+
+    /// A script's answer of `kind`, as `build` makes it from the script's data: the one kept
+    /// for the script when its status is still the one it was built at, else built now (and
+    /// kept when the script has [`MIN_CACHED_ENTRIES`] or more). Histories are refused once
+    /// their confirmed part reaches `limit` entries. Blocking: RocksDB reads.
+    pub(crate) fn answer<E>(
+        &self,
+        sh: &ScriptHash,
+        kind: AnswerKind,
+        limit: usize,
+        error: impl Fn(HistoryError) -> E,
+        build: impl FnOnce(ScriptData) -> Result<Answer, E>,
+    ) -> Result<Arc<Answer>, E> {
+        let hashx = sh.hashx();
+        // Statuses of unspent outputs and balances cover the whole history, however long.
+        let status_limit = match kind {
+            AnswerKind::History => limit,
+            AnswerKind::Unspent | AnswerKind::Balance => usize::MAX,
+        };
+        // The status and the data are read under one hold of the mempool's lock (blocks are
+        // committed under its write lock), so a kept answer always matches its status.
+        let status = |mempool: &Mempool| {
+            self.statuses
+                .status_in(&self.store, mempool, &hashx, status_limit)
+                .map(|s| s.1)
+                .map_err(&error)
+        };
+        if self.answers.has(&hashx, kind) {
+            {
+                let mempool = self.mempool.read();
+                if let Some(kept) = self.answers.get(&hashx, kind, &status(&mempool)?) {
+                    return Ok(kept);
+                }
+            }
+            // Changed: rebuilt once, however many sessions ask at the same time.
+            return self.answers.rebuilding(&hashx, kind, || {
+                let mempool = self.mempool.read();
+                let s = status(&mempool)?;
+                if let Some(kept) = self.answers.get(&hashx, kind, &s) {
+                    return Ok(kept);
+                }
+                self.build_answer(mempool, sh, kind, limit, Some(s), &error, build)
+            });
+        }
+        self.build_answer(self.mempool.read(), sh, kind, limit, None, &error, build)
+    }
+
+    /// Reads a script's data with `mempool` held, builds its answer with `build`, and keeps it
+    /// (at `status`, read with the same hold) when the script has enough entries.
+    #[allow(clippy::too_many_arguments)]
+    fn build_answer<E>(
+        &self,
+        mempool: parking_lot::RwLockReadGuard<'_, Mempool>,
+        sh: &ScriptHash,
+        kind: AnswerKind,
+        limit: usize,
+        mut status: Option<Option<String>>,
+        error: &impl Fn(HistoryError) -> E,
+        build: impl FnOnce(ScriptData) -> Result<Answer, E>,
+    ) -> Result<Arc<Answer>, E> {
+        let hashx = sh.hashx();
+        let status_limit = match kind {
+            AnswerKind::History => limit,
+            AnswerKind::Unspent | AnswerKind::Balance => usize::MAX,
+        };
+        let data = match kind {
+            AnswerKind::History => {
+                let h = FullHistory::read_in(&self.store, &mempool, &hashx, limit);
+                ScriptData::History(h.map_err(error)?)
+            }
+            AnswerKind::Unspent => ScriptData::Unspent(
+                self.unspent_in(&mempool, &hashx)
+                    .map_err(|e| error(e.into()))?,
+            ),
+            AnswerKind::Balance => ScriptData::Balance(
+                self.balance_in(&mempool, &hashx)
+                    .map_err(|e| error(e.into()))?,
+            ),
+        };
+        let keep = data.entries() >= MIN_CACHED_ENTRIES;
+        if keep && status.is_none() {
+            status = Some(
+                self.statuses
+                    .status_in(&self.store, &mempool, &hashx, status_limit)
+                    .map_err(error)?
+                    .1,
+            );
+        }
+        drop(mempool);
+        let answer = Arc::new(build(data)?);
+        if let (true, Some(status)) = (keep, status) {
+            self.answers.put(&hashx, kind, status, answer.clone());
+        }
+        Ok(answer)
     }
 
     pub fn store(&self) -> &Arc<Store> {
@@ -198,10 +330,12 @@ impl Query {
 
     /// Confirmed unspent outputs (minus those spent in mempool), then mempool outputs.
     pub fn unspent(&self, sh: &ScriptHash) -> Result<Vec<Unspent>, StoreError> {
-        let hashx = sh.hashx();
         // Held across the store reads: blocks are committed under the mempool's write lock.
-        let mempool = self.mempool.read();
-        let utxos = self.store.script_utxos(&hashx)?;
+        self.unspent_in(&self.mempool.read(), &sh.hashx())
+    }
+
+    fn unspent_in(&self, mempool: &Mempool, hashx: &HashX) -> Result<Vec<Unspent>, StoreError> {
+        let utxos = self.store.script_utxos(hashx)?;
         let nums: Vec<_> = utxos.iter().map(|u| u.txnum).collect();
         let heights = self.store.txnum_heights(&nums);
         let txids = self.store.txids(&nums)?;
@@ -222,7 +356,7 @@ impl Query {
                 value: u.value,
             })
             .collect();
-        out.extend(mempool.utxos(&hashx).into_iter().map(|u| Unspent {
+        out.extend(mempool.utxos(hashx).into_iter().map(|u| Unspent {
             txid: u.txid,
             vout: u.vout,
             height: 0,
@@ -232,12 +366,14 @@ impl Query {
     }
 
     pub fn balance(&self, sh: &ScriptHash) -> Result<Balance, StoreError> {
-        let hashx = sh.hashx();
-        let mempool = self.mempool.read();
-        let utxos = self.store.script_utxos(&hashx)?;
+        self.balance_in(&self.mempool.read(), &sh.hashx())
+    }
+
+    fn balance_in(&self, mempool: &Mempool, hashx: &HashX) -> Result<Balance, StoreError> {
+        let utxos = self.store.script_utxos(hashx)?;
         Ok(Balance {
             confirmed: utxos.iter().map(|u| u.value).sum(),
-            unconfirmed: mempool.balance_delta(&hashx),
+            unconfirmed: mempool.balance_delta(hashx),
             utxos: utxos.len(),
         })
     }
@@ -348,5 +484,180 @@ impl Query {
             value: value.clone(),
         };
         value
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+
+    use super::*;
+    use crate::coin::{ParsedBlock, ParsedOutput, ParsedTx};
+    use crate::index::test_chain::{block, open_store};
+    use crate::index::writer::Writer;
+
+    fn pay(script: u8, nonce: u8, i: usize, inputs: Vec<OutPoint>) -> ParsedTx {
+        ParsedTx {
+            txid: Txid(crate::types::sha256d(&[nonce, i as u8, (i >> 8) as u8])),
+            inputs,
+            outputs: vec![ParsedOutput {
+                value: 1000,
+                scripthash: Some(ScriptHash::of_script(&[script])),
+            }],
+            vsize: 100,
+            keva: None,
+        }
+    }
+
+    /// A block of `n` transactions paying `script`.
+    fn paying(prev: BlockHash, nonce: u8, script: u8, n: usize) -> ParsedBlock {
+        block(
+            prev,
+            nonce,
+            (0..n).map(|i| pay(script, nonce, i, vec![])).collect(),
+        )
+    }
+
+    /// Each answer as the cache serves it, as (JSON, whether it is the one kept before).
+    fn answers(q: &Query, sh: &ScriptHash, before: &[Arc<Answer>]) -> Vec<(String, bool)> {
+        let kinds = [
+            AnswerKind::History,
+            AnswerKind::Unspent,
+            AnswerKind::Balance,
+        ];
+        kinds
+            .iter()
+            .enumerate()
+            .map(|(i, kind)| {
+                let a = q
+                    .answer(sh, *kind, usize::MAX, |e| e, |data| Ok(built(&data)))
+                    .unwrap();
+                let same = before.get(i).is_some_and(|b| Arc::ptr_eq(b, &a));
+                (a.json.get().to_string(), same)
+            })
+            .collect()
+    }
+
+    fn kept(q: &Query, sh: &ScriptHash) -> Vec<Arc<Answer>> {
+        let kinds = [
+            AnswerKind::History,
+            AnswerKind::Unspent,
+            AnswerKind::Balance,
+        ];
+        kinds
+            .iter()
+            .map(|kind| {
+                q.answer(sh, *kind, usize::MAX, |e| e, |data| Ok(built(&data)))
+                    .unwrap()
+            })
+            .collect()
+    }
+
+    /// An answer built without the cache, from data as it is read now.
+    fn built(data: &ScriptData) -> Answer {
+        let text = match data {
+            ScriptData::History(h) => format!(
+                "{:?}",
+                (
+                    h.confirmed
+                        .iter()
+                        .map(|c| (c.txid, c.height))
+                        .collect::<Vec<_>>(),
+                    &h.mempool
+                )
+            ),
+            ScriptData::Unspent(u) => format!("{u:?}"),
+            ScriptData::Balance(b) => format!("{b:?}"),
+        };
+        Answer {
+            json: serde_json::value::to_raw_value(&text).unwrap(),
+            cost: 1.0,
+        }
+    }
+
+    fn uncached(q: &Query, sh: &ScriptHash) -> Vec<String> {
+        let h = q.history(&sh.hashx(), usize::MAX).unwrap();
+        [
+            ScriptData::History(h),
+            ScriptData::Unspent(q.unspent(sh).unwrap()),
+            ScriptData::Balance(q.balance(sh).unwrap()),
+        ]
+        .iter()
+        .map(|d| built(d).json.get().to_string())
+        .collect()
+    }
+
+    #[test]
+    fn kept_answers_equal_fresh_ones_and_only_a_change_to_their_script_rebuilds_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open_store(dir.path());
+        let mempool = Arc::new(RwLock::new(Mempool::default()));
+        let q = Query::new(store.clone(), mempool.clone()).with_answer_cache(10_000_000);
+        let (hot, small) = (ScriptHash::of_script(&[1]), ScriptHash::of_script(&[2]));
+        let mut w = Writer::new(store.clone(), 10, 1 << 20);
+        let g = paying(BlockHash([0; 32]), 0, 9, 1);
+        let b1 = paying(g.hash, 1, 1, 150);
+        let b1s = paying(b1.hash, 2, 2, 5);
+        w.apply(&[g, b1.clone(), b1s.clone()]).unwrap();
+
+        let check = |label: &str, before: &[Arc<Answer>], reused: bool| {
+            let got = answers(&q, &hot, before);
+            let fresh = uncached(&q, &hot);
+            for ((json, same), want) in got.iter().zip(&fresh) {
+                assert_eq!(json, want, "{label}");
+                assert_eq!(*same, reused, "{label}: served from the cache");
+            }
+        };
+        check("first read", &[], false);
+        assert_eq!(
+            q.answer_cache_usage().1,
+            3,
+            "the hot script's three answers"
+        );
+        let first = kept(&q, &hot);
+        check("read again", &first, true);
+        // A short history is not kept.
+        answers(&q, &small, &[]);
+        assert_eq!(q.answer_cache_usage().1, 3);
+
+        // A block paying another script leaves the hot one's answers as they are.
+        let b2 = paying(b1s.hash, 3, 2, 3);
+        w.apply(std::slice::from_ref(&b2)).unwrap();
+        check("a block for another script", &first, true);
+
+        // A block paying the hot script rebuilds them.
+        let b3 = paying(b2.hash, 4, 1, 2);
+        w.apply(std::slice::from_ref(&b3)).unwrap();
+        check("a block for the script", &first, false);
+        let second = kept(&q, &hot);
+
+        // A mempool transaction spending one of its outputs, then leaving the mempool.
+        let spend = pay(
+            7,
+            9,
+            0,
+            vec![OutPoint {
+                txid: b1.txs[0].txid,
+                vout: 0,
+            }],
+        );
+        let ids: HashSet<Txid> = [spend.txid].into();
+        mempool
+            .write()
+            .apply(&ids, vec![spend], &store, false)
+            .unwrap();
+        check("a mempool spend", &second, false);
+        let third = kept(&q, &hot);
+        assert!(q.mempool_history(&hot.hashx()).len() == 1);
+        mempool
+            .write()
+            .apply(&HashSet::new(), vec![], &store, false)
+            .unwrap();
+        check("the spend gone", &third, false);
+
+        // A reorg undoing the script's last block.
+        let fourth = kept(&q, &hot);
+        w.undo_tip().unwrap();
+        check("its block undone", &fourth, false);
     }
 }

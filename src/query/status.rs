@@ -57,7 +57,22 @@ impl StatusCache {
         hashx: &HashX,
         limit: usize,
     ) -> Result<Status, HistoryError> {
-        // Read before the history: a reorg committed after this retires what is kept below.
+        // Held across the store reads: blocks are committed under the mempool's write lock,
+        // so both halves come from the same moment.
+        self.status_in(store, &mempool.read(), hashx, limit)
+    }
+
+    /// [`StatusCache::status`] with the mempool's read lock already held (so a caller can read
+    /// more of the same moment).
+    pub(crate) fn status_in(
+        &self,
+        store: &Store,
+        mempool: &Mempool,
+        hashx: &HashX,
+        limit: usize,
+    ) -> Result<Status, HistoryError> {
+        // Blocks are committed under the mempool's write lock, which the caller holds off:
+        // the generation cannot move while the history is read.
         let generation = store.generation();
         let kept = self
             .kept
@@ -65,9 +80,6 @@ impl StatusCache {
             .get(hashx)
             .filter(|k| k.generation == generation)
             .cloned();
-        // Held across the store reads: blocks are committed under the mempool's write lock,
-        // so both halves come from the same moment.
-        let mempool = mempool.read();
         let (mut entries, mut engine, new) = match kept {
             Some(k) => {
                 let new = store.history_from(hashx, TxNum(k.last.0 + 1))?;
@@ -100,7 +112,6 @@ impl StatusCache {
             }
         }
         let unconfirmed = mempool.history(hashx);
-        drop(mempool);
         Ok((
             entries + unconfirmed.len(),
             finish(engine, entries, &unconfirmed),

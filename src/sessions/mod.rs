@@ -5,11 +5,13 @@
 //! | module | job |
 //! |---|---|
 //! | `session` | one connection: reading, dispatch, writing, throttling |
+//! | `budget` | memory budgets: per session and shared, backpressure on slow readers |
 //! | `cost` | ElectrumX's cost model: decay, subnet groups, throttle |
 //! | `stats` | request and limit-action counters |
 //! | `subs` | sessions and subscriptions, indexed by script, in one structure |
 //! | `notify` | fan-out of block and mempool changes |
 
+pub(crate) mod budget;
 pub(crate) mod cost;
 mod noise;
 mod notify;
@@ -30,6 +32,7 @@ use crate::index::IndexEvent;
 use crate::mempool::MempoolDelta;
 use crate::metrics::Metrics;
 use crate::protocol::Electrum;
+use budget::ServerBudget;
 use cost::{CostModel, GroupInfo, SystemClock};
 use session::SessionHandle;
 use stats::{Limit, Stats};
@@ -46,6 +49,8 @@ pub(crate) struct Sessions {
     costs: Arc<CostModel>,
     stats: Arc<Stats>,
     registry: Arc<Registry<SessionHandle>>,
+    /// `MAX_SERVER_MEMORY`: what every session's budget draws from.
+    memory: Arc<ServerBudget>,
     metrics: Metrics,
     /// Whether client listeners accept connections: false from `MAX_SESSIONS` sessions until
     /// the count falls to the low watermark.
@@ -66,10 +71,11 @@ impl Sessions {
         Sessions {
             max_recv: settings.max_recv,
             max_send: settings.max_send,
-            limits,
             costs,
             stats: Arc::new(Stats::new(metrics.clone())),
             registry: Arc::default(),
+            memory: Arc::new(ServerBudget::new(limits.max_server_memory)),
+            limits,
             metrics,
             accepting: watch::Sender::new(true),
             next_id: AtomicU64::new(0),
@@ -80,6 +86,11 @@ impl Sessions {
 
     pub(crate) fn limits(&self) -> &SessionLimits {
         &self.limits
+    }
+
+    /// Bytes the sessions hold in requests and unwritten replies, and `MAX_SERVER_MEMORY`.
+    pub(crate) fn memory(&self) -> (usize, usize) {
+        (self.memory.used(), self.memory.limit())
     }
 
     pub(crate) fn max_recv(&self) -> usize {

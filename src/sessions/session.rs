@@ -1,7 +1,9 @@
 //! One client connection: newline framing with `MAX_RECV`, version negotiation first, requests
 //! run concurrently up to the cost model's target (slowed past the soft limit, refused at the
 //! hard one), replies in completion order, and a writer fed by a bounded queue that
-//! notifications share (a client too slow to drain it is disconnected).
+//! notifications share (a client too slow to drain it is disconnected). What a session holds
+//! in requests and unwritten replies is charged to its memory budget and the server's (see
+//! `budget`): a session over its own is not read until its client drains it.
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
@@ -9,18 +11,21 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures::stream::{FuturesUnordered, StreamExt};
+use futures::stream::StreamExt;
 use parking_lot::Mutex;
 use serde_json::value::RawValue;
 use serde_json::Value;
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
+use super::budget::{Budget, Charge, Over};
 use super::cost::{Concurrency, CostModel, Slot, ERROR_COST, PARSE_ERROR_COST};
 use super::stats::{Limit, Stats, INVALID_METHOD};
 use super::subs::Registry;
 use super::Sessions;
-use crate::protocol::jsonrpc::{self, Call, Dialect, Incoming, Member, RpcError, PARSE_ERROR};
+use crate::protocol::jsonrpc::{
+    self, Call, Dialect, Incoming, Member, RpcError, INVALID_REQUEST, PARSE_ERROR,
+};
 use crate::protocol::version::server_min;
 use crate::protocol::{ping_notification, Caller, Method, Reply, Request, Version};
 use crate::types::{HashX, OutPoint};
@@ -31,10 +36,19 @@ pub(crate) const EXCESSIVE_RESOURCE_USAGE: i64 = -101;
 pub(crate) const SERVER_BUSY: i64 = -102;
 /// Queued outgoing messages before a session counts as not reading.
 pub(crate) const SEND_QUEUE: usize = 1024;
+/// What a request holds besides its own bytes while it runs (its task, its parsed form),
+/// as charged to the memory budgets.
+const CALL_OVERHEAD: usize = 2048;
+/// The same for each member of a batch (its parsed form and its reply's place), measured: a
+/// batch of 50,000 pings held about 200 bytes a member beyond its text and replies.
+const MEMBER_OVERHEAD: usize = 256;
+/// A read buffer grown past this by a long message is given back once it is handled.
+const KEPT_READ_BUFFER: usize = 64 * 1024;
 
 /// What a session hands its transport's writer.
 pub(crate) enum Outgoing {
-    Line(String),
+    /// A message, and its charge to the memory budgets (dropped once it is written).
+    Line(String, Charge),
     Close,
 }
 
@@ -84,6 +98,8 @@ pub(crate) struct SessionHandle {
     dialect: Mutex<Dialect>,
     out: mpsc::Sender<Outgoing>,
     closing: AtomicBool,
+    /// Bytes held for the session: requests in flight, replies not yet written.
+    budget: Arc<Budget>,
 }
 
 /// Traffic and requests of one session, as the admin `sessions` command shows them.
@@ -159,7 +175,10 @@ impl SessionHandle {
     pub(crate) fn notify(&self, method: &str, params: &RawValue) {
         let line = self.dialect().notification(method, Some(params));
         self.sent(&line);
-        if let Err(mpsc::error::TrySendError::Full(_)) = self.out.try_send(Outgoing::Line(line)) {
+        let charge = self.budget.charge_queued(line.len());
+        if let Err(mpsc::error::TrySendError::Full(_)) =
+            self.out.try_send(Outgoing::Line(line, charge))
+        {
             warn!(
                 "session {} ({}): not reading its notifications; disconnecting",
                 self.id, self.peer
@@ -170,7 +189,8 @@ impl SessionHandle {
 
     async fn send(&self, line: String) {
         self.sent(&line);
-        let _ = self.out.send(Outgoing::Line(line)).await;
+        let charge = self.budget.charge_queued(line.len());
+        let _ = self.out.send(Outgoing::Line(line, charge)).await;
     }
 
     /// Asks the writer to flush what is queued and close the connection.
@@ -299,6 +319,7 @@ pub(crate) async fn serve<R: Source>(
         dialect: Mutex::new(Dialect::Detect),
         out: tx,
         closing: AtomicBool::new(false),
+        budget: Budget::new(server.memory.clone(), limits.max_session_memory),
     });
     // The listeners close at MAX_SESSIONS, but connections accepted just before they did may
     // still arrive here: the count is enforced exactly at registration.
@@ -328,23 +349,52 @@ pub(crate) async fn serve<R: Source>(
     let gate = Arc::new(Concurrency::new(limits.cost.initial_concurrent));
     let max_recv = server.max_recv;
     let idle = limits.session_timeout;
+    let patience = limits.slow_reader_timeout;
+    // A client that reads nothing blocks its writer: its replies are then dropped unwritten.
+    let mut abandon_writer = false;
     while !session.is_closing() {
-        let next = source.next(&mut buf);
-        let read = if idle.is_zero() {
-            next.await
-        } else {
-            match tokio::time::timeout(idle, next).await {
-                Ok(r) => r,
-                Err(_) => {
-                    info!(
-                        "session {}: closing stale session, nothing received for {}s",
-                        session.id,
-                        idle.as_secs()
-                    );
-                    server.stats.limit(Limit::IdleDisconnect);
-                    break;
-                }
+        if buf.capacity() > KEPT_READ_BUFFER {
+            buf = Vec::new();
+        }
+        // Backpressure: a session holding more than its budget is not read until its client
+        // has read enough of its replies.
+        if session.budget.over() {
+            server.stats.limit(Limit::ReaderPaused);
+            debug!(
+                "session {}: not read while it holds {} bytes",
+                session.id,
+                session.budget.used()
+            );
+            if !session.budget.within(patience).await {
+                slow_reader(&server, &session);
+                abandon_writer = true;
+                break;
             }
+        }
+        let next = async {
+            if idle.is_zero() {
+                Some(source.next(&mut buf).await)
+            } else {
+                tokio::time::timeout(idle, source.next(&mut buf)).await.ok()
+            }
+        };
+        // A client may also leave notifications unread while sending nothing.
+        let read = tokio::select! {
+            r = next => r,
+            () = session.budget.stuck(patience) => {
+                slow_reader(&server, &session);
+                abandon_writer = true;
+                break;
+            }
+        };
+        let Some(read) = read else {
+            info!(
+                "session {}: closing stale session, nothing received for {}s",
+                session.id,
+                idle.as_secs()
+            );
+            server.stats.limit(Limit::IdleDisconnect);
+            break;
         };
         match read {
             Ok(Line::Complete) => {}
@@ -384,12 +434,12 @@ pub(crate) async fn serve<R: Source>(
                 session.send(msg).await
             }
             Incoming::Call(call) => {
-                if !handle_call(&server, &session, &gate, call).await {
+                if !handle_call(&server, &session, &gate, call, buf.len()).await {
                     break;
                 }
             }
             Incoming::Batch(members) => {
-                if !handle_batch(&server, &session, &gate, members).await {
+                if !handle_batch(&server, &session, &gate, members, buf.len()).await {
                     break;
                 }
             }
@@ -400,7 +450,61 @@ pub(crate) async fn serve<R: Source>(
     server.sessions_changed();
     session.close();
     drop(session);
+    if abandon_writer {
+        write_task.abort();
+    }
     let _ = write_task.await;
+}
+
+/// Drops a session whose client left its replies unread past `SLOW_READER_TIMEOUT`.
+fn slow_reader(server: &Sessions, session: &SessionHandle) {
+    info!(
+        "session {}: closing, {} bytes of replies left unread for {}s (MAX_SESSION_MEMORY {})",
+        session.id,
+        session.budget.queued(),
+        server.limits.slow_reader_timeout.as_secs(),
+        session.budget.limit()
+    );
+    server.stats.limit(Limit::SlowReader);
+}
+
+/// The error for work refused by a memory budget.
+fn memory_refusal(
+    server: &Sessions,
+    session: &SessionHandle,
+    bytes: usize,
+    over: Over,
+) -> RpcError {
+    server.stats.limit(Limit::MemoryRefused);
+    match over {
+        Over::Server { limit } => {
+            info!(
+                "session {}: refused a request of ~{bytes} bytes: sessions hold {} of \
+                 MAX_SERVER_MEMORY {limit}",
+                session.id,
+                server.memory.used()
+            );
+            RpcError::new(
+                SERVER_BUSY,
+                "server busy - memory for requests exhausted, try again later",
+            )
+        }
+        Over::Session { limit } => {
+            info!(
+                "session {}: refused a batch needing ~{bytes} bytes, over MAX_SESSION_MEMORY \
+                 {limit}",
+                session.id
+            );
+            RpcError::new(
+                INVALID_REQUEST,
+                format!(
+                    "batch too large: it needs about {} bytes, a session may hold {}",
+                    crate::protocol::pyfmt::thousands(bytes as i128),
+                    crate::protocol::pyfmt::thousands(limit as i128)
+                ),
+            )
+        }
+    }
 }
 
 /// An error reply costs [`ERROR_COST`], an unparsable message ten times more.
@@ -523,6 +627,7 @@ async fn handle_call(
     session: &Arc<SessionHandle>,
     gate: &Arc<Concurrency>,
     call: Call,
+    request_bytes: usize,
 ) -> bool {
     let dialect = session.dialect();
     let max_send = server.max_send;
@@ -561,6 +666,17 @@ async fn handle_call(
         }
         return true;
     }
+    let bytes = request_bytes + CALL_OVERHEAD;
+    let charge = match session.budget.try_charge(bytes) {
+        Ok(c) => c,
+        Err(over) => {
+            let e = memory_refusal(server, session, bytes, over);
+            let msg = dialect.error(&call.reply_id(), &e);
+            charge_error_reply(session, &msg);
+            session.send(msg).await;
+            return true;
+        }
+    };
     let slot = match admit(server, session, gate).await {
         Ok(slot) => slot,
         Err(Refused::Excessive) => {
@@ -576,7 +692,7 @@ async fn handle_call(
         let reply = run_request(&server, &session, &call).await;
         let msg = encode(session.dialect(), &call.reply_id(), &reply, max_send);
         session.send(msg).await;
-        drop(slot);
+        drop((slot, charge));
     });
     true
 }
@@ -614,6 +730,7 @@ async fn handle_batch(
     session: &Arc<SessionHandle>,
     gate: &Arc<Concurrency>,
     members: Vec<Member>,
+    request_bytes: usize,
 ) -> bool {
     let dialect = session.dialect();
     let max_send = server.max_send;
@@ -672,7 +789,8 @@ async fn handle_batch(
     // Charged before it runs: when even the shortest answers cannot fit in MAX_SEND, the reply
     // is refused whatever the requests do, so none is run (a batch of tens of thousands of
     // cheap requests would otherwise hold all their replies in memory first).
-    if max_send > 0 && batch_reply_floor(dialect, &calls, &parts) > max_send {
+    let floor = batch_reply_floor(dialect, &calls, &parts);
+    if max_send > 0 && floor > max_send {
         info!(
             "session {}: refused a batch of {} requests: its reply cannot fit in {max_send} bytes",
             session.id,
@@ -683,10 +801,25 @@ async fn handle_batch(
         session.send(msg).await;
         return true;
     }
+    // Charged before it runs too, as its text, its parsed members and its reply (twice: the
+    // replies, then the message joining them) at their shortest.
+    let bytes = request_bytes + (calls.len() + parts.len()) * MEMBER_OVERHEAD + 2 * floor;
+    let _charge = match session.budget.try_charge(bytes) {
+        Ok(c) => c,
+        Err(over) => {
+            let e = memory_refusal(server, session, bytes, over);
+            let msg = dialect.error(&Value::Null, &e);
+            charge_error_reply(session, &msg);
+            session.send(msg).await;
+            return true;
+        }
+    };
     let mut excessive_seen = false;
     {
-        let mut running: FuturesUnordered<_> = calls
-            .into_iter()
+        // Members start as places free up, rather than all at once: a waiting member would
+        // hold its task's state (a few kB) for nothing.
+        let width = server.limits.cost.initial_concurrent;
+        let mut running = futures::stream::iter(calls)
             .map(|call| {
                 let (server, session, gate) = (server.clone(), session.clone(), gate.clone());
                 async move {
@@ -697,7 +830,7 @@ async fn handle_batch(
                     (call.reply_id(), reply)
                 }
             })
-            .collect();
+            .buffer_unordered(width);
         while let Some((id, reply)) = running.next().await {
             match reply {
                 Ok(reply) => push(&mut parts, &id, &reply),

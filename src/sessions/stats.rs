@@ -41,6 +41,13 @@ pub(crate) struct LimitCounters {
     pub sessions_refused: AtomicU64,
     /// Subscriptions refused over the per-session cap.
     pub subs_refused: AtomicU64,
+    /// Times a session stopped being read, over `MAX_SESSION_MEMORY`.
+    pub reader_pauses: AtomicU64,
+    /// Sessions dropped for leaving their replies unread past `SLOW_READER_TIMEOUT`.
+    pub slow_reader_disconnects: AtomicU64,
+    /// Requests and batches refused by a memory budget (`MAX_SESSION_MEMORY`,
+    /// `MAX_SERVER_MEMORY`).
+    pub memory_refused: AtomicU64,
 }
 
 /// One kind of action a limit takes.
@@ -54,6 +61,9 @@ pub(crate) enum Limit {
     MaxSessionsPause,
     SessionRefused,
     SubsRefused,
+    ReaderPaused,
+    SlowReader,
+    MemoryRefused,
 }
 
 impl Limit {
@@ -68,6 +78,9 @@ impl Limit {
             Limit::MaxSessionsPause => "max_sessions_pause",
             Limit::SessionRefused => "max_sessions_refuse",
             Limit::SubsRefused => "subs_refused",
+            Limit::ReaderPaused => "reader_paused",
+            Limit::SlowReader => "slow_reader_disconnect",
+            Limit::MemoryRefused => "memory_refused",
         }
     }
 }
@@ -83,6 +96,9 @@ impl LimitCounters {
             Limit::MaxSessionsPause => &self.max_sessions_pauses,
             Limit::SessionRefused => &self.sessions_refused,
             Limit::SubsRefused => &self.subs_refused,
+            Limit::ReaderPaused => &self.reader_pauses,
+            Limit::SlowReader => &self.slow_reader_disconnects,
+            Limit::MemoryRefused => &self.memory_refused,
         }
     }
 }

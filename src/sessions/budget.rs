@@ -1,0 +1,269 @@
+//! Memory budgets of the sessions: the bytes a session holds of requests being worked on and
+//! of replies not yet written to its socket, counted against its own budget
+//! (`MAX_SESSION_MEMORY`) and against one shared by every session (`MAX_SERVER_MEMORY`).
+//!
+//! A charge is taken before work starts and given back when its bytes are gone (the reply
+//! written, the request answered), so what the counters say is what is held. Work that would
+//! take the server past its budget is refused; a session past its own stops being read until
+//! its client drains its replies, and is dropped if it does not (a reader too slow on purpose
+//! would otherwise make the server hold its replies without bound).
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::Notify;
+
+/// The budget every session draws from.
+pub(crate) struct ServerBudget {
+    used: AtomicUsize,
+    /// 0: unlimited.
+    limit: usize,
+}
+
+impl ServerBudget {
+    pub(crate) fn new(limit: usize) -> ServerBudget {
+        ServerBudget {
+            used: AtomicUsize::new(0),
+            limit,
+        }
+    }
+
+    /// Bytes charged by every session together.
+    pub(crate) fn used(&self) -> usize {
+        self.used.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn limit(&self) -> usize {
+        self.limit
+    }
+}
+
+/// Why a charge was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Over {
+    /// It alone is bigger than the session's budget.
+    Session { limit: usize },
+    /// The sessions together would pass the server's budget.
+    Server { limit: usize },
+}
+
+/// One session's budget.
+pub(crate) struct Budget {
+    server: Arc<ServerBudget>,
+    /// 0: unlimited.
+    limit: usize,
+    /// Everything charged: requests in flight and replies queued.
+    used: AtomicUsize,
+    /// Replies queued for the writer, part of `used`.
+    queued: AtomicUsize,
+    /// Woken whenever charged bytes are given back.
+    released: Notify,
+    /// Woken when queued replies pass the budget.
+    overflowed: Notify,
+}
+
+impl Budget {
+    pub(crate) fn new(server: Arc<ServerBudget>, limit: usize) -> Arc<Budget> {
+        Arc::new(Budget {
+            server,
+            limit,
+            used: AtomicUsize::new(0),
+            queued: AtomicUsize::new(0),
+            released: Notify::new(),
+            overflowed: Notify::new(),
+        })
+    }
+
+    pub(crate) fn limit(&self) -> usize {
+        self.limit
+    }
+
+    pub(crate) fn used(&self) -> usize {
+        self.used.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn queued(&self) -> usize {
+        self.queued.load(Ordering::Relaxed)
+    }
+
+    /// Whether the session holds more than its budget (it is then not read).
+    pub(crate) fn over(&self) -> bool {
+        self.limit > 0 && self.used() > self.limit
+    }
+
+    /// Whether the replies waiting for the client alone pass the budget.
+    pub(crate) fn replies_over(&self) -> bool {
+        self.limit > 0 && self.queued() > self.limit
+    }
+
+    /// Charges work about to start: refused when `bytes` alone passes the session's budget
+    /// (it could never fit) or would take the server past its own.
+    pub(crate) fn try_charge(self: &Arc<Self>, bytes: usize) -> Result<Charge, Over> {
+        if self.limit > 0 && bytes > self.limit {
+            return Err(Over::Session { limit: self.limit });
+        }
+        let server = &self.server;
+        let before = server.used.fetch_add(bytes, Ordering::Relaxed);
+        if server.limit > 0 && before + bytes > server.limit {
+            server.used.fetch_sub(bytes, Ordering::Relaxed);
+            return Err(Over::Server {
+                limit: server.limit,
+            });
+        }
+        self.used.fetch_add(bytes, Ordering::Relaxed);
+        Ok(Charge {
+            budget: self.clone(),
+            bytes,
+            queued: false,
+        })
+    }
+
+    /// Charges a reply handed to the writer: it exists already, so it is never refused (the
+    /// session stops being read instead).
+    pub(crate) fn charge_queued(self: &Arc<Self>, bytes: usize) -> Charge {
+        self.server.used.fetch_add(bytes, Ordering::Relaxed);
+        self.used.fetch_add(bytes, Ordering::Relaxed);
+        let queued = self.queued.fetch_add(bytes, Ordering::Relaxed) + bytes;
+        if self.limit > 0 && queued > self.limit {
+            self.overflowed.notify_waiters();
+        }
+        Charge {
+            budget: self.clone(),
+            bytes,
+            queued: true,
+        }
+    }
+
+    /// Waits until the session is back within its budget; `false` when its queued replies
+    /// stayed over it for `patience` (a client that does not read them).
+    pub(crate) async fn within(&self, patience: Duration) -> bool {
+        let mut deadline = tokio::time::Instant::now() + patience;
+        loop {
+            let released = self.released.notified();
+            tokio::pin!(released);
+            released.as_mut().enable();
+            if !self.over() {
+                return true;
+            }
+            if tokio::time::timeout_at(deadline, released).await.is_err() {
+                if self.replies_over() {
+                    return false;
+                }
+                // Over by requests still running, not by what the client leaves unread.
+                deadline = tokio::time::Instant::now() + patience;
+            }
+        }
+    }
+
+    /// Completes once the queued replies have stayed over the budget for `patience`: the
+    /// watch of a session waiting for its next message (it may be sent notifications only).
+    pub(crate) async fn stuck(&self, patience: Duration) {
+        if self.limit == 0 {
+            return std::future::pending().await;
+        }
+        loop {
+            loop {
+                let overflowed = self.overflowed.notified();
+                tokio::pin!(overflowed);
+                overflowed.as_mut().enable();
+                if self.replies_over() {
+                    break;
+                }
+                overflowed.await;
+            }
+            let deadline = tokio::time::Instant::now() + patience;
+            loop {
+                let released = self.released.notified();
+                tokio::pin!(released);
+                released.as_mut().enable();
+                if !self.replies_over() {
+                    break;
+                }
+                if tokio::time::timeout_at(deadline, released).await.is_err() {
+                    if self.replies_over() {
+                        return;
+                    }
+                    break;
+                }
+            }
+        }
+    }
+}
+
+/// Bytes charged to a session and the server, given back when dropped.
+pub(crate) struct Charge {
+    budget: Arc<Budget>,
+    bytes: usize,
+    queued: bool,
+}
+
+impl Drop for Charge {
+    fn drop(&mut self) {
+        let b = &self.budget;
+        b.server.used.fetch_sub(self.bytes, Ordering::Relaxed);
+        b.used.fetch_sub(self.bytes, Ordering::Relaxed);
+        if self.queued {
+            b.queued.fetch_sub(self.bytes, Ordering::Relaxed);
+        }
+        b.released.notify_waiters();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn charges_are_refused_past_either_budget_and_given_back_on_drop() {
+        let server = Arc::new(ServerBudget::new(1000));
+        let a = Budget::new(server.clone(), 600);
+        let b = Budget::new(server.clone(), 600);
+        assert_eq!(
+            a.try_charge(601).err(),
+            Some(Over::Session { limit: 600 }),
+            "bigger than the session's budget alone"
+        );
+        let ca = a.try_charge(500).unwrap();
+        let cb = b.try_charge(500).unwrap();
+        assert_eq!(server.used(), 1000);
+        assert_eq!(
+            b.try_charge(1).err(),
+            Some(Over::Server { limit: 1000 }),
+            "the server's budget is shared"
+        );
+        assert_eq!(server.used(), 1000, "a refusal holds nothing");
+        // Replies are charged whatever the budgets say, and make the session over.
+        let q = a.charge_queued(200);
+        assert!(a.over() && !a.replies_over());
+        assert_eq!((a.used(), a.queued(), server.used()), (700, 200, 1200));
+        drop((ca, cb, q));
+        assert_eq!(
+            (a.used(), a.queued(), b.used(), server.used()),
+            (0, 0, 0, 0)
+        );
+    }
+
+    #[tokio::test]
+    async fn a_session_waits_for_its_replies_to_drain_and_gives_up_on_a_client_that_reads_nothing()
+    {
+        let server = Arc::new(ServerBudget::new(0));
+        let s = Budget::new(server, 100);
+        let q = s.charge_queued(150);
+        let patience = Duration::from_millis(400);
+        let drained = tokio::spawn({
+            let s = s.clone();
+            async move { s.within(patience).await }
+        });
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        drop(q);
+        assert!(drained.await.unwrap(), "resumed once the replies were read");
+        let _q = s.charge_queued(150);
+        let t = std::time::Instant::now();
+        assert!(!s.within(patience).await, "never drained");
+        assert!(t.elapsed() >= patience);
+        let t = std::time::Instant::now();
+        s.stuck(patience).await;
+        assert!(t.elapsed() >= patience);
+    }
+}
