@@ -546,6 +546,11 @@ impl Daemon {
         })
     }
 
+    /// `getmempoolinfo`: a few numbers, however large the mempool.
+    pub(crate) async fn mempool_info(&self) -> Result<MempoolInfo, DaemonError> {
+        self.call("getmempoolinfo", vec![]).await
+    }
+
     /// Raw transactions; `None` for one the daemon does not know (left the mempool, say).
     pub async fn raw_transactions(
         &self,
@@ -565,6 +570,16 @@ impl Daemon {
             })
             .collect()
     }
+}
+
+/// The daemon's mempool summary (`getmempoolinfo`): what a cheap poll compares. Any added or
+/// removed transaction moves `usage` (and nearly always `size` and `bytes`); only a swap of
+/// transactions of the same size and memory use within one poll leaves all three alike.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize)]
+pub(crate) struct MempoolInfo {
+    pub size: u64,
+    pub bytes: u64,
+    pub usage: u64,
 }
 
 /// The daemon's mempool at one moment.

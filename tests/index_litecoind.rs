@@ -81,9 +81,16 @@ impl Index {
         rt.block_on(async {
             indexer.check_daemon().await.unwrap();
             indexer.sync(&mut rx).await.unwrap();
-            mempool::refresh(mempool, daemon, coin().chain, store, true)
-                .await
-                .unwrap();
+            mempool::refresh(
+                mempool,
+                daemon,
+                coin().chain,
+                store,
+                true,
+                mempool::Look::List,
+            )
+            .await
+            .unwrap();
         });
     }
 

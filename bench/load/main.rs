@@ -25,6 +25,13 @@
 //! Zipf(S) law (probability ∝ 1/rank^S), so the hottest scripts — the longest histories — are in
 //! many wallets at once, as exchange and pool addresses are. Without it each script of the pool is
 //! in one wallet.
+//! `--latency N` runs only a leaner notification phase, N rounds of it (bench/latency.sh): each
+//! session subscribes to `headers` and to its two fresh scripts, nothing else; then each round
+//! pays all the fresh scripts with one transaction and confirms it with a block. A note counts
+//! only with the status (or header height) the round must produce, computed beforehand, so a
+//! late note of an earlier round cannot pass for this one. Per round: the times from
+//! `sendrawtransaction` / `generatetodescriptor` returning to the last session's scripthash note
+//! and, for blocks, to the last session's header note.
 //!
 //! `--pool-tip H` draws the scripthashes from the blocks up to H instead of the daemon's tip, so a
 //! second run after a notification round (which mines a block) uses the same pool.
@@ -81,6 +88,7 @@ struct Options {
     pid: Option<u32>,
     /// Hot-address mode: the Zipf exponent of the wallets' scripts over the pool's ranking.
     zipf: Option<f64>,
+    latency: Option<usize>,
 }
 
 fn options() -> Result<Options, String> {
@@ -101,6 +109,7 @@ fn options() -> Result<Options, String> {
         label: "server".into(),
         pid: None,
         zipf: None,
+        latency: None,
     };
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
@@ -126,6 +135,7 @@ fn options() -> Result<Options, String> {
             "--label" => o.label = value()?,
             "--pid" => o.pid = Some(num(value()?)? as u32),
             "--zipf" => o.zipf = Some(num(value()?)?).filter(|s| *s > 0.0),
+            "--latency" => o.latency = Some(num(value()?)? as usize),
             other => return Err(format!("unknown option {other}")),
         }
     }
@@ -321,10 +331,25 @@ fn round(x: f64, digits: i32) -> f64 {
     (x * m).round() / m
 }
 
-/// A `blockchain.scripthash.subscribe` or `blockchain.headers.subscribe` notification.
+/// A `blockchain.scripthash.subscribe` (scripthash, status) or `blockchain.headers.subscribe`
+/// (height) notification.
 enum Note {
-    Script(String),
-    Header,
+    Script(String, Option<String>),
+    Header(Option<u64>),
+}
+
+/// What a round's notes must say to count (`--latency`): every fresh script's status and, for
+/// a block, the new tip's height. `None` fields accept any note.
+#[derive(Clone, Default)]
+struct Expect {
+    status: Option<String>,
+    height: Option<u64>,
+}
+
+/// The Electrum status of a history of (txid, height) items, in order.
+fn status(history: &[(String, u64)]) -> String {
+    let text: String = history.iter().map(|(t, h)| format!("{t}:{h}:")).collect();
+    hex::encode(sha256::Hash::hash(text.as_bytes()).to_byte_array())
 }
 
 struct Conn {
@@ -371,9 +396,12 @@ impl Conn {
             match v["method"].as_str() {
                 Some("blockchain.scripthash.subscribe") => {
                     let sh = v["params"][0].as_str().unwrap_or_default().to_string();
-                    return Ok(Err(Note::Script(sh)));
+                    let status = v["params"][1].as_str().map(str::to_string);
+                    return Ok(Err(Note::Script(sh, status)));
                 }
-                Some("blockchain.headers.subscribe") => return Ok(Err(Note::Header)),
+                Some("blockchain.headers.subscribe") => {
+                    return Ok(Err(Note::Header(v["params"][0]["height"].as_u64())));
+                }
                 _ => {}
             }
         }
@@ -590,26 +618,58 @@ async fn steady(
     Some(w)
 }
 
-/// Reads until both fresh scripthashes (and the header, when `header`) were notified; the
-/// arrival times of the first and the last of them.
-async fn await_notes(mut w: Wallet, header: bool) -> (Wallet, Result<(Instant, Instant), String>) {
+/// When a session's notes of a round arrived.
+struct NoteTimes {
+    first: Instant,
+    last: Instant,
+    /// The last scripthash note.
+    scripts: Instant,
+    header: Option<Instant>,
+}
+
+/// Reads until both fresh scripthashes (and the header, when `header`) were notified as
+/// `expect` says.
+async fn await_notes(
+    mut w: Wallet,
+    header: bool,
+    expect: Expect,
+) -> (Wallet, Result<NoteTimes, String>) {
     let mut want: HashSet<String> = w.fresh.iter().cloned().collect();
     let mut header_left = header;
-    let mut first = None;
+    let (mut first, mut scripts, mut header_at) = (None, None, None);
     let result = loop {
         match w.conn.read().await {
             Err(e) => break Err(e),
             Ok(Ok(_reply)) => continue,
             Ok(Err(note)) => {
+                let now = Instant::now();
                 let hit = match note {
-                    Note::Script(sh) => want.remove(&sh),
-                    Note::Header => std::mem::take(&mut header_left),
+                    Note::Script(sh, s) => {
+                        let hit =
+                            (expect.status.is_none() || s == expect.status) && want.remove(&sh);
+                        if hit {
+                            scripts = Some(now);
+                        }
+                        hit
+                    }
+                    Note::Header(h) => {
+                        let hit = header_left && (expect.height.is_none() || h == expect.height);
+                        if hit {
+                            header_left = false;
+                            header_at = Some(now);
+                        }
+                        hit
+                    }
                 };
                 if hit {
-                    let now = Instant::now();
                     first.get_or_insert(now);
                     if want.is_empty() && !header_left {
-                        break Ok((first.unwrap_or(now), now));
+                        break Ok(NoteTimes {
+                            first: first.unwrap_or(now),
+                            last: now,
+                            scripts: scripts.unwrap_or(now),
+                            header: header_at,
+                        });
                     }
                 }
             }
@@ -619,10 +679,12 @@ async fn await_notes(mut w: Wallet, header: bool) -> (Wallet, Result<(Instant, I
 }
 
 /// One notification round: every wallet waits for its notes while `trigger` runs on the
-/// daemon; times from the trigger's return to the first and the last note.
+/// daemon; times from the trigger's return to the first and the last note, to the last
+/// scripthash note and to the last header note.
 async fn notify_round<F>(
     wallets: Vec<Wallet>,
     header: bool,
+    expect: Expect,
     timeout: Duration,
     trigger: F,
 ) -> (Vec<Wallet>, Value)
@@ -631,7 +693,10 @@ where
 {
     let tasks: Vec<_> = wallets
         .into_iter()
-        .map(|w| tokio::spawn(tokio::time::timeout(timeout, await_notes(w, header))))
+        .map(|w| {
+            let fut = await_notes(w, header, expect.clone());
+            tokio::spawn(tokio::time::timeout(timeout, fut))
+        })
         .collect();
     let triggered = tokio::task::spawn_blocking(trigger).await.expect("trigger");
     let t0 = Instant::now();
@@ -643,13 +708,19 @@ where
     }
     let mut kept = Vec::new();
     let (mut first, mut last) = (None::<Instant>, None::<Instant>);
+    let (mut scripts, mut headers) = (None::<Instant>, None::<Instant>);
     let (mut missing, mut failed) = (0u64, Vec::new());
     let sessions = tasks.len();
+    let latest = |a: Option<Instant>, b: Instant| Some(a.map_or(b, |a| a.max(b)));
     for t in tasks {
         match t.await {
-            Ok(Ok((w, Ok((a, b))))) => {
-                first = Some(first.map_or(a, |f| f.min(a)));
-                last = Some(last.map_or(b, |l| l.max(b)));
+            Ok(Ok((w, Ok(n)))) => {
+                first = Some(first.map_or(n.first, |f| f.min(n.first)));
+                last = latest(last, n.last);
+                scripts = latest(scripts, n.scripts);
+                if let Some(h) = n.header {
+                    headers = latest(headers, h);
+                }
                 kept.push(w);
             }
             Ok(Ok((_, Err(e)))) => {
@@ -661,8 +732,16 @@ where
             _ => missing += 1,
         }
     }
+    // Negative when a note came before the daemon's answer reached us (a server told by ZMQ).
     let ms = |t: Option<Instant>| {
-        t.map(|t| round(t.saturating_duration_since(t0).as_secs_f64() * 1000.0, 1))
+        t.map(|t| {
+            let ms = if t >= t0 {
+                (t - t0).as_secs_f64()
+            } else {
+                -(t0 - t).as_secs_f64()
+            };
+            round(ms * 1000.0, 1)
+        })
     };
     let spread = match (first, last) {
         (Some(f), Some(l)) => Some(round((l - f).as_secs_f64() * 1000.0, 1)),
@@ -674,6 +753,8 @@ where
         "first errors": failed,
         "first note ms": ms(first),
         "last note ms": ms(last),
+        "last scripthash note ms": ms(scripts),
+        "last header note ms": ms(headers),
         "first to last ms": spread,
     });
     (kept, report)
@@ -699,6 +780,14 @@ fn op_true_coin(d: &RpcClient, op_true: &ScriptBuf) -> Result<(OutPoint, u64), S
 
 /// A transaction paying every script in `to`, sent to the daemon.
 fn pay_all(o: &Options, to: &[ScriptBuf]) -> Result<(), String> {
+    let (raw, _) = payment(o, to)?;
+    daemon(o).call("sendrawtransaction", json!([raw]))?;
+    Ok(())
+}
+
+/// A transaction paying every script in `to` from the largest confirmed OP_TRUE coin: its hex
+/// and txid.
+fn payment(o: &Options, to: &[ScriptBuf]) -> Result<(String, String), String> {
     let d = daemon(o);
     let witness_script = [0x51u8];
     let mut op_true = vec![0x00, 0x20];
@@ -736,8 +825,7 @@ fn pay_all(o: &Options, to: &[ScriptBuf]) -> Result<(), String> {
         output,
     };
     let raw = bitcoin::consensus::encode::serialize_hex(&tx);
-    d.call("sendrawtransaction", json!([raw]))?;
-    Ok(())
+    Ok((raw, tx.compute_txid().to_string()))
 }
 
 /// Mines one block (to P2WSH(OP_TRUE)) on the regtest daemon.
@@ -868,10 +956,13 @@ async fn run(o: Arc<Options>, pool: Vec<String>) -> Result<Value, String> {
             .flat_map(|w| fresh_scripts[2 * w.index..2 * w.index + 2].iter().cloned())
             .collect();
         let o2 = o.clone();
-        let (wallets, mempool) =
-            notify_round(wallets, false, o.timeout, move || pay_all(&o2, &scripts)).await;
+        let any = Expect::default();
+        let (wallets, mempool) = notify_round(wallets, false, any.clone(), o.timeout, move || {
+            pay_all(&o2, &scripts)
+        })
+        .await;
         let o2 = o.clone();
-        let (_, block) = notify_round(wallets, true, o.timeout, move || mine(&o2)).await;
+        let (_, block) = notify_round(wallets, true, any, o.timeout, move || mine(&o2)).await;
         out["notifications"] = json!({
             "scripthashes touched": touched,
             "mempool transaction": mempool,
@@ -882,6 +973,108 @@ async fn run(o: Arc<Options>, pool: Vec<String>) -> Result<Value, String> {
     Ok(out)
 }
 
+/// `--latency N`: sessions subscribed to headers and their two fresh scripts only, then N
+/// rounds of a payment to every fresh script and a block confirming it.
+async fn latency(o: Arc<Options>, rounds: usize) -> Result<Value, String> {
+    wait_synced(&o).await?;
+    let fresh_scripts = fresh_scripts(2 * o.sessions, &o.label);
+    let fresh: Vec<String> = fresh_scripts
+        .iter()
+        .map(|s| scripthash(s.as_bytes()))
+        .collect();
+    let tasks: Vec<_> = (0..o.sessions)
+        .map(|i| {
+            let f = [fresh[2 * i].clone(), fresh[2 * i + 1].clone()];
+            let server = o.server;
+            tokio::spawn(async move {
+                let tally = Mutex::new(Tally::default());
+                let mut conn = Conn::open(server).await?;
+                conn.pipeline(&[("server.version", json!(["bench-load", "1.4"]))], &tally)
+                    .await;
+                let subs: Vec<(&str, Value)> =
+                    std::iter::once(("blockchain.headers.subscribe", json!([])))
+                        .chain(
+                            f.iter()
+                                .map(|sh| ("blockchain.scripthash.subscribe", json!([sh]))),
+                        )
+                        .collect();
+                let replies = conn.pipeline(&subs, &tally).await;
+                if replies.iter().any(Option::is_none) {
+                    return Err(format!(
+                        "subscriptions failed: {:?}",
+                        tally.lock().first_errors
+                    ));
+                }
+                Ok::<_, String>(Wallet {
+                    conn,
+                    rng: Rng(1),
+                    used: Vec::new(),
+                    txs: Vec::new(),
+                    tip: 0,
+                    index: i,
+                    fresh: f,
+                })
+            })
+        })
+        .collect();
+    let mut wallets = Vec::new();
+    for t in tasks {
+        wallets.push(t.await.map_err(|e| e.to_string())??);
+    }
+    let scripts: Arc<Vec<ScriptBuf>> = Arc::new(fresh_scripts);
+    let mut history: Vec<(String, u64)> = Vec::new();
+    let mut out = Vec::new();
+    for r in 0..rounds {
+        // Whatever the last round left settles first.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let (raw, txid) = payment(&o, &scripts)?;
+        history.push((txid, 0));
+        let expect = Expect {
+            status: Some(status(&history)),
+            height: None,
+        };
+        let o2 = o.clone();
+        let (w, mempool) = notify_round(wallets, false, expect, o.timeout, move || {
+            daemon(&o2).call("sendrawtransaction", json!([raw]))?;
+            Ok(())
+        })
+        .await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let height = daemon(&o)
+            .call("getblockcount", json!([]))?
+            .as_u64()
+            .ok_or("height")?
+            + 1;
+        history.last_mut().expect("a payment").1 = height;
+        let expect = Expect {
+            status: Some(status(&history)),
+            height: Some(height),
+        };
+        let o2 = o.clone();
+        let (w, block) = notify_round(w, true, expect, o.timeout, move || mine(&o2)).await;
+        wallets = w;
+        eprintln!(
+            "{} round {}: tx -> last scripthash note {} ms; block -> last scripthash note {} ms, last header note {} ms",
+            o.label,
+            r + 1,
+            mempool["last scripthash note ms"],
+            block["last scripthash note ms"],
+            block["last header note ms"]
+        );
+        out.push(json!({"round": r + 1, "mempool transaction": mempool, "block": block}));
+        if wallets.len() < o.sessions {
+            return Err(format!("sessions lost notifications: {out:?}"));
+        }
+    }
+    Ok(json!({
+        "label": o.label,
+        "sessions": o.sessions,
+        "scripthashes": 2 * o.sessions,
+        "rounds": out,
+        "peak RSS MiB": o.pid.and_then(peak_rss_mib),
+    }))
+}
+
 fn main() {
     let o = match options() {
         Ok(o) => Arc::new(o),
@@ -890,6 +1083,20 @@ fn main() {
             std::process::exit(2);
         }
     };
+    if let Some(rounds) = o.latency {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        match rt.block_on(latency(o.clone(), rounds)) {
+            Ok(v) => println!("{v}"),
+            Err(e) => {
+                eprintln!("bench-load: {e}");
+                std::process::exit(1);
+            }
+        }
+        return;
+    }
     let pool = match pool(&o) {
         Ok(p) if !p.is_empty() => p,
         Ok(_) => {

@@ -1,17 +1,18 @@
-//! The mempool follower: keeps the mirror in step with the daemon, refreshing on a timer, at once
+//! The mempool follower: keeps the mirror in step with the daemon, refreshing on a timer (a
+//! cheap `getmempoolinfo` look, a listing when it moved or at least every `LIST_EVERY`), at once
 //! after each block (the indexer already took the block's transactions out in its commit; the
-//! refresh picks up what the daemon's mempool gained or lost with it) and after a broadcast
-//! through this server (so a wallet sees its own transaction at once).
+//! refresh only checks that the daemon's mempool has the mirror's size, or lists it) and after
+//! a broadcast through this server or a ZMQ message (so a wallet sees its transaction at once).
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use parking_lot::RwLock;
 use tokio::sync::broadcast::{self, error::RecvError};
 use tokio::sync::{watch, Notify};
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
-use super::{refresh, Mempool, MempoolDelta};
+use super::{refresh, Look, Mempool, MempoolDelta};
 use crate::coin::Chain;
 use crate::daemon::Daemon;
 use crate::store::Store;
@@ -41,9 +42,17 @@ pub async fn follow<E: Clone>(
         _ = stop.changed() => return,
     }
     let mut confirmed_changed = true;
+    let mut look = Look::List;
     loop {
-        match refresh(&mempool, &daemon, chain, &store, confirmed_changed).await {
+        let started = Instant::now();
+        match refresh(&mempool, &daemon, chain, &store, confirmed_changed, look).await {
             Ok(d) if d.applied => {
+                // What a refresh costs is what decides how short DAEMON_POLL_INTERVAL_MEMPOOL
+                // can be (bench/mempool.sh reads this).
+                debug!(
+                    "mempool refresh: {:.1} ms",
+                    started.elapsed().as_secs_f64() * 1000.0
+                );
                 if d.added + d.removed > 0 {
                     info!(
                         "mempool: {} txs (+{} -{})",
@@ -59,11 +68,16 @@ pub async fn follow<E: Clone>(
             Ok(_) => {}
             Err(e) => warn!("mempool refresh failed: {e}"),
         }
-        tokio::select! {
-            _ = tokio::time::sleep(poll) => {}
-            _ = kick.notified() => {}
-            e = blocks.recv() => if matches!(e, Err(RecvError::Closed)) { return },
+        look = tokio::select! {
+            _ = tokio::time::sleep(poll) => Look::Poll,
+            _ = kick.notified() => Look::List,
+            e = blocks.recv() => match e {
+                Err(RecvError::Closed) => return,
+                // Events were missed: whatever they were, look in full.
+                Err(RecvError::Lagged(_)) => Look::List,
+                Ok(_) => Look::AfterBlocks,
+            },
             _ = stop.changed() => return,
-        }
+        };
     }
 }

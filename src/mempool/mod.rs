@@ -8,18 +8,25 @@
 //! carries the daemon's `mempool_sequence` unchanged since the last one does nothing, and a new
 //! block only touches the transactions it confirms, conflicts with, or un-parents
 //! ([`Mempool::blocks_connected`]); every input is resolved again only after a reorg.
+//!
+//! Listing the mempool is itself the daemon's largest cost for a big one (`getrawmempool` of
+//! 100,000 txids: ~0.4 s of litecoind's time), so a timer's poll first asks `getmempoolinfo`
+//! and lists only when its numbers moved, or when the last listing is [`LIST_EVERY`] old. After
+//! a block the mirror, updated in the commit, is trusted without a listing when the daemon's
+//! mempool has its size (see [`Look`]).
 
 mod follow;
 mod histogram;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use parking_lot::RwLock;
 use tracing::debug;
 
 use crate::coin::{Chain, ParsedBlock, ParsedTx};
-use crate::daemon::{Daemon, DaemonError};
+use crate::daemon::{Daemon, DaemonError, MempoolInfo};
 use crate::store::{Store, StoreError};
 use crate::types::{HashX, OutPoint, Txid};
 pub use follow::follow;
@@ -90,6 +97,32 @@ pub struct Mempool {
     /// The daemon's `mempool_sequence` this mirror is exactly in step with; `None` when unknown
     /// (no snapshot yet, a daemon without it, a block connected since, a transaction left out).
     sequence: Option<u64>,
+    /// The daemon's `getmempoolinfo` when the mirror last matched it (`None`: not known to).
+    summary: Option<MempoolInfo>,
+    /// When the daemon's mempool was last listed in full.
+    listed: Option<Instant>,
+    /// Blocks were applied to a mirror in step with the daemon ([`Mempool::blocks_connected`]):
+    /// it is the daemon's mempool less what the blocks confirmed or conflict with.
+    after_blocks: bool,
+}
+
+/// The longest a timer's poll trusts an unchanged `getmempoolinfo`: the mempool is listed at
+/// least this often, as often as the default poll (`DAEMON_POLL_INTERVAL_MEMPOOL`) always did,
+/// so a shorter poll never makes the mirror less exact than the default: at worst a swap of two
+/// transactions of the same size (which leaves the summary alike) waits this long.
+pub const LIST_EVERY: Duration = Duration::from_secs(5);
+
+/// What made a refresh, which decides how much of the daemon's word it may take.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Look {
+    /// A timer's poll: an unchanged `getmempoolinfo` means an unchanged mempool, for up to
+    /// [`LIST_EVERY`] since the last listing.
+    Poll,
+    /// Right after the indexer applied blocks to the mirror: a daemon mempool of the mirror's
+    /// size is the mirror (the daemon dropped what the blocks confirmed, as the commit did).
+    AfterBlocks,
+    /// Something did change (a ZMQ message, a broadcast, the start): list the mempool.
+    List,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -150,17 +183,55 @@ pub async fn refresh(
     chain: Chain,
     store: &Arc<Store>,
     confirmed_changed: bool,
+    look: Look,
 ) -> Result<MempoolDelta, MempoolError> {
     let height_before: u32 = daemon.call("getblockcount", vec![]).await?;
+    // A daemon without getmempoolinfo (or with other fields) is listed every time.
+    let info_before = daemon.mempool_info().await.ok();
+    if look != Look::List && !confirmed_changed {
+        if let Some(info) = info_before {
+            let height_after: u32 = daemon.call("getblockcount", vec![]).await?;
+            let indexed = store.tip().map(|t| t.height.0);
+            if height_after == height_before && indexed == Some(height_after) {
+                let mut m = mempool.write();
+                let trusted = match look {
+                    Look::Poll => {
+                        m.summary == Some(info)
+                            && m.listed.is_some_and(|t| t.elapsed() < LIST_EVERY)
+                    }
+                    Look::AfterBlocks => m.after_blocks && info.size == m.txs.len() as u64,
+                    Look::List => false,
+                };
+                // The index may have moved since: the commit holds this lock.
+                if trusted && store.tip().map(|t| t.height.0) == Some(height_after) {
+                    m.summary = Some(info);
+                    m.after_blocks = false;
+                    return Ok(MempoolDelta {
+                        applied: true,
+                        ..MempoolDelta::default()
+                    });
+                }
+            }
+        }
+    }
     let snapshot = daemon.mempool_snapshot().await?;
     let height_after: u32 = daemon.call("getblockcount", vec![]).await?;
+    let info_after = daemon.mempool_info().await.ok();
+    let listed = Instant::now();
     let indexed = store.tip().map(|t| t.height.0);
     if height_before != height_after || indexed != Some(height_after) {
         return Ok(MempoolDelta::default());
     }
+    // The summary belongs to the listing only when it did not move across it.
+    let summary = info_after.filter(|_| info_before == info_after);
     let sequence = snapshot.sequence;
     if !confirmed_changed && sequence.is_some() && mempool.read().sequence == sequence {
         // Nothing was added or removed since the snapshot the mirror reflects.
+        let mut m = mempool.write();
+        m.listed = Some(listed);
+        if m.sequence == sequence {
+            m.summary = summary;
+        }
         return Ok(MempoolDelta {
             applied: true,
             ..MempoolDelta::default()
@@ -195,6 +266,8 @@ pub async fn refresh(
         }
         let delta = m.apply(&ids, fresh, &store, confirmed_changed)?;
         m.sequence = sequence.filter(|_| delta.dropped == 0);
+        m.summary = summary.filter(|_| delta.dropped == 0);
+        m.listed = Some(listed);
         Ok::<_, StoreError>(delta)
     })
     .await
@@ -271,6 +344,8 @@ impl Mempool {
         touched_outpoints.dedup();
         self.forget_arrivals();
         self.sequence = None;
+        self.summary = None;
+        self.after_blocks = false;
         Ok(MempoolDelta {
             applied: true,
             added,
@@ -301,6 +376,9 @@ impl Mempool {
     ) -> Result<(Vec<HashX>, Vec<OutPoint>), StoreError> {
         // The daemon's mempool changed with the blocks; the next snapshot is compared in full.
         self.sequence = None;
+        // In step before, in step after (the daemon drops the same transactions), unless a
+        // reorg's undo brings transactions back.
+        self.after_blocks = self.summary.take().is_some() && !blocks.is_empty();
         if self.txs.is_empty() {
             return Ok((Vec::new(), Vec::new()));
         }

@@ -1,10 +1,12 @@
 //! A gate in front of litecoind's RPC port: every request passes through to the real daemon,
 //! except block downloads (`getblock`, REST `/rest/block/`), which wait while the gate is closed. A test can so hold
-//! a sync in progress for as long as it needs, with no timing involved.
+//! a sync in progress for as long as it needs, with no timing involved. Long-polls
+//! (`waitfor…`) can be slowed on their way to the daemon, as over a slow link.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
 
 use super::litecoind::{Litecoind, RPC_PASS, RPC_USER};
 
@@ -17,6 +19,8 @@ struct State {
     held: usize,
     /// Requests answered by the daemon.
     passed: usize,
+    /// How long a long-poll request waits before it goes on to the daemon.
+    long_poll_delay: Duration,
 }
 
 pub struct DaemonGate {
@@ -68,6 +72,13 @@ impl DaemonGate {
         self.state.1.notify_all();
     }
 
+    /// Holds each long-poll request (`waitfornewblock`, `waitforblockheight`) this long before
+    /// it goes on to the daemon.
+    #[allow(dead_code)]
+    pub fn delay_long_polls(&self, delay: Duration) {
+        self.state.0.lock().unwrap().long_poll_delay = delay;
+    }
+
     /// Lets everything through from now on.
     pub fn open(&self) {
         self.state.0.lock().unwrap().open = true;
@@ -112,6 +123,10 @@ fn relay(conn: TcpStream, target: SocketAddr, state: &(Mutex<State>, Condvar)) {
         || head
             .first()
             .is_some_and(|l| l.starts_with("GET /rest/block/"));
+    if String::from_utf8_lossy(&body).contains("\"method\":\"waitfor") {
+        let delay = state.0.lock().unwrap().long_poll_delay;
+        std::thread::sleep(delay);
+    }
     if block_download {
         let (lock, cv) = state;
         let mut st = lock.lock().unwrap();
