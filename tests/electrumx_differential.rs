@@ -22,7 +22,8 @@
 //! * `server.banner`: the default banner names the software.
 //! * `server.features`: `server_version` (software name) and `protocol_max` (both 1.7.0 now).
 //! * `server.ping` notifications: at 1.7 ElectrumX sends them as noise, at random, after a
-//!   block or a mempool change; notifications are compared per method and these are left out.
+//!   block or a mempool change (Sextant too); notifications are compared per method and these
+//!   are left out, of transcripts as well.
 //! * `mempool.recent`: transactions that reach a server's mempool mirror in one refresh (at
 //!   start, the whole mempool) have no order of arrival among them (ElectrumX takes them in
 //!   Python's randomised set order), so the list is compared sorted by txid; after the
