@@ -6,13 +6,13 @@
 //!
 //! Every comparison runs at each protocol version Sextant speaks, in sessions that ask the way
 //! clients do: `"1.4"` (the Kevacoin wallet), `["1.4", "1.4.2"]`, `"1.5"` (a number ElectrumX
-//! accepts and serves as 1.4.2) and `["1.4", "1.6"]` (Electrum 4.7); each session's every method
-//! call, every method of every version included (those a version lacks must be refused alike).
-//! Version negotiation is compared on its own, for requests whose answer both servers share:
-//! ranges reaching past 1.6 (`["1.4", "1.7"]`, `"1.6.1"`) are not compared yet: both speak up
-//! to 1.7.0 now, but 1.7 sessions are not compared until a proxy fills in the daemon RPCs that
-//! ElectrumX 2 needs there and litecoind 0.21 lacks (src/protocol/version.rs tests the
-//! negotiation; tests/electrum_protocol.rs the 1.7 methods).
+//! accepts and serves as 1.4.2), `["1.4", "1.6"]` (Electrum 4.7) and `["1.4", "1.7"]`; each
+//! session's every method call, every method of every version included (those a version lacks
+//! must be refused alike): at 1.7 the `blockchain.scriptpubkey.*` and `blockchain.outpoint.*`
+//! methods, `blockchain.transaction.testmempoolaccept`, `mempool.recent` and `server.ping` with
+//! `data` and `pong_len`, valid and invalid, and their notifications (scriptpubkey, outpoint,
+//! headers) after a mempool spend, a block and a reorg. Version negotiation is compared on its
+//! own (ranges such as `["1.4", "1.7"]`, `"1.6.1"`, `["1.7", "1.8"]` included).
 //!
 //! Replies are compared as parsed JSON (ElectrumX pads its writes with spaces), numbers
 //! numerically (Python prints floats its own way). What is inherently implementation-specific is
@@ -21,13 +21,24 @@
 //! * `server.version` result[0]: the software name and version.
 //! * `server.banner`: the default banner names the software.
 //! * `server.features`: `server_version` (software name) and `protocol_max` (both 1.7.0 now).
+//! * `server.ping` notifications: at 1.7 ElectrumX sends them as noise, at random, after a
+//!   block or a mempool change (Sextant too); notifications are compared per method and these
+//!   are left out, of transcripts as well.
+//! * `mempool.recent`: transactions that reach a server's mempool mirror in one refresh (at
+//!   start, the whole mempool) have no order of arrival among them (ElectrumX takes them in
+//!   Python's randomised set order), so the list is compared sorted by txid; after the
+//!   broadcast of step 4 the newest (the first) is compared as it comes.
 //!
-//! Both servers reach litecoind through a [`DaemonShim`]. ElectrumX's fills in what Litecoin
-//! Core 0.21 lacks and ElectrumX 2.0 reads: `getmempoolinfo` has no `incrementalrelayfee` there
-//! (ElectrumX's `mempool.get_info` fails with an internal error against litecoind itself), so
-//! the shim adds it from `getnetworkinfo`'s `incrementalfee` — which is where Sextant takes it
-//! from on such daemons; Sextant's shim passes everything unchanged. Both shims freeze while the
-//! test builds a reorg, so each server sees it as one change.
+//! Both servers reach litecoind through a [`DaemonShim`], a JSON-RPC proxy on a loopback port.
+//! ElectrumX's fills in the three things Litecoin Core 0.21 lacks and ElectrumX 2.0 reads at
+//! 1.6 and 1.7, from litecoind's other RPCs (tests/common/shim.rs says how):
+//! `incrementalrelayfee` in `getmempoolinfo` (else `mempool.get_info` fails with an internal
+//! error), `wtxid` in `testmempoolaccept` (else `blockchain.transaction.testmempoolaccept`
+//! does), and the whole of `gettxspendingprevout` with its `blockhash` (Bitcoin Core's
+//! `txospenderindex`; else every `blockchain.outpoint.*` call on a confirmed outpoint fails and
+//! ElectrumX drops 1.7 outpoint subscribers at the next block). Sextant answers all three from
+//! its own index and the daemon's other fields; its shim passes everything unchanged. Both
+//! shims freeze while the test builds a reorg, so each server sees it as one change.
 //!
 //! Cost-based throttling is disabled in both (`COST_SOFT_LIMIT=0`, `COST_HARD_LIMIT=0`, set by
 //! `start_electrumx` / `start_sextant`): it would slow and then disconnect this test's
@@ -96,6 +107,14 @@ struct Chain {
     mempool: UnconfirmedChain,
     fill_txid: String,
     mweb: MwebInfo,
+    /// The scriptPubKeys (hex) of `scripts`, for 1.7's `blockchain.scriptpubkey.*`.
+    spks: Vec<String>,
+    /// Outpoints for `blockchain.outpoint.*`: spent and unspent, confirmed and in the mempool,
+    /// and one past each transaction's last output.
+    outpoints: Vec<(String, u32)>,
+    /// A signed transaction never broadcast (its coin locked in the wallet), which the
+    /// daemon's `testmempoolaccept` accepts.
+    accept_raw: String,
 }
 
 fn build(d: &Litecoind) -> Chain {
@@ -106,9 +125,11 @@ fn build(d: &Litecoind) -> Chain {
     let fill_txid = fill_mempool(d);
     let tip = d.height();
     let mut scripts: Vec<String> = Vec::new();
+    let mut spks: Vec<String> = Vec::new();
     let mut txids: Vec<String> = Vec::new();
     for v in [&v1, &v2] {
         scripts.extend(v.all_scripts().iter().map(|s| s.scripthash()));
+        spks.extend(v.all_scripts().iter().map(|s| s.script_hex.clone()));
         txids.extend([
             v.op_return_txid.clone(),
             v.fanout_txid.clone(),
@@ -122,12 +143,17 @@ fn build(d: &Litecoind) -> Chain {
     scripts.push(mempool.a_output.scripthash());
     scripts.push(mempool.b_output.scripthash());
     scripts.push(scripthash(&v1.op_return_script_hex));
+    for s in [&mweb.pegout, &mempool.a_output, &mempool.b_output] {
+        spks.push(s.script_hex.clone());
+    }
+    spks.push(v1.op_return_script_hex.clone());
     // The genesis coinbase, which ElectrumX does not index.
     let genesis = d.call("getblock", json!([d.block_hash(0), 2]));
     let genesis_cb = &genesis["tx"][0];
     txids.push(genesis_cb["txid"].as_str().unwrap().to_string());
     for o in genesis_cb["vout"].as_array().unwrap() {
         scripts.push(scripthash(o["scriptPubKey"]["hex"].as_str().unwrap()));
+        spks.push(o["scriptPubKey"]["hex"].as_str().unwrap().to_string());
     }
     txids.extend(mweb.pegin_txids.iter().cloned());
     txids.push(mweb.pegout_hogex_txid.clone());
@@ -154,6 +180,38 @@ fn build(d: &Litecoind) -> Chain {
     }
     blocks.sort();
     blocks.dedup();
+    let mut outpoints = Vec::new();
+    for t in txids
+        .iter()
+        .chain([&mempool.a_txid, &mempool.b_txid, &fill_txid])
+    {
+        let Ok(tx) = d.rpc("getrawtransaction", json!([t, true])) else {
+            outpoints.push((t.clone(), 0));
+            continue;
+        };
+        let n = tx["vout"].as_array().unwrap().len() as u32;
+        for i in [0, 1, n - 1, n] {
+            outpoints.push((t.clone(), i));
+        }
+        // Every output this transaction spends.
+        for i in tx["vin"].as_array().unwrap() {
+            if let (Some(p), Some(n)) = (i["txid"].as_str(), i["vout"].as_u64()) {
+                outpoints.push((p.to_string(), n as u32));
+            }
+        }
+    }
+    outpoints.sort();
+    outpoints.dedup();
+    let accept_raw = {
+        let u = spendable_coin(d);
+        let raw = d.sign_tx(
+            &[(u.0.clone(), u.1)],
+            &[(d.new_address(AddrType::Bech32), u.2 - 20_000)],
+            false,
+        );
+        d.call("lockunspent", json!([false, [{"txid": u.0, "vout": u.1}]]));
+        raw
+    };
     Chain {
         tip,
         scripts,
@@ -162,7 +220,29 @@ fn build(d: &Litecoind) -> Chain {
         mempool,
         fill_txid,
         mweb,
+        spks,
+        outpoints,
+        accept_raw,
     }
+}
+
+/// A confirmed wallet coin worth more than one coin and not locked: (txid, vout, value).
+fn spendable_coin(d: &Litecoind) -> (String, u32, u64) {
+    let coins = d.call("listunspent", json!([1]));
+    let locked = d.locked_outpoints();
+    coins
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| {
+            (
+                u["txid"].as_str().unwrap().to_string(),
+                u["vout"].as_u64().unwrap() as u32,
+                amount_to_sats(&u["amount"]),
+            )
+        })
+        .find(|(t, n, v)| *v > COIN && !locked.contains(&(t.clone(), *n)))
+        .expect("a spendable coin")
 }
 
 /// Every method of every version, valid and invalid, that reads state (safe to pipeline); each
@@ -457,6 +537,135 @@ fn read_only_calls(d: &Litecoind, c: &Chain) -> Vec<(String, Value)> {
         "blockchain.scripthash.get_history",
         json!([c.mweb.pegout.scripthash()]),
     ));
+    v.extend(calls_of_1_7(d, c));
+    v
+}
+
+/// 1.7's methods, valid and invalid (read-only ones; subscriptions only with bad params).
+fn calls_of_1_7(d: &Litecoind, c: &Chain) -> Vec<(String, Value)> {
+    let mut v = Vec::new();
+    // Script pubkeys: the known ones, an unknown one, upper case, the empty script.
+    let mut spks = c.spks.clone();
+    spks.extend(["51".into(), c.spks[0].to_uppercase(), String::new()]);
+    for m in SCRIPTPUBKEY_READS {
+        for spk in &spks {
+            v.push(call(m, json!([spk])));
+        }
+        for bad in [
+            json!("nope"),
+            json!("5"),
+            json!("zz"),
+            json!(5),
+            json!(null),
+            json!(["51"]),
+            json!(c.scripts[0]),
+        ] {
+            v.push(call(m, json!([bad])));
+        }
+        v.push(call(m, json!([])));
+        v.push(call(m, json!(["51", 1])));
+        v.push(call(m, json!({"spk": "51"})));
+        v.push(call(m, json!({"scriptpubkey": "51"})));
+    }
+    for bad in [json!("nope"), json!(5), json!("5")] {
+        v.push(call("blockchain.scriptpubkey.subscribe", json!([bad])));
+        v.push(call("blockchain.scriptpubkey.unsubscribe", json!([bad])));
+    }
+    v.push(call("blockchain.scriptpubkey.subscribe", json!([])));
+    v.push(call("blockchain.scriptpubkey.unsubscribe", json!([])));
+    v.push(call("blockchain.scriptpubkey.unsubscribe", json!(["51"])));
+    // Outpoints.
+    for (t, n) in &c.outpoints {
+        v.push(call("blockchain.outpoint.get_status", json!([t, n, "51"])));
+    }
+    let (t, n) = c.outpoints[0].clone();
+    let unknown = "ab".repeat(32);
+    for p in [
+        json!([unknown, 0, "51"]),
+        json!([t, n, ""]),
+        json!([t, n, c.spks[0]]),
+        json!([t, n]),
+        json!([t]),
+        json!([]),
+        json!([t, -1, "51"]),
+        json!([t, n.to_string(), "51"]),
+        json!([t, 0.5, "51"]),
+        json!([t, null, "51"]),
+        json!([t, n, "zz"]),
+        json!([t, n, "515"]),
+        json!([t, n, 5]),
+        json!([t, n, null]),
+        json!(["bad", n, "51"]),
+        json!([5, n, "51"]),
+        json!([t.to_uppercase(), n, "51"]),
+        json!([t, n, "51", 1]),
+        json!({"tx_hash": t, "txout_idx": n, "spk_hint": "51"}),
+        json!({"tx_hash": t, "txout_idx": n}),
+    ] {
+        v.push(call("blockchain.outpoint.get_status", p));
+    }
+    for p in [
+        json!([t, -1, "51"]),
+        json!(["bad", n, "51"]),
+        json!([t, n, "zz"]),
+        json!([t, n]),
+        json!([]),
+    ] {
+        v.push(call("blockchain.outpoint.subscribe", p));
+    }
+    for p in [
+        json!([t, n]),
+        json!([unknown, 0]),
+        json!([t, n, "51"]),
+        json!([t]),
+        json!([t, -1]),
+        json!(["bad", n]),
+        json!({"tx_hash": t, "txout_idx": n}),
+    ] {
+        v.push(call("blockchain.outpoint.unsubscribe", p));
+    }
+    // testmempoolaccept (litecoind 0.21 takes exactly one transaction).
+    let confirmed_raw = d.raw_tx_hex(&c.txids[1]);
+    for p in [
+        json!([[c.accept_raw]]),
+        json!([[confirmed_raw]]),
+        json!([[d.raw_tx_hex(&c.mempool.b_txid)]]),
+        json!([["00"]]),
+        json!([[]]),
+        json!([[c.accept_raw, confirmed_raw]]),
+        json!([c.accept_raw]),
+        json!([["zz"]]),
+        json!([["0"]]),
+        json!([[5]]),
+        json!([5]),
+        json!([]),
+        json!([[c.accept_raw], 1]),
+        json!({"raw_txs": [c.accept_raw]}),
+    ] {
+        v.push(call("blockchain.transaction.testmempoolaccept", p));
+    }
+    // mempool.recent and server.ping.
+    v.push(call("mempool.recent", json!([])));
+    v.push(call("mempool.recent", json!([1])));
+    for p in [
+        json!([0]),
+        json!([3]),
+        json!([3, "ab"]),
+        json!([0, "abc"]),
+        json!([0, "zz"]),
+        json!([0, 5]),
+        json!([-1]),
+        json!(["2"]),
+        json!([2.5]),
+        json!([null]),
+        json!([999_999]),
+        json!([1_000_001]),
+        json!({"pong_len": 2, "data": "ab"}),
+        json!({"data": "ab"}),
+        json!({"len": 2}),
+    ] {
+        v.push(call("server.ping", p));
+    }
     v
 }
 
@@ -532,6 +741,28 @@ fn transcripts(protocol: &Value) -> Vec<Vec<String>> {
             json!({"client_name": "x", "protocol_version": ["1.4", "1.6"], "future": [1]}),
         )],
         vec![sv(json!(["x", "1.6"])), sv(json!(["x", "1.6"]))],
+        // 1.7 and the numbers around it.
+        vec![sv(json!(["x", ["1.4", "1.7"]]))],
+        vec![sv(json!(["x", "1.7"]))],
+        vec![sv(json!(["x", "1.7.0"]))],
+        vec![sv(json!(["x", "1.7.1"]))],
+        vec![sv(json!(["x", "1.6.1"]))],
+        vec![sv(json!(["x", ["1.6.1", "1.7"]]))],
+        vec![sv(json!(["x", ["1.4", "1.6.1"]]))],
+        vec![sv(json!(["x", ["1.7", "1.8"]]))],
+        vec![sv(json!(["x", ["1.7", "1.4"]]))],
+        vec![sv(json!(["x", "1.8"]))],
+        vec![
+            sv(json!(["x", ["1.4", "1.7"]])),
+            then(
+                2,
+                "blockchain.scripthash.get_balance",
+                json!(["00".repeat(32)]),
+            ),
+            then(3, "blockchain.scriptpubkey.get_balance", json!(["51"])),
+            then(4, "server.ping", json!([2, "ab"])),
+            then(5, "blockchain.relayfee", json!([])),
+        ],
         vec![
             sv(json!(["electrum/4.7.0", ["1.4", "1.6"]])),
             then(2, "blockchain.block.headers", json!([0, 3])),
@@ -558,6 +789,17 @@ fn transcripts(protocol: &Value) -> Vec<Vec<String>> {
         vec![
             then(5, "mempool.get_info", json!([])),
             sv(json!(["x", "1.6"])),
+        ],
+        // Ping notifications (1.7: handled, never answered), valid and not.
+        vec![
+            v.clone(),
+            line(json!({"jsonrpc":"2.0","method":"server.ping","params":["ab"]})),
+            line(json!({"jsonrpc":"2.0","method":"server.ping","params":["zz"]})),
+            line(json!({"jsonrpc":"2.0","method":"server.ping","params":[]})),
+            line(json!({"jsonrpc":"2.0","method":"server.ping","params":{"data":"ab"}})),
+            line(json!({"jsonrpc":"2.0","method":"server.ping","params":[1, 2]})),
+            line(json!({"jsonrpc":"2.0","method":"mempool.recent","params":[]})),
+            ping(json!(2)),
         ],
         // Protocol errors.
         vec![v.clone(), "this is not json\n".into(), ping(json!(2))],
@@ -705,6 +947,7 @@ fn versions() -> Vec<(Value, &'static str)> {
         (json!(["1.4", "1.4.2"]), "1.4.2"),
         (json!("1.5"), "1.5"),
         (json!(["1.4", "1.6"]), "1.6"),
+        (json!(["1.4", "1.7"]), "1.7"),
     ]
 }
 
@@ -893,6 +1136,52 @@ fn sextant_answers_like_electrumx() {
         "blockchain.scripthash.subscribe",
         json!(["ab".repeat(32)]),
     ));
+    // The same at 1.7, by scriptPubKey; and outpoints: the coin step 4 spends, the mempool
+    // chain's parent output (spent by its child) and child output, confirmed ones, unknown ones.
+    let u = spendable_coin(&d);
+    let u_spk = d.call("gettxout", json!([u.0, u.1]))["scriptPubKey"]["hex"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let m = &chain.mempool;
+    for spk in [
+        watched.script_hex.clone(),
+        m.a_output.script_hex.clone(),
+        m.b_output.script_hex.clone(),
+        chain.spks[0].clone(),
+        chain.spks[0].to_uppercase(),
+        "51".into(),
+    ] {
+        seq.push(call("blockchain.scriptpubkey.subscribe", json!([spk])));
+    }
+    for spk in ["51", "51", "52"] {
+        seq.push(call("blockchain.scriptpubkey.unsubscribe", json!([spk])));
+    }
+    seq.push(call("blockchain.scriptpubkey.subscribe", json!(["51"])));
+    let unknown = "ab".repeat(32);
+    let mut watched_outpoints = vec![
+        (u.0.clone(), u.1, u_spk.clone()),
+        (m.a_txid.clone(), m.a_vout, m.a_output.script_hex.clone()),
+        (m.b_txid.clone(), m.b_vout, m.b_output.script_hex.clone()),
+        (unknown.clone(), 0, "51".into()),
+    ];
+    for (t, n) in chain.outpoints.iter().take(6) {
+        watched_outpoints.push((t.clone(), *n, "51".into()));
+    }
+    for (t, n, spk) in &watched_outpoints {
+        seq.push(call("blockchain.outpoint.subscribe", json!([t, n, spk])));
+    }
+    for p in [
+        json!([unknown, 0]),
+        json!([unknown, 0]),
+        json!([unknown, 1]),
+    ] {
+        seq.push(call("blockchain.outpoint.unsubscribe", p));
+    }
+    seq.push(call(
+        "blockchain.outpoint.subscribe",
+        json!([unknown, 0, "51"]),
+    ));
     let mut listeners: Vec<Pair> = versions()
         .iter()
         .map(|(p, v)| Pair::open(ex_port, sx_port, p, v))
@@ -904,28 +1193,10 @@ fn sextant_answers_like_electrumx() {
         }
     }
 
-    // 4. A new mempool transaction to a subscribed script, broadcast through each server (at
-    // 1.4.2; the other sessions only listen).
-    let coin = d.call("listunspent", json!([1]));
-    let locked = d.locked_outpoints();
-    let u = coin
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|u| {
-            amount_to_sats(&u["amount"]) > COIN
-                && !locked.contains(&(
-                    u["txid"].as_str().unwrap().to_string(),
-                    u["vout"].as_u64().unwrap() as u32,
-                ))
-        })
-        .expect("a spendable coin")
-        .clone();
-    let input = (
-        u["txid"].as_str().unwrap().to_string(),
-        u["vout"].as_u64().unwrap() as u32,
-    );
-    let value = amount_to_sats(&u["amount"]);
+    // 4. A new mempool transaction to a subscribed script, spending a subscribed outpoint,
+    // broadcast through each server (at 1.4.2; the other sessions only listen).
+    let input = (u.0.clone(), u.1);
+    let value = u.2;
     let raw = d.sign_tx(
         &[input],
         &[(watched.address.clone().unwrap(), value - 30_000)],
@@ -939,20 +1210,54 @@ fn sextant_answers_like_electrumx() {
     listeners[1].compare(&mut diffs, std::slice::from_ref(&b));
     listeners[1].compare(&mut diffs, &[b]);
     let watched_sh = watched.scripthash();
-    let has_watched = |n: &[Value]| {
-        n.iter().any(|x| {
-            x["method"] == "blockchain.scripthash.subscribe" && x["params"][0] == json!(watched_sh)
-        })
+    let is_watched = |x: &Value| {
+        SCRIPT_NOTES.contains(&x["method"].as_str().unwrap_or_default())
+            && (x["params"][0] == json!(watched_sh) || x["params"][0] == json!(watched.script_hex))
+    };
+    // At 1.7 also the outpoint step 4 spends.
+    let has_u = |v: &str, n: &[Value]| {
+        v != "1.7"
+            || n.iter().any(|x| {
+                x["method"] == "blockchain.outpoint.subscribe" && x["params"][0] == json!(u.0)
+            })
     };
     for l in &mut listeners {
-        l.compare_notes(&mut diffs, "a broadcast", has_watched);
+        let v = l.version;
+        l.compare_notes(&mut diffs, "a broadcast", |n| {
+            n.iter().any(is_watched) && has_u(v, n)
+        });
+    }
+    // The newest in the mempool, as it comes (see the module comment), and an outpoint that
+    // exists only in the mempool.
+    {
+        let l = &mut listeners[4];
+        let (a, b) = (
+            l.ex.call("mempool.recent", json!([])),
+            l.sx.call("mempool.recent", json!([])),
+        );
+        diffs.check(
+            "[1.7] mempool.recent's newest after a broadcast",
+            &a["result"][0],
+            &b["result"][0],
+        );
+        assert_eq!(b["result"][0]["txid"], json!(spend_txid));
+    }
+    let fresh = call(
+        "blockchain.outpoint.subscribe",
+        json!([spend_txid, 0, watched.script_hex]),
+    );
+    for l in &mut listeners {
+        l.compare(&mut diffs, std::slice::from_ref(&fresh));
     }
 
     // 5. A block confirms the mempool (the parent → child chain among it).
     let block = d.mine(1);
     let new_tip = chain.tip + 1;
     for l in &mut listeners {
-        l.compare_notes(&mut diffs, "a block", |n| header_and_scripts(n, 3));
+        let v = l.version;
+        l.compare_notes(&mut diffs, "a block", |n| {
+            header_and_scripts(n, 3) && has_u(v, n)
+        });
     }
 
     // 6. After the block, the read-only answers again (new tip, mempool empty again).
@@ -986,17 +1291,18 @@ fn sextant_answers_like_electrumx() {
         shim.thaw();
     }
     let reorg_tip = new_tip + 1;
-    let has = |sh: String| {
-        move |n: &[Value]| {
-            header_and_scripts(n, 1)
-                && n.iter().any(|x| {
-                    x["method"] == "blockchain.scripthash.subscribe" && x["params"][0] == json!(sh)
-                })
-        }
-    };
     let b_sh = after.mempool.b_output.scripthash();
+    let b_spk = after.mempool.b_output.script_hex.clone();
     for l in &mut listeners {
-        l.compare_notes(&mut diffs, "a reorg", has(b_sh.clone()));
+        let v = l.version;
+        l.compare_notes(&mut diffs, "a reorg", |n| {
+            header_and_scripts(n, 1)
+                && has_u(v, n)
+                && n.iter().any(|x| {
+                    SCRIPT_NOTES.contains(&x["method"].as_str().unwrap_or_default())
+                        && (x["params"][0] == json!(b_sh) || x["params"][0] == json!(b_spk))
+                })
+        });
     }
     let want = json!([{"tx_hash": after.mempool.b_txid, "height": 0, "fee": after.mempool.b_fee}]);
     wait_caught_up(ex_port, reorg_tip, &probe, &want, "ElectrumX");

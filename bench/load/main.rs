@@ -25,6 +25,7 @@
 //! Zipf(S) law (probability ∝ 1/rank^S), so the hottest scripts — the longest histories — are in
 //! many wallets at once, as exchange and pool addresses are. Without it each script of the pool is
 //! in one wallet.
+//!
 //! `--latency N` runs only a leaner notification phase, N rounds of it (bench/latency.sh): each
 //! session subscribes to `headers` and to its two fresh scripts, nothing else; then each round
 //! pays all the fresh scripts with one transaction and confirms it with a block. A note counts

@@ -4,7 +4,16 @@
 //!   lacks, and fails without them where Sextant answers. With filling on, the proxy completes
 //!   those answers from litecoind's other RPCs, so the two servers can be compared on the same
 //!   daemon: `getmempoolinfo` gets `incrementalrelayfee` from `getnetworkinfo`'s `incrementalfee`
-//!   (what Sextant itself falls back to; `mempool.get_info`, protocol 1.6).
+//!   (what Sextant itself falls back to; `mempool.get_info`, protocol 1.6);
+//!   `testmempoolaccept` results get the `wtxid` (Bitcoin Core 22) from `decoderawtransaction`'s
+//!   `hash` of the transaction sent at the same position (1.7's
+//!   `blockchain.transaction.testmempoolaccept`); and `gettxspendingprevout` (Bitcoin Core 24,
+//!   with `blockhash` from its `txospenderindex`), which litecoind lacks altogether, is answered
+//!   by the proxy itself (1.7's `blockchain.outpoint.*`): a mempool spender from
+//!   `getrawmempool` + `getrawtransaction` (no `blockhash`), else — when `gettxout` says the
+//!   output is gone from the chain's UTXO set — the block spender found by scanning the active
+//!   chain with `getblock` from the funding block up (`spendingtxid` and `blockhash`), else just
+//!   the outpoint, as Bitcoin Core answers an unspent one.
 //! * **Freezing**: while frozen, requests wait at the proxy (those already forwarded finish), so
 //!   a test can change the chain in several steps — a reorg — and have the server see only the
 //!   end result, as one change.
@@ -12,12 +21,13 @@
 //! One request per connection, like [`super::gate`]: read it, forward it with
 //! `Connection: close`, copy the answer back (rewritten when filled), close.
 
+use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
+use serde_json::{json, Value};
 
 use super::litecoind::{Litecoind, RPC_PASS, RPC_USER};
 use super::rpc::RpcClient;
@@ -27,8 +37,10 @@ struct State {
     frozen: bool,
     /// Requests forwarded and not yet answered.
     in_flight: usize,
-    /// Answers completed with a filled-in field.
+    /// Answers completed with a filled-in field (or made up, for `gettxspendingprevout`).
     filled: usize,
+    /// Spenders found so far, for `gettxspendingprevout`.
+    spends: SpendCache,
 }
 
 pub struct DaemonShim {
@@ -120,7 +132,17 @@ fn relay(conn: TcpStream, target: SocketAddr, fill: bool, state: &(Mutex<State>,
         }
         st.in_flight += 1;
     }
-    let answer = forward(target, &head, &body);
+    let local = if fill {
+        answered(target, &body, state)
+    } else {
+        None
+    };
+    let answer = if local.is_some() {
+        state.0.lock().unwrap().filled += 1;
+        local
+    } else {
+        forward(target, &head, &body)
+    };
     let answer = match answer {
         Some(a) if fill => match filled(target, &body, &a) {
             Some(f) => {
@@ -154,24 +176,44 @@ fn forward(target: SocketAddr, head: &[String], body: &[u8]) -> Option<Vec<u8>> 
 /// The answer with the missing fields filled in, or `None` when nothing is to be filled.
 fn filled(target: SocketAddr, request: &[u8], answer: &[u8]) -> Option<Vec<u8>> {
     let request: Value = serde_json::from_slice(request).ok()?;
-    if request.get("method")?.as_str()? != "getmempoolinfo" {
-        return None;
-    }
+    let method = request.get("method")?.as_str()?;
     let split = answer.windows(4).position(|w| w == b"\r\n\r\n")? + 4;
     let (head, body) = answer.split_at(split);
     let mut reply: Value = serde_json::from_slice(body).ok()?;
-    let result = reply.get_mut("result")?.as_object_mut()?;
-    if result.contains_key("incrementalrelayfee") {
-        return None;
-    }
     let daemon = RpcClient::new(target, "/", RPC_USER, RPC_PASS);
-    let network = daemon.call("getnetworkinfo", serde_json::json!([])).ok()?;
-    result.insert(
-        "incrementalrelayfee".into(),
-        network["incrementalfee"].clone(),
-    );
+    match method {
+        "getmempoolinfo" => {
+            let result = reply.get_mut("result")?.as_object_mut()?;
+            if result.contains_key("incrementalrelayfee") {
+                return None;
+            }
+            let network = daemon.call("getnetworkinfo", json!([])).ok()?;
+            result.insert(
+                "incrementalrelayfee".into(),
+                network["incrementalfee"].clone(),
+            );
+        }
+        "testmempoolaccept" => {
+            let raw = request.get("params")?.get(0)?.as_array()?.clone();
+            let items = reply.get_mut("result")?.as_array_mut()?;
+            if items.iter().all(|i| i.get("wtxid").is_some()) {
+                return None;
+            }
+            for (item, raw) in items.iter_mut().zip(raw) {
+                let tx = daemon.call("decoderawtransaction", json!([raw])).ok()?;
+                item.as_object_mut()?
+                    .insert("wtxid".into(), tx["hash"].clone());
+            }
+        }
+        _ => return None,
+    }
+    Some(http_reply(&String::from_utf8_lossy(head), &reply))
+}
+
+/// `head`'s status line and headers with `reply` as the body (its length set).
+fn http_reply(head: &str, reply: &Value) -> Vec<u8> {
     let body = format!("{reply}\n");
-    let head: String = String::from_utf8_lossy(head)
+    let head: String = head
         .lines()
         .filter(|l| !l.is_empty())
         .map(|l| {
@@ -182,5 +224,137 @@ fn filled(target: SocketAddr, request: &[u8], answer: &[u8]) -> Option<Vec<u8>> 
             }
         })
         .collect();
-    Some(format!("{head}\r\n{body}").into_bytes())
+    format!("{head}\r\n{body}").into_bytes()
+}
+
+/// The proxy's own answer to a request litecoind cannot answer (`gettxspendingprevout`), or
+/// `None` to forward it.
+fn answered(
+    target: SocketAddr,
+    request: &[u8],
+    state: &(Mutex<State>, Condvar),
+) -> Option<Vec<u8>> {
+    let request: Value = serde_json::from_slice(request).ok()?;
+    if request.get("method")?.as_str()? != "gettxspendingprevout" {
+        return None;
+    }
+    let daemon = RpcClient::new(target, "/", RPC_USER, RPC_PASS);
+    let outpoints = request.get("params")?.get(0)?.as_array()?.clone();
+    let mut results = Vec::new();
+    for o in outpoints {
+        let (txid, vout) = (o["txid"].as_str()?.to_string(), o["vout"].as_u64()? as u32);
+        let mut item = json!({"txid": txid, "vout": vout});
+        if let Some((spender, block)) = spender(&daemon, &txid, vout, state) {
+            item["spendingtxid"] = json!(spender);
+            if let Some(b) = block {
+                item["blockhash"] = json!(b);
+            }
+        }
+        results.push(item);
+    }
+    let reply = json!({"result": results, "error": null, "id": request["id"]});
+    Some(http_reply(
+        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 0\r\nConnection: close\r\n",
+        &reply,
+    ))
+}
+
+/// Spenders already seen: a block's or a mempool transaction's spends never change.
+#[derive(Default)]
+struct SpendCache {
+    /// Block hash → (spent outpoint → spending txid).
+    blocks: HashMap<String, HashMap<(String, u32), String>>,
+    /// Mempool txid → the outpoints it spends.
+    mempool: HashMap<String, Vec<(String, u32)>>,
+}
+
+/// The outpoints a decoded transaction spends.
+fn inputs(tx: &Value) -> Vec<(String, u32)> {
+    tx["vin"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|i| Some((i["txid"].as_str()?.to_string(), i["vout"].as_u64()? as u32)))
+        .collect()
+}
+
+/// Bitcoin Core's `gettxspendingprevout` with `mempool_only: false`: the mempool spender first
+/// (no block), else the active chain's.
+fn spender(
+    daemon: &RpcClient,
+    txid: &str,
+    vout: u32,
+    state: &(Mutex<State>, Condvar),
+) -> Option<(String, Option<String>)> {
+    let key = (txid.to_string(), vout);
+    let pool = daemon.call("getrawmempool", json!([false])).ok()?;
+    for t in pool.as_array()?.iter().filter_map(Value::as_str) {
+        let known = state.0.lock().unwrap().spends.mempool.get(t).cloned();
+        let spent = match known {
+            Some(s) => s,
+            None => {
+                let Ok(tx) = daemon.call("getrawtransaction", json!([t, true])) else {
+                    continue;
+                };
+                let s = inputs(&tx);
+                state
+                    .0
+                    .lock()
+                    .unwrap()
+                    .spends
+                    .mempool
+                    .insert(t.into(), s.clone());
+                s
+            }
+        };
+        if spent.contains(&key) {
+            return Some((t.to_string(), None));
+        }
+    }
+    // Still in the chain's UTXO set (or never there): not spent in a block.
+    if !daemon
+        .call("gettxout", json!([txid, vout, false]))
+        .ok()?
+        .is_null()
+    {
+        return None;
+    }
+    let funder = daemon.call("getrawtransaction", json!([txid, true])).ok()?;
+    let funding_block = funder["blockhash"].as_str()?;
+    let header = daemon.call("getblockheader", json!([funding_block])).ok()?;
+    let (from, tip) = (
+        header["height"].as_u64()?,
+        daemon.call("getblockcount", json!([])).ok()?.as_u64()?,
+    );
+    for h in from..=tip {
+        let hash = daemon.call("getblockhash", json!([h])).ok()?;
+        let hash = hash.as_str()?.to_string();
+        let known = state.0.lock().unwrap().spends.blocks.get(&hash).cloned();
+        let spends = match known {
+            Some(s) => s,
+            None => {
+                let block = daemon.call("getblock", json!([hash, 2])).ok()?;
+                let s: HashMap<(String, u32), String> = block["tx"]
+                    .as_array()?
+                    .iter()
+                    .flat_map(|tx| {
+                        let id = tx["txid"].as_str().unwrap_or_default().to_string();
+                        inputs(tx).into_iter().map(move |o| (o, id.clone()))
+                    })
+                    .collect();
+                state
+                    .0
+                    .lock()
+                    .unwrap()
+                    .spends
+                    .blocks
+                    .insert(hash.clone(), s.clone());
+                s
+            }
+        };
+        if let Some(s) = spends.get(&key) {
+            return Some((s.clone(), Some(hash)));
+        }
+    }
+    None
 }
