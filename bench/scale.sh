@@ -67,6 +67,14 @@ run_server() {
   rm -rf "$db"
   mkdir -p "$db"
   echo "== $name: syncing $chain (load $(cut -d' ' -f1-3 /proc/loadavg))" >&2
+  # MEMORY_LIMIT confines the server to a cgroup (v1 memory controller) whose limit counts the
+  # page cache too, as a small VM's RAM would.
+  local cg=""
+  if [ -n "${MEMORY_LIMIT:-}" ]; then
+    cg=/sys/fs/cgroup/memory/sextant-scale-$name-$$
+    mkdir -p "$cg"
+    echo "$MEMORY_LIMIT" >"$cg/memory.limit_in_bytes"
+  fi
   local start done_args
   start=$(date +%s.%N)
   if [ -n "$cg" ]; then
@@ -76,20 +84,14 @@ run_server() {
   fi
   server_pid=$!
   if [[ $done == port:* ]]; then done_args=(--done-port "${done#port:}"); else done_args=(--done "$done"); fi
-  # MEMORY_LIMIT confines the server to a cgroup (v1 memory controller) whose limit counts the
-  # page cache too, as a small VM's RAM would.
-  local cg=""
-  if [ -n "${MEMORY_LIMIT:-}" ]; then
-    cg=/sys/fs/cgroup/memory/sextant-scale-$name-$$
-    mkdir -p "$cg"
-    echo "$MEMORY_LIMIT" >"$cg/memory.limit_in_bytes"
-  fi
   : >"$work/$name.jsonl"
   python3 bench/scale/monitor.py --name "$name" --pid "$server_pid" --rpc-port "$rpc" --db "$db" \
     --chain "$chain" --log "$log" "${done_args[@]}" ${LOG_HEIGHT:+--log-height "$LOG_HEIGHT"} --start "$start" --segment "$SEGMENT" \
     >"$work/$name.jsonl" || { tail -n 30 "$log" >&2; exit 1; } &
   local mon=$!
-  tail -n +1 -f "$work/$name.jsonl" --pid "$mon" | grep --line-buffered -v '"summary"' | while read -r l; do emit "$l"; done
+  # grep selects nothing for a server without segments (Fulcrum): that is no failure.
+  tail -n +1 -f "$work/$name.jsonl" --pid "$mon" | { grep --line-buffered -v '"summary"' || true; } |
+    while read -r l; do emit "$l"; done
   wait "$mon" || { tail -n 30 "$log" >&2; exit 1; }
   emit "$(python3 bench/scale/fresh.py --name "$name" --port "$tcp" --daemon "$url" --chain "$chain")"
   kill "-$sig" "$server_pid"
