@@ -961,9 +961,10 @@ impl Store {
                 .sum()
         };
         MemoryUse {
+            // Any family that shares the cache reports it (the default family has its own).
             block_cache: self
                 .db
-                .property_int_value("rocksdb.block-cache-usage")
+                .property_int_value_cf(self.cf(CF_UTXO), "rocksdb.block-cache-usage")
                 .ok()
                 .flatten()
                 .unwrap_or(0),
