@@ -30,6 +30,18 @@ pub(crate) enum AnswerKind {
     Balance,
 }
 
+impl AnswerKind {
+    /// How many confirmed entries the status of an answer of this kind may cover: a history
+    /// is refused past `limit`, while statuses of unspent outputs and balances cover the
+    /// whole history, however long.
+    pub(crate) fn status_limit(self, limit: usize) -> usize {
+        match self {
+            AnswerKind::History => limit,
+            AnswerKind::Unspent | AnswerKind::Balance => usize::MAX,
+        }
+    }
+}
+
 /// A serialized answer, and what building it costs a client (charged again for a kept one,
 /// as ElectrumX charges by the work the answer stands for).
 #[derive(Debug)]

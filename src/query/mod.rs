@@ -176,11 +176,7 @@ impl Query {
         build: impl FnOnce(ScriptData) -> Result<Answer, E>,
     ) -> Result<Arc<Answer>, E> {
         let hashx = sh.hashx();
-        // Statuses of unspent outputs and balances cover the whole history, however long.
-        let status_limit = match kind {
-            AnswerKind::History => limit,
-            AnswerKind::Unspent | AnswerKind::Balance => usize::MAX,
-        };
+        let status_limit = kind.status_limit(limit);
         // The status and the data are read under one hold of the mempool's lock (blocks are
         // committed under its write lock), so a kept answer always matches its status.
         let status = |mempool: &Mempool| {
@@ -223,10 +219,7 @@ impl Query {
         build: impl FnOnce(ScriptData) -> Result<Answer, E>,
     ) -> Result<Arc<Answer>, E> {
         let hashx = sh.hashx();
-        let status_limit = match kind {
-            AnswerKind::History => limit,
-            AnswerKind::Unspent | AnswerKind::Balance => usize::MAX,
-        };
+        let status_limit = kind.status_limit(limit);
         let data = match kind {
             AnswerKind::History => {
                 let h = FullHistory::read_in(&self.store, &mempool, &hashx, limit);
