@@ -6,7 +6,7 @@
 #   bench/latency.sh                    # 500 sessions, 1,000 scripthashes, 10 rounds
 #   ROUNDS=3 SESSIONS=200 bench/latency.sh
 #   ONLY=sextant bench/latency.sh       # skip ElectrumX
-#   MEMPOOL_MS=50 bench/latency.sh      # both servers' mempool poll (ms), default 50
+#   MEMPOOL_MS=50 bench/latency.sh      # both servers' mempool poll (ms), default 25 (README)
 #   SEXTANT_BIN=/path/to/sextant bench/latency.sh
 #   PROFILE=dev bench/latency.sh        # the dev profile's binaries (dependencies at -O2)
 #
@@ -25,7 +25,7 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/sextant-target}"
 ONLY="${ONLY:-sextant electrumx}"
 SESSIONS="${SESSIONS:-500}"
 ROUNDS="${ROUNDS:-10}"
-MEMPOOL_MS="${MEMPOOL_MS:-50}"
+MEMPOOL_MS="${MEMPOOL_MS:-25}"
 [ $# -eq 0 ] && set -- --preset tiny
 
 command -v litecoind >/dev/null || { apt-get update -qq && apt-get install -y -qq litecoind; }
@@ -112,7 +112,7 @@ for name in sextant electrumx; do
   "$rel/examples/bench-load" --server "127.0.0.1:${port_of[$name]}" --daemon-port "$rpcport" \
     --sessions "$SESSIONS" --latency "$ROUNDS" --timeout 60 --label "$label" \
     --pid "${pid_of[$name]}" | tee -a "$work/results.jsonl"
-  for other in "${!pid_of[@]}"; do [ "$other" = "$name" ] || kill -CONT "${pid_of[$other]}"; done
+  for other in "${!pid_of[@]}"; do [ "$other" = "$name" ] || kill -CONT "${pid_of[$other]}" 2>/dev/null || true; done
 done
 
 mkdir -p "$chain/results"

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
-"""Mempool benchmark (bench/mempool.sh runs it): a litecoind -regtest mempool of --txs
-transactions, then a block confirming --confirm of them; for each Sextant binary given, the
+"""Mempool benchmark (`python3 bench/mempool.py LABEL=PATH…`): a litecoind -regtest mempool of
+--txs transactions, then a block confirming --confirm of them; for each Sextant binary given, the
 time to a consistent mempool after the block and the CPU a refresh costs.
 
 The chain and mempool are built once into --datadir (kept, with the daemon's mempool.dat, so

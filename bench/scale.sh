@@ -13,9 +13,10 @@
 # floor` pulling every block from `scale-daemon`), then each server from an empty DB, each
 # against a fresh `scale-daemon`, with bench/scale/monitor.py beside it: one JSON line per
 # SEGMENT (1M) transactions and one summary line per server (`"summary": true`; db_bytes
-# measured after the server stopped). Once synced, bench/scale/fresh.py subscribes to the
-# scripts of the first held-back block, has the stand-in reveal it and times the notifications
-# (`"fresh_block": true`). ElectrumX runs on chains of at most 10M transactions. Every line is
+# measured after the server stopped). Once synced, bench/scale/queries.py times get_history,
+# listunspent and get_balance of the probe scripts (10 to 1M entries; `"queries": true`, counts
+# checked), then bench/scale/fresh.py subscribes to the scripts of the first held-back block,
+# has the stand-in reveal it and times the notifications (`"fresh_block": true`). ElectrumX runs on chains of at most 10M transactions. Every line is
 # printed and appended to the chain's results/scale-<stamp>.jsonl.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -23,6 +24,9 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/sextant-target}"
 SIZES="${SIZES:-1M}"
 ONLY="${ONLY:-floor sextant electrumx fulcrum}"
 SEGMENT="${SEGMENT:-1000000}"
+# Big enough for a 100k-entry history (ElectrumX's limit: (MAX_SEND - 100) // 99 entries), not
+# for a 1M one, which must be refused fast.
+MAX_SEND="${MAX_SEND:-20000000}"
 ELECTRUMX_MAX_TXS=10000000
 
 cargo build --release --locked --bin sextant --example scale-chain --example scale-daemon \
@@ -58,8 +62,8 @@ stop_daemon() {
 }
 
 # run_server NAME SIGNAL RPC_PORT TCP_PORT DONE -- CMD...: CMD from an empty DB (DB_DIRECTORY)
-# with the monitor beside it until synced (DONE: a log line, or port:N), then the fresh block,
-# then stopped with SIGNAL. The caller has started a stand-in.
+# with the monitor beside it until synced (DONE: a log line, or port:N), then the queries on the
+# probe scripts (bench/scale/queries.py), then the fresh block, then stopped with SIGNAL. The caller has started a stand-in.
 run_server() {
   local name=$1 sig=$2 rpc=$3 tcp=$4 done=$5
   shift 6
@@ -93,6 +97,7 @@ run_server() {
   tail -n +1 -f "$work/$name.jsonl" --pid "$mon" | { grep --line-buffered -v '"summary"' || true; } |
     while read -r l; do emit "$l"; done
   wait "$mon" || { tail -n 30 "$log" >&2; exit 1; }
+  emit "$(python3 bench/scale/queries.py --name "$name" --port "$tcp" --chain "$chain")"
   emit "$(python3 bench/scale/fresh.py --name "$name" --port "$tcp" --daemon "$url" --chain "$chain")"
   kill "-$sig" "$server_pid"
   wait "$server_pid" || true
@@ -141,7 +146,7 @@ for size in $SIZES; do
     rpc=$(free_port)
     tcp=$(free_port)
     COIN=Litecoin NET=regtest DAEMON_URL="$url" PEER_DISCOVERY=off \
-      DAEMON_POLL_INTERVAL_BLOCKS=100 COST_SOFT_LIMIT=0 COST_HARD_LIMIT=0 \
+      DAEMON_POLL_INTERVAL_BLOCKS=100 COST_SOFT_LIMIT=0 COST_HARD_LIMIT=0 MAX_SEND="$MAX_SEND" \
       SERVICES="tcp://127.0.0.1:$tcp,rpc://127.0.0.1:$rpc" \
       run_server sextant TERM "$rpc" "$tcp" "caught up with the daemon" -- "$bin/sextant"
     stop_daemon
@@ -156,7 +161,7 @@ for size in $SIZES; do
     # height" -1 until then, so its progress is read from the log.
     LOG_HEIGHT='our height: ([0-9,]+)|Height ([0-9,]+) txs' \
       COIN=Litecoin NET=regtest DB_ENGINE=leveldb ALLOW_ROOT=1 PEER_DISCOVERY=off PEER_ANNOUNCE= \
-      DAEMON_URL="$url" DAEMON_POLL_INTERVAL_BLOCKS=100 COST_SOFT_LIMIT=0 COST_HARD_LIMIT=0 \
+      DAEMON_URL="$url" DAEMON_POLL_INTERVAL_BLOCKS=100 COST_SOFT_LIMIT=0 COST_HARD_LIMIT=0 MAX_SEND="$MAX_SEND" \
       SERVICES="tcp://127.0.0.1:$tcp,rpc://127.0.0.1:$rpc" \
       run_server electrumx INT "$rpc" "$tcp" "synced to height" -- "$venv/bin/electrumx_server"
     stop_daemon

@@ -48,7 +48,7 @@ pub async fn follow<E: Clone>(
         match refresh(&mempool, &daemon, chain, &store, confirmed_changed, look).await {
             Ok(d) if d.applied => {
                 // What a refresh costs is what decides how short DAEMON_POLL_INTERVAL_MEMPOOL
-                // can be (bench/mempool.sh reads this).
+                // can be (bench/mempool.py reads this).
                 debug!(
                     "mempool refresh: {:.1} ms",
                     started.elapsed().as_secs_f64() * 1000.0
