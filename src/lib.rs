@@ -12,6 +12,7 @@
 //! sessions                       connections, costs and limits, subscriptions, notifications
 //! net                            transports: TCP, TLS, WebSocket listeners and framing
 //! peers, admin                   peer discovery; the admin RPC
+//! fuzzing                        entry points for the fuzz targets in fuzz/ (not an API)
 //! app, cli                       the composition root that builds and runs all of it; the
 //!                                command line: `--help`, `--version` (no settings)
 //! ```
@@ -24,6 +25,8 @@ pub mod cli;
 pub mod coin;
 pub mod config;
 pub mod daemon;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod index;
 pub mod mempool;
 pub mod metrics;

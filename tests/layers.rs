@@ -21,7 +21,7 @@ const LAYERS: &[&[&str]] = &[
     &["sessions", "peers"],
     &["net"],
     &["admin"],
-    &["app", "cli"],
+    &["app", "cli", "fuzzing"],
 ];
 
 fn rank(module: &str) -> Option<usize> {

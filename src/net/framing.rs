@@ -130,7 +130,7 @@ async fn ws_writer<S>(
 }
 
 /// Reads up to a newline into `buf` (without it), never buffering more than `max` bytes.
-async fn read_line<R: AsyncBufRead + Unpin>(
+pub(crate) async fn read_line<R: AsyncBufRead + Unpin>(
     r: &mut R,
     buf: &mut Vec<u8>,
     max: usize,

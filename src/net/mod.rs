@@ -9,7 +9,7 @@
 //! | `self_signed` | `SSL_SELF_SIGNED`: the certificate made once in `DB_DIRECTORY` |
 //! | `ratelimit` | new connections per IP address |
 
-mod framing;
+pub(crate) mod framing;
 mod ratelimit;
 mod self_signed;
 mod tls;

@@ -11,7 +11,7 @@
 
 mod client;
 mod manager;
-mod peer;
+pub(crate) mod peer;
 
 use std::net::IpAddr;
 

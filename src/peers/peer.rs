@@ -133,14 +133,18 @@ impl Peer {
         let mut words = text.split_whitespace();
         let mut peer = Peer::new(words.next()?, source);
         for w in words {
-            let (letter, rest) = w.split_at(1);
+            // The first character, not byte: another server's peer list may start a word with
+            // any character (fuzzing found the byte split panicking on one).
+            let mut chars = w.chars();
+            let letter = chars.next();
+            let rest = chars.as_str();
             match letter {
-                "s" if rest.is_empty() => peer.ssl_port = Some(default_ports.0),
-                "t" if rest.is_empty() => peer.tcp_port = Some(default_ports.1),
-                "s" => peer.ssl_port = port(Some(&Value::String(rest.into()))),
-                "t" => peer.tcp_port = port(Some(&Value::String(rest.into()))),
-                "v" => peer.protocol_max = canonical_version(rest),
-                "p" => peer.pruning = rest.parse().ok().filter(|p| *p > 0),
+                Some('s') if rest.is_empty() => peer.ssl_port = Some(default_ports.0),
+                Some('t') if rest.is_empty() => peer.tcp_port = Some(default_ports.1),
+                Some('s') => peer.ssl_port = port(Some(&Value::String(rest.into()))),
+                Some('t') => peer.tcp_port = port(Some(&Value::String(rest.into()))),
+                Some('v') => peer.protocol_max = canonical_version(rest),
+                Some('p') => peer.pruning = rest.parse().ok().filter(|p| *p > 0),
                 _ => {}
             }
         }
@@ -313,6 +317,16 @@ mod tests {
         assert_eq!((p.ssl_port, p.tcp_port), (None, None));
         assert_eq!(p.protocol_max, "1.0");
         assert!(Peer::from_real_name("  ", (1, 2), Source::Coin).is_none());
+    }
+
+    /// Found by fuzzing (`fuzz/`, target `peer_features`): a `server.peers.subscribe` entry
+    /// whose detail starts with a multi-byte character panicked, splitting the word at byte 1.
+    #[test]
+    fn real_names_whose_words_start_with_any_character() {
+        let p = Peer::from_real_name("h.example \u{78b}0 Мt é sé t1", (1, 2), Source::PeerList)
+            .unwrap();
+        assert_eq!((p.ssl_port, p.tcp_port), (None, Some(1)));
+        assert_eq!(p.protocol_max, "1.4");
     }
 
     #[test]

@@ -21,9 +21,9 @@ pub(crate) mod cost;
 mod daemon_calls;
 pub(crate) mod jsonrpc;
 mod keva;
-mod method;
+pub(crate) mod method;
 mod methods;
-mod params;
+pub(crate) mod params;
 pub(crate) mod pyfmt;
 pub(crate) mod version;
 

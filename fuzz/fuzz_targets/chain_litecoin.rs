@@ -1,0 +1,17 @@
+//! Litecoin blocks and transactions, MWEB included (HogEx, the MWEB block after the txs): the input as a whole block and as one transaction.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use sextant::coin::{Chain, HeaderFamily, TxFamily};
+
+const CHAIN: Chain = Chain {
+    header: HeaderFamily::Bitcoin,
+    tx: TxFamily::Litecoin,
+};
+
+fuzz_target!(|data: &[u8]| {
+    if let Ok(block) = CHAIN.parse_block(data) {
+        assert_eq!(CHAIN.header_hash(&block.header), block.hash);
+    }
+    let _ = CHAIN.parse_tx(data);
+});
