@@ -23,6 +23,7 @@ pub(crate) mod jsonrpc;
 mod keva;
 mod method;
 mod methods;
+mod outpoint;
 mod params;
 pub(crate) mod pyfmt;
 pub(crate) mod version;
