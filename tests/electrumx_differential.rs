@@ -14,6 +14,15 @@
 //! headers) after a mempool spend, a block and a reorg. Version negotiation is compared on its
 //! own (ranges such as `["1.4", "1.7"]`, `"1.6.1"`, `["1.7", "1.8"]` included).
 //!
+//! Two OP_RETURN outputs (unspendable, so never indexed; their status comes from the daemon)
+//! are watched at 1.7 from the mempool through their block and the reorg: one goes back to the
+//! mempool and is mined again by one more block (step 8), the other is mined again at the same
+//! height. Left out on purpose: an OP_RETURN transaction that a reorg moves to another height
+//! without ElectrumX ever seeing it in its mempool. Nothing touches such an outpoint there (its
+//! block processor skips unspendable outputs), so ElectrumX neither notifies nor forgets its
+//! cached status, and `get_status` keeps answering the old height until the cache entry is
+//! evicted; Sextant also stays silent but answers the new height.
+//!
 //! Replies are compared as parsed JSON (ElectrumX pads its writes with spaces), numbers
 //! numerically (Python prints floats its own way). What is inherently implementation-specific is
 //! masked before comparing:
@@ -940,6 +949,56 @@ fn transcripts(protocol: &Value) -> Vec<Vec<String>> {
     ]
 }
 
+/// A mempool transaction's OP_RETURN output, watched at 1.7 through its block and a reorg.
+struct OpReturn {
+    txid: String,
+    vout: u32,
+    spk: String,
+}
+
+impl OpReturn {
+    fn send(d: &Litecoind, data: &[u8]) -> OpReturn {
+        let payee = d.new_address(AddrType::Bech32);
+        let (txid, vout) = d.send_op_return(data, &payee, 100_000);
+        let spk = d.tx_json(&txid)["vout"][vout as usize]["scriptPubKey"]["hex"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        OpReturn { txid, vout, spk }
+    }
+
+    fn get_status(&self) -> (String, Value) {
+        call(
+            "blockchain.outpoint.get_status",
+            json!([self.txid, self.vout, self.spk]),
+        )
+    }
+
+    /// Waits until a 1.7 session's server answers `want` for the output (its mempool caught up).
+    fn wait_status(&self, c: &mut Conn, want: Value) {
+        let (method, params) = self.get_status();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let r = c.call(&method, params.clone());
+            if r["result"] == want {
+                return;
+            }
+            assert!(Instant::now() < deadline, "{} {params}: {r}", self.txid);
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Whether a session at version `v` has heard of the output (only 1.7 subscribes to it).
+    fn noted(&self, v: &str, notes: &[Value]) -> bool {
+        v != "1.7"
+            || notes.iter().any(|x| {
+                x["method"] == "blockchain.outpoint.subscribe"
+                    && x["params"][0] == json!(self.txid)
+                    && x["params"][1] == json!(self.vout)
+            })
+    }
+}
+
 /// The versions compared: what the session asks for, and what both servers choose.
 fn versions() -> Vec<(Value, &'static str)> {
     vec![
@@ -1136,8 +1195,19 @@ fn sextant_answers_like_electrumx() {
         "blockchain.scripthash.subscribe",
         json!(["ab".repeat(32)]),
     ));
+    // Two unconfirmed OP_RETURN outputs (never indexed: their status comes from the daemon
+    // once confirmed), both confirmed by step 5's block; in step 7's reorg `moved` goes back
+    // to the mempool and step 8 mines it again, `kept` is mined again at the same height.
+    let op_returns = [OpReturn::send(&d, b"moved"), OpReturn::send(&d, b"kept")];
+    for port in [ex_port, sx_port] {
+        let mut c = Conn::session_at(port, &json!(["1.4", "1.7"]), "1.7");
+        for o in &op_returns {
+            o.wait_status(&mut c, json!({"funder_height": 0}));
+        }
+    }
     // The same at 1.7, by scriptPubKey; and outpoints: the coin step 4 spends, the mempool
-    // chain's parent output (spent by its child) and child output, confirmed ones, unknown ones.
+    // chain's parent output (spent by its child) and child output, confirmed ones, unknown ones,
+    // the OP_RETURN outputs.
     let u = spendable_coin(&d);
     let u_spk = d.call("gettxout", json!([u.0, u.1]))["scriptPubKey"]["hex"]
         .as_str()
@@ -1167,6 +1237,9 @@ fn sextant_answers_like_electrumx() {
     ];
     for (t, n) in chain.outpoints.iter().take(6) {
         watched_outpoints.push((t.clone(), *n, "51".into()));
+    }
+    for o in &op_returns {
+        watched_outpoints.push((o.txid.clone(), o.vout, o.spk.clone()));
     }
     for (t, n, spk) in &watched_outpoints {
         seq.push(call("blockchain.outpoint.subscribe", json!([t, n, spk])));
@@ -1256,9 +1329,11 @@ fn sextant_answers_like_electrumx() {
     for l in &mut listeners {
         let v = l.version;
         l.compare_notes(&mut diffs, "a block", |n| {
-            header_and_scripts(n, 3) && has_u(v, n)
+            header_and_scripts(n, 3) && has_u(v, n) && op_returns.iter().all(|o| o.noted(v, n))
         });
     }
+    let op_status: Vec<(String, Value)> = op_returns.iter().map(OpReturn::get_status).collect();
+    listeners[4].compare(&mut diffs, &op_status);
 
     // 6. After the block, the read-only answers again (new tip, mempool empty again).
     wait_caught_up(ex_port, new_tip, &probe, &json!([]), "ElectrumX");
@@ -1282,11 +1357,14 @@ fn sextant_answers_like_electrumx() {
     d.invalidate(&block[0]);
     d.hold_back(&spend_txid);
     d.hold_back(&after.mempool.b_txid);
+    d.hold_back(&op_returns[0].txid);
     d.mine(1);
     d.release(&spend_txid);
     d.mine(1);
     assert_eq!(d.tx_confirmed_height(&spend_txid), Some(new_tip + 1));
     assert!(d.mempool_txids().contains(&after.mempool.b_txid));
+    assert!(d.mempool_txids().contains(&op_returns[0].txid));
+    assert_eq!(d.tx_confirmed_height(&op_returns[1].txid), Some(new_tip));
     for shim in [&ex_shim, &sx_shim] {
         shim.thaw();
     }
@@ -1302,8 +1380,10 @@ fn sextant_answers_like_electrumx() {
                     SCRIPT_NOTES.contains(&x["method"].as_str().unwrap_or_default())
                         && (x["params"][0] == json!(b_sh) || x["params"][0] == json!(b_spk))
                 })
+                && op_returns[0].noted(v, n)
         });
     }
+    listeners[4].compare(&mut diffs, &op_status);
     let want = json!([{"tx_hash": after.mempool.b_txid, "height": 0, "fee": after.mempool.b_fee}]);
     wait_caught_up(ex_port, reorg_tip, &probe, &want, "ElectrumX");
     wait_caught_up(sx_port, reorg_tip, &probe, &want, "Sextant");
@@ -1321,6 +1401,21 @@ fn sextant_answers_like_electrumx() {
             .contains("chain reorganisation"),
         "Sextant saw the reorg"
     );
+
+    // 8. A block mines again the OP_RETURN transaction the reorg sent back to the mempool.
+    d.release(&op_returns[0].txid);
+    d.mine(1);
+    assert_eq!(
+        d.tx_confirmed_height(&op_returns[0].txid),
+        Some(reorg_tip + 1)
+    );
+    for l in &mut listeners {
+        let v = l.version;
+        l.compare_notes(&mut diffs, "a block after the reorg", |n| {
+            header_and_scripts(n, 0) && op_returns[0].noted(v, n)
+        });
+    }
+    listeners[4].compare(&mut diffs, &op_status);
 
     diffs.finish(&mut ex, &mut sx, started);
 }

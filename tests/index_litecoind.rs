@@ -3,6 +3,7 @@
 
 mod common;
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,9 +17,10 @@ use sextant::index::Indexer;
 use sextant::mempool::{self, Mempool};
 
 type OracleMempool = common::Mempool;
-use sextant::query::Query;
-use sextant::store::{Mode, Store};
-use sextant::types::ScriptHash;
+use serde_json::Value;
+use sextant::query::{OutpointStatus, Query};
+use sextant::store::{Mode, SpenderBuild, Store, SCHEMA_VERSION};
+use sextant::types::{Height, OutPoint, ScriptHash, Txid};
 use tokio::sync::watch;
 
 fn coin() -> Coin {
@@ -53,7 +55,11 @@ struct Index {
 
 impl Index {
     fn new(d: &Litecoind, cache_mb: usize) -> Index {
-        let dir = tempfile::tempdir().unwrap();
+        Index::open(d, tempfile::tempdir().unwrap(), cache_mb)
+    }
+
+    /// An indexer on the database in `dir`, as it is (opening upgrades an older schema).
+    fn open(d: &Litecoind, dir: tempfile::TempDir, cache_mb: usize) -> Index {
         let store = Arc::new(Store::open(dir.path(), &coin(), cache_mb, Mode::Bulk).unwrap());
         let daemon = daemon_for(d);
         let indexer = Indexer::new(store.clone(), daemon.clone(), coin(), 100, cache_mb);
@@ -96,6 +102,28 @@ impl Index {
 
     fn query(&self) -> Query {
         Query::new(self.store.clone(), self.mempool.clone())
+    }
+
+    /// Closes the database (every handle on it dropped) and hands its directory back.
+    fn close(self) -> tempfile::TempDir {
+        self.store.flush().unwrap();
+        let Index {
+            rt,
+            store,
+            indexer,
+            _dir,
+            ..
+        } = self;
+        drop(indexer);
+        rt.shutdown_timeout(Duration::from_secs(10));
+        // The compaction after the initial sync holds the store until it ends.
+        wait_until(Duration::from_secs(60), "the compaction", || {
+            (!store.compacting()).then_some(())
+        });
+        store.stop_background_work();
+        assert_eq!(Arc::strong_count(&store), 1, "the store is still shared");
+        drop(store);
+        _dir
     }
 }
 
@@ -557,4 +585,139 @@ fn a_daemon_of_another_chain_is_refused() {
     let (status, log) = server.wait();
     assert!(!status.success());
     assert!(log.contains("genesis"), "{log}");
+}
+
+// -------------------------------------------------------------------------------------------
+// Schema 2 → 3: the spender index built for a database written without it.
+
+/// Turns a database this build wrote into what schema 2 left: no spender column families (the
+/// only thing schema 3 added; its undo records and other rows are as schema 2 wrote them) and
+/// the schema marker at 2. The store has no way to do it, so RocksDB is opened directly.
+fn downgrade_to_schema_2(path: &Path) {
+    let opts = rocksdb::Options::default();
+    let families = rocksdb::DB::list_cf(&opts, path).unwrap();
+    assert!(families.iter().any(|f| f == "spender"), "{families:?}");
+    let mut db = rocksdb::DB::open_cf(&opts, path, &families).unwrap();
+    for cf in ["spender", "spender_build"] {
+        db.drop_cf(cf).unwrap();
+    }
+    let meta = db.cf_handle("meta").unwrap();
+    db.put_cf(meta, b"schema", 2u32.to_be_bytes()).unwrap();
+    db.flush_cf(meta).unwrap();
+}
+
+/// Every outpoint of the daemon's best chain (the genesis coinbase aside, as it is never
+/// indexed) with the status the daemon's blocks give it: its block's height, and the
+/// transaction and height of the block that spent it. Unspendable (OP_RETURN) outputs are in
+/// no index, and a query without a daemon answers nothing for them; MWEB inputs and outputs
+/// are not outpoints of the canonical chain.
+fn outpoints_of_the_chain(d: &Litecoind) -> Vec<(OutPoint, OutpointStatus)> {
+    let mut statuses: Vec<(OutPoint, OutpointStatus)> = Vec::new();
+    let mut at: HashMap<OutPoint, usize> = HashMap::new();
+    let op = |txid: &Value, vout: &Value| OutPoint {
+        txid: Txid::from_hex(txid.as_str().unwrap()).unwrap(),
+        vout: vout.as_u64().unwrap() as u32,
+    };
+    for h in 1..=d.height() {
+        let block = d.block_json(&d.block_hash(h));
+        for tx in block["tx"].as_array().unwrap() {
+            let txid = Txid::from_hex(tx["txid"].as_str().unwrap()).unwrap();
+            for vin in tx["vin"].as_array().unwrap() {
+                if vin.get("txid").is_none() || vin["ismweb"].as_bool() == Some(true) {
+                    continue;
+                }
+                let i = at[&op(&vin["txid"], &vin["vout"])];
+                assert_eq!(statuses[i].1.spender, None, "spent twice");
+                statuses[i].1.spender = Some((txid, h as i64));
+            }
+            for out in tx["vout"].as_array().unwrap() {
+                if out["ismweb"].as_bool() == Some(true) || out.get("scriptPubKey").is_none() {
+                    continue;
+                }
+                let o = op(&tx["txid"], &out["n"]);
+                let spendable = !out["scriptPubKey"]["hex"]
+                    .as_str()
+                    .unwrap()
+                    .starts_with("6a");
+                at.insert(o, statuses.len());
+                let status = OutpointStatus {
+                    funder_height: spendable.then_some(h as i64),
+                    spender: None,
+                };
+                statuses.push((o, status));
+            }
+        }
+    }
+    statuses
+}
+
+/// How many of `want`'s outpoints `index` answers differently, and the first such.
+fn outpoint_mismatches(
+    index: &Index,
+    want: &[(OutPoint, OutpointStatus)],
+) -> (usize, Option<String>) {
+    let q = index.query();
+    let wrong: Vec<String> = want
+        .iter()
+        .filter_map(|(op, w)| {
+            let got = q.outpoint_status(op).unwrap();
+            (got != *w).then(|| format!("{}:{}: {got:?}, want {w:?}", op.txid, op.vout))
+        })
+        .collect();
+    (wrong.len(), wrong.into_iter().next())
+}
+
+#[test]
+fn a_schema_2_database_gets_the_spender_index_of_a_fresh_sync() {
+    let d = Litecoind::start();
+    d.build_varied_chain();
+    d.activate_mweb();
+    d.build_varied_chain();
+    d.mine(2);
+
+    // The database schema 2 wrote: synced, closed, its spender index taken away.
+    let mut old = Index::new(&d, 16);
+    old.sync();
+    let dir = old.close();
+    downgrade_to_schema_2(dir.path());
+
+    // Opening it runs the schema step, which only notes what to build.
+    let mut upgraded = Index::open(&d, dir, 16);
+    let tip = upgraded.store.tip().unwrap().height;
+    assert_eq!(upgraded.store.schema_version().unwrap(), SCHEMA_VERSION);
+    assert_eq!(
+        upgraded.store.spender_build().unwrap(),
+        Some(SpenderBuild {
+            next: Height(0),
+            to: tip
+        })
+    );
+    let want = outpoints_of_the_chain(&d);
+    let spent = want.iter().filter(|(_, s)| s.spender.is_some()).count();
+    assert!(spent > 100, "the chain spends {spent} outpoints");
+    // Until the build, every spent outpoint is unknown: what this test would catch.
+    assert_eq!(outpoint_mismatches(&upgraded, &want).0, spent);
+
+    // The next sync builds it from the daemon's blocks first; a chain grown meanwhile is
+    // synced after.
+    d.build_varied_chain();
+    let want = outpoints_of_the_chain(&d);
+    upgraded.sync();
+    assert_eq!(upgraded.store.spender_build().unwrap(), None);
+    assert_eq!(outpoint_mismatches(&upgraded, &want), (0, None));
+    let mut fresh = Index::new(&d, 64);
+    fresh.sync();
+    assert_eq!(outpoint_mismatches(&fresh, &want), (0, None));
+    assert_same_index(&upgraded, &fresh);
+
+    // The rows the build wrote are undone by a reorg as a sync's are.
+    let tip = d.height();
+    d.invalidate(&d.block_hash(tip - 2));
+    d.mine(4);
+    let want = outpoints_of_the_chain(&d);
+    for index in [&mut upgraded, &mut fresh] {
+        index.sync();
+        assert_eq!(outpoint_mismatches(index, &want), (0, None));
+    }
+    assert_same_index(&upgraded, &fresh);
 }

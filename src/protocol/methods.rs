@@ -23,7 +23,7 @@ use super::version::{negotiate, server_max, server_min, Version};
 use super::{cost, json, keva, server_version, store_error, Caller, Electrum, Reply};
 use crate::coin::Coin;
 use crate::config::ServerSettings;
-use crate::query::{Answer, AnswerKind, FullHistory, HistoryError, OutpointStatus, ScriptData};
+use crate::query::{Answer, AnswerKind, FullHistory, HistoryError, ScriptData};
 use crate::types::{HashX, Height, OutPoint, ScriptHash, Txid};
 
 /// Most headers one `blockchain.block.headers` returns.
@@ -199,14 +199,11 @@ impl Electrum {
                     }
                 }
                 caller.charge(cost::OUTPOINT_STATUS);
-                let mut status = self
-                    .blocking(move |s| s.query.outpoint_status(&op).map_err(store_error))
-                    .await;
-                if let Ok(st) = &mut status {
-                    if *st == OutpointStatus::default() {
-                        st.funder_height = unindexed_funder(self, &op).await;
-                    }
-                }
+                let status = self
+                    .outpoint_statuses(vec![op])
+                    .await
+                    .map_err(store_error)
+                    .map(|mut s| s.remove(&op).unwrap_or_default());
                 if status.is_err() && subscribe {
                     // Stored only once the status is known, as ElectrumX does.
                     caller.unsubscribe_outpoint(&op);
@@ -261,10 +258,10 @@ impl Electrum {
 
 /// An outpoint argument pair (`tx_hash`, `txout_idx`), checked in ElectrumX's order. An index
 /// past any output's is an outpoint that does not exist.
-fn outpoint(a: &Args) -> Result<crate::types::OutPoint, RpcError> {
+fn outpoint(a: &Args) -> Result<OutPoint, RpcError> {
     let txid = tx_hash(a.req(0))?;
     let vout = non_negative_integer(a.req(1))?;
-    Ok(crate::types::OutPoint {
+    Ok(OutPoint {
         txid,
         vout: u32::try_from(vout).unwrap_or(u32::MAX),
     })
@@ -780,34 +777,6 @@ async fn transaction_get(server: &Electrum, a: &Args) -> Reply {
         .call::<Box<RawValue>>("getrawtransaction", vec![a.req(0).clone(), Value::from(1)])
         .await
         .map_err(daemon_error)
-}
-
-/// The height of a confirmed output that is in neither the UTXO set nor the spender index:
-/// an unspendable one (OP_RETURN), which is never indexed and never spent. ElectrumX asks the
-/// daemon for an outpoint's funder (the transaction mined in one of its blocks, with that many
-/// outputs), so it answers `{"funder_height": h}` for such an output, and so does Sextant. Only
-/// for `blockchain.outpoint.subscribe` and `get_status`: the status of an output that is never
-/// spent changes only with a reorg of its block.
-async fn unindexed_funder(server: &Arc<Electrum>, op: &OutPoint) -> Option<i64> {
-    let txid = Value::from(op.txid.to_string());
-    let tx: Value = server
-        .daemon
-        .call("getrawtransaction", vec![txid, Value::from(1)])
-        .await
-        .ok()?;
-    if op.vout as usize >= tx.get("vout")?.as_array()?.len() {
-        return None;
-    }
-    let hash = tx.get("blockhash")?.as_str()?.to_string();
-    let header: Value = server
-        .daemon
-        .call("getblockheader", vec![Value::from(hash.clone())])
-        .await
-        .ok()?;
-    let height = u32::try_from(header.get("height")?.as_u64()?).ok()?;
-    // Only a block this server has indexed, as ElectrumX maps the hash with its own database.
-    let ours = server.query.store().block_hash(Height(height)).ok()??;
-    (ours.to_string() == hash).then_some(i64::from(height))
 }
 
 async fn get_merkle(server: &Arc<Electrum>, session: &Arc<dyn Caller>, a: &Args) -> Reply {

@@ -23,6 +23,7 @@ pub(crate) mod jsonrpc;
 mod keva;
 pub(crate) mod method;
 mod methods;
+mod outpoint;
 pub(crate) mod params;
 pub(crate) mod pyfmt;
 pub(crate) mod version;

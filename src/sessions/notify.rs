@@ -234,17 +234,10 @@ async fn notify_outpoints(server: &Sessions, touched: Option<&HashSet<OutPoint>>
     let mut all: Vec<OutPoint> = wanted.iter().flat_map(|(_, o)| o.iter().copied()).collect();
     all.sort_unstable_by_key(|o| (o.txid.0, o.vout));
     all.dedup();
-    let q = server.electrum.query().clone();
-    let statuses = tokio::task::spawn_blocking(move || {
-        all.into_iter()
-            .map(|o| q.outpoint_status(&o).map(|s| (o, s)))
-            .collect::<Result<HashMap<_, _>, _>>()
-    })
-    .await;
-    let statuses = match statuses {
-        Ok(Ok(s)) => s,
-        Ok(Err(e)) => return error!("notifications: outpoint status: {e}"),
-        Err(e) => return error!("notifications: outpoint task failed: {e}"),
+    // The answers `get_status` gives, an unspendable output's daemon-given funder included.
+    let statuses = match server.electrum.outpoint_statuses(all).await {
+        Ok(s) => s,
+        Err(e) => return error!("notifications: outpoint status: {e}"),
     };
     for (session, ops) in wanted {
         for op in ops {
