@@ -10,6 +10,7 @@
 //! | `params` | argument arity and value validation |
 //! | `version` | `server.version` negotiation |
 //! | `methods` | the answers |
+//! | `outpoint` | 1.7's outpoint statuses, one function for answers and notifications |
 //! | `broadcast` | transactions and packages sent through the daemon |
 //! | `cost` | what each method's work costs |
 //! | `daemon_calls` | daemon-backed answers, their caches and error form |
