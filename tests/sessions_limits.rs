@@ -648,7 +648,10 @@ fn a_batch_of_50000_requests_runs_in_bounded_memory_or_is_refused_before_it_runs
         grown < 160,
         "RSS grew by {grown} MiB: {before} -> {after:?} KiB"
     );
-    let (first, last) = (after[..4].iter().max().unwrap(), after[4..].iter().max().unwrap());
+    let (first, last) = (
+        after[..4].iter().max().unwrap(),
+        after[4..].iter().max().unwrap(),
+    );
     assert!(
         last.saturating_sub(*first) < 64 * 1024,
         "RSS kept growing over the rounds: {before} -> {after:?} KiB"
