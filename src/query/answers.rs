@@ -50,6 +50,9 @@ pub(crate) struct Answer {
     pub cost: f64,
 }
 
+/// A kept answer's key: the script and which answer it is.
+type Key = (HashX, AnswerKind);
+
 struct Kept {
     status: Option<String>,
     answer: Arc<Answer>,
@@ -61,11 +64,11 @@ pub(crate) struct AnswerCache {
     inner: Mutex<Inner>,
     /// One lock per answer being rebuilt, so sessions asking for a hot script after it changed
     /// wait for one rebuild instead of each doing it.
-    building: Mutex<HashMap<(HashX, AnswerKind), Arc<Mutex<()>>>>,
+    building: Mutex<HashMap<Key, Arc<Mutex<()>>>>,
 }
 
 struct Inner {
-    kept: LruCache<(HashX, AnswerKind), Kept>,
+    kept: LruCache<Key, Kept>,
     bytes: usize,
 }
 
