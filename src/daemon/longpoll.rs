@@ -205,7 +205,7 @@ mod tests {
     use super::*;
     use crate::config::DaemonUrl;
     use crate::metrics::Metrics;
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::io::AsyncWriteExt;
 
     /// What the fake daemon does with the n-th long-poll call.
     #[derive(Clone)]
@@ -217,35 +217,6 @@ mod tests {
         Hangup,
         /// Holds the request forever.
         Hold,
-    }
-
-    /// One HTTP request's JSON-RPC body, or `None` at end of stream.
-    async fn read_request(s: &mut tokio::net::TcpStream) -> Option<serde_json::Value> {
-        let mut buf = Vec::new();
-        let mut chunk = [0u8; 4096];
-        loop {
-            if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                let head = String::from_utf8_lossy(&buf[..end]).to_lowercase();
-                let len: usize = head
-                    .lines()
-                    .find_map(|l| l.strip_prefix("content-length:"))
-                    .map(|v| v.trim().parse().unwrap())
-                    .unwrap_or(0);
-                while buf.len() < end + 4 + len {
-                    let n = s.read(&mut chunk).await.ok()?;
-                    if n == 0 {
-                        return None;
-                    }
-                    buf.extend_from_slice(&chunk[..n]);
-                }
-                return Some(serde_json::from_slice(&buf[end + 4..]).unwrap());
-            }
-            let n = s.read(&mut chunk).await.ok()?;
-            if n == 0 {
-                return None;
-            }
-            buf.extend_from_slice(&chunk[..n]);
-        }
     }
 
     /// The calls a fake daemon received: method and params.
@@ -263,7 +234,7 @@ mod tests {
             while let Ok((mut s, _)) = listener.accept().await {
                 let (script, log) = (script.clone(), log.clone());
                 tokio::spawn(async move {
-                    while let Some(body) = read_request(&mut s).await {
+                    while let Some(body) = crate::daemon::fake_http::read_request(&mut s).await {
                         let id = body["id"].clone();
                         let method = body["method"].as_str().unwrap().to_string();
                         log.lock().push((method, body["params"].clone()));
