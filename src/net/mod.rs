@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::watch;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tracing::{info, warn};
@@ -133,6 +133,25 @@ pub(crate) async fn serve(
     Ok(())
 }
 
+/// Connections the system completes and queues for a listener before it accepts them. tokio's
+/// `TcpListener::bind` asks for 128: 500 wallets reconnecting at once (a restart, a TLS
+/// handshake storm) overflowed it, and each connection past it waited for the client's SYN to be
+/// sent again a second later. The system caps it at `net.core.somaxconn` (4096 by default).
+const LISTEN_BACKLOG: u32 = 4096;
+
+/// A listener on `addr` with `LISTEN_BACKLOG`, with the address reusable at once after a
+/// restart as the standard library's listeners are.
+fn listen_on(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
+}
+
 /// Binds a service's addresses. For all interfaces the IPv6 wildcard is tried first; where it
 /// is dual-stack, the IPv4 wildcard is then already taken, which is fine.
 pub(crate) async fn bind(service: &Service) -> anyhow::Result<Vec<TcpListener>> {
@@ -140,7 +159,7 @@ pub(crate) async fn bind(service: &Service) -> anyhow::Result<Vec<TcpListener>> 
     let mut out = Vec::new();
     let mut last_err = None;
     for addr in &addrs {
-        match TcpListener::bind(addr).await {
+        match listen_on(*addr) {
             Ok(l) => {
                 info!("{} listening on {addr}", service.kind.name());
                 out.push(l);
@@ -165,7 +184,7 @@ async fn listening(sessions: &Sessions, listener: &mut Option<TcpListener>, addr
     loop {
         if *accepting.borrow_and_update() {
             if listener.is_none() {
-                match TcpListener::bind(addr).await {
+                match listen_on(addr) {
                     Ok(l) => *listener = Some(l),
                     Err(e) => {
                         warn!("cannot listen again on {addr}: {e}");
@@ -267,4 +286,47 @@ where
 
 fn log_handshake(peer: SocketAddr, why: &str) {
     tracing::debug!("TLS handshake with {peer} failed: {why}");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Found by bench/abuse.sh: of 500 TLS clients connecting at once, those past a backlog of
+    /// 128 were answered a second late. A burst of connections must all be completed by the
+    /// system at once, none left for the client to send its SYN again.
+    #[tokio::test]
+    async fn a_burst_of_connections_is_queued_whole() {
+        let service = Service {
+            kind: Kind::Tcp,
+            host: crate::config::Host::Ip(std::net::Ipv4Addr::LOCALHOST.into()),
+            port: 0,
+        };
+        let listener = bind(&service).await.unwrap().remove(0);
+        let addr = listener.local_addr().unwrap();
+        // Nothing accepts while they connect: a connection past the backlog has its SYN
+        // dropped and completes only with the client's retry, one second later at the soonest.
+        let clients: Vec<_> = (0..300)
+            .map(|_| {
+                tokio::spawn(tokio::time::timeout(
+                    Duration::from_millis(900),
+                    tokio::net::TcpStream::connect(addr),
+                ))
+            })
+            .collect();
+        let mut open = Vec::new();
+        for c in clients {
+            if let Ok(Ok(s)) = c.await.unwrap() {
+                open.push(s);
+            }
+        }
+        assert_eq!(open.len(), 300, "connections completed without a retry");
+        let mut accepted = 0;
+        while let Ok(Ok(_)) =
+            tokio::time::timeout(Duration::from_millis(200), listener.accept()).await
+        {
+            accepted += 1;
+        }
+        assert_eq!(accepted, open.len());
+    }
 }
