@@ -853,11 +853,13 @@ async fn handle_batch(
 }
 
 /// The fewest bytes a batch's reply can take: `parts` already made, and every request of
-/// `calls` answered with the shortest result (`null`), joined as [`jsonrpc::batch`] joins them.
+/// `calls` answered with the shortest result there is (one character: `0`; `null` and `[]` are
+/// longer, so a batch whose real reply fits is never refused), joined as [`jsonrpc::batch`]
+/// joins them.
 fn batch_reply_floor(dialect: Dialect, calls: &[Call], parts: &[String]) -> usize {
-    let null = RawValue::from_string("null".into()).expect("valid JSON");
+    let shortest = RawValue::from_string("0".into()).expect("valid JSON");
     // The shortest reply, less its `null` id.
-    let reply = dialect.result(&Value::Null, &null).len() - "null".len();
+    let reply = dialect.result(&Value::Null, &shortest).len() - "null".len();
     let made: usize = parts.iter().map(|p| p.len() + 2).sum();
     let ids: usize = calls
         .iter()
@@ -884,13 +886,21 @@ mod tests {
                 _ => panic!("a call"),
             })
             .collect();
-        let null = RawValue::from_string("null".into()).unwrap();
-        let parts: Vec<String> = calls
-            .iter()
-            .map(|c| Dialect::V2.result(&c.reply_id(), &null))
-            .collect();
-        let exact = jsonrpc::batch(&parts).len();
+        let reply = |result: &str| {
+            let raw = RawValue::from_string(result.into()).unwrap();
+            let parts: Vec<String> = calls
+                .iter()
+                .map(|c| Dialect::V2.result(&c.reply_id(), &raw))
+                .collect();
+            (jsonrpc::batch(&parts).len(), parts)
+        };
+        // The floor is the reply of the shortest result, and below every longer one (a ping's
+        // `null`, an empty history's `[]`, which a floor of `null` would have passed).
+        let (exact, parts) = reply("0");
         assert_eq!(batch_reply_floor(Dialect::V2, &calls, &[]), exact);
+        for longer in ["[]", "null"] {
+            assert!(batch_reply_floor(Dialect::V2, &calls, &[]) < reply(longer).0);
+        }
         // Replies already made (errors of the batch) count as they are.
         assert_eq!(
             batch_reply_floor(Dialect::V2, &calls[20..], &parts[..20]),
