@@ -109,7 +109,9 @@ async fn ws_writer<S>(
     use tokio_tungstenite::tungstenite::Message;
     while let Some(msg) = rx.recv().await {
         match msg {
-            Outgoing::Line(line, charge) => {
+            Outgoing::Line(msg, charge) => {
+                // A WebSocket message is one frame: a shared result is copied into it.
+                let line = msg.into_string();
                 // Queue without flushing while more is waiting, so bursts go out together.
                 let sent = if rx.is_empty() {
                     sink.send(Message::text(line)).await
@@ -169,12 +171,18 @@ async fn writer<W: AsyncWrite + Unpin>(w: W, mut rx: mpsc::Receiver<Outgoing>) {
     let mut w = tokio::io::BufWriter::new(w);
     while let Some(msg) = rx.recv().await {
         match msg {
-            Outgoing::Line(mut line, charge) => {
-                line.push('\n');
-                if w.write_all(line.as_bytes()).await.is_err() {
+            Outgoing::Line(msg, charge) => {
+                let mut failed = false;
+                for part in msg.parts().into_iter().chain(["\n"]) {
+                    if !part.is_empty() && w.write_all(part.as_bytes()).await.is_err() {
+                        failed = true;
+                        break;
+                    }
+                }
+                drop((msg, charge));
+                if failed {
                     break;
                 }
-                drop((line, charge));
                 // Flush once the queue is drained, so bursts go out in few writes.
                 if rx.is_empty() && w.flush().await.is_err() {
                     break;

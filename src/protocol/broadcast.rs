@@ -74,7 +74,7 @@ pub(super) async fn broadcast_package(
             }
             server.mempool_kick.notify_one();
             if verbose {
-                return Ok(result);
+                return Ok(result.into());
             }
             json(&summary(result.get())?)
         }

@@ -298,12 +298,18 @@ impl Dialect {
 
     /// A success reply, with the result already encoded as JSON.
     pub(crate) fn result(&self, id: &Value, result: &RawValue) -> String {
+        let (head, tail) = self.result_around(id);
+        [head, result.get(), &tail].concat()
+    }
+
+    /// The text before and after the result in a reply.
+    pub(crate) fn result_around(&self, id: &Value) -> (&'static str, String) {
         let id = serde_json::to_string(id).expect("ids serialize");
         match self {
-            Dialect::V1 => format!("{{\"result\":{},\"error\":null,\"id\":{id}}}", result.get()),
-            _ => format!(
-                "{{\"jsonrpc\":\"2.0\",\"result\":{},\"id\":{id}}}",
-                result.get()
+            Dialect::V1 => ("{\"result\":", format!(",\"error\":null,\"id\":{id}}}")),
+            _ => (
+                "{\"jsonrpc\":\"2.0\",\"result\":",
+                format!(",\"id\":{id}}}"),
             ),
         }
     }

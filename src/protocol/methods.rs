@@ -42,7 +42,7 @@ impl Serialize for PyFloat {
 
 /// A daemon number as the reply: integers as they are, floats in Python's form.
 fn py_number(v: &Value) -> Reply {
-    Ok(daemon_calls::py_number(v))
+    Ok(daemon_calls::py_number(v).into())
 }
 
 /// ElectrumX 2's error code for a history longer than `MAX_SEND` allows.
@@ -161,19 +161,19 @@ impl Electrum {
             Method::SpkGetHistory => {
                 let sh = script_pubkey(a.req(0))?;
                 let history = get_history(self, caller, sh, req.version.clone()).await?;
-                json(&Wrapped { history })
+                json(&Wrapped { history: &history })
             }
             Method::SpkGetMempool => {
                 let history = get_mempool(self, caller.as_ref(), script_pubkey(a.req(0))?)?;
-                json(&Wrapped { history })
+                json(&Wrapped { history: &history })
             }
             Method::SpkListUnspent => {
                 let utxos = listunspent(self, caller, script_pubkey(a.req(0))?).await?;
                 #[derive(Serialize)]
-                struct Utxos {
-                    utxos: Box<RawValue>,
+                struct Utxos<'a> {
+                    utxos: &'a RawValue,
                 }
-                json(&Utxos { utxos })
+                json(&Utxos { utxos: &utxos })
             }
             Method::SpkSubscribe => {
                 let sh = script_pubkey(a.req(0))?;
@@ -272,8 +272,8 @@ const MEMPOOL_RECENT: usize = 10;
 
 /// A 1.7 history answer: `{"history": [...]}`.
 #[derive(Serialize)]
-struct Wrapped {
-    history: Box<RawValue>,
+struct Wrapped<'a> {
+    history: &'a RawValue,
 }
 
 /// `server.ping`: nothing before 1.7; from 1.7 `data` (hex, odd length allowed) is checked and
@@ -770,12 +770,14 @@ async fn transaction_get(server: &Electrum, a: &Args) -> Reply {
         return server
             .daemon_cache
             .raw_transaction(&server.daemon, &server.query, txid, a.req(0))
-            .await;
+            .await
+            .map(Arc::from);
     }
     server
         .daemon
         .call::<Box<RawValue>>("getrawtransaction", vec![a.req(0).clone(), Value::from(1)])
         .await
+        .map(Arc::from)
         .map_err(daemon_error)
 }
 

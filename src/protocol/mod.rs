@@ -51,8 +51,9 @@ pub(crate) use method::{Method, Request};
 pub(crate) use methods::{ping_notification, server_features};
 pub(crate) use version::Version;
 
-/// A method's answer: the result's JSON, or the error to send.
-pub(crate) type Reply = Result<Box<RawValue>, RpcError>;
+/// A method's answer: the result's JSON, or the error to send. The JSON is shared: a kept
+/// answer (see [`crate::query::answers`]) goes to every session asking for it without a copy.
+pub(crate) type Reply = Result<Arc<RawValue>, RpcError>;
 
 pub(crate) type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
@@ -167,10 +168,12 @@ impl Electrum {
 
 /// A result as its JSON text.
 fn json<T: serde::Serialize + ?Sized>(v: &T) -> Reply {
-    serde_json::value::to_raw_value(v).map_err(|e| {
-        tracing::warn!("serializing a reply: {e}");
-        RpcError::internal()
-    })
+    serde_json::value::to_raw_value(v)
+        .map(Arc::from)
+        .map_err(|e| {
+            tracing::warn!("serializing a reply: {e}");
+            RpcError::internal()
+        })
 }
 
 /// A store failure seen by a client: logged, answered as an internal error.

@@ -46,7 +46,7 @@ impl AnswerKind {
 /// as ElectrumX charges by the work the answer stands for).
 #[derive(Debug)]
 pub(crate) struct Answer {
-    pub json: Box<RawValue>,
+    pub json: Arc<RawValue>,
     pub cost: f64,
 }
 
@@ -177,7 +177,7 @@ mod tests {
     fn answer(n: usize) -> Arc<Answer> {
         let json = RawValue::from_string(format!("\"{}\"", "x".repeat(n - 2))).unwrap();
         Arc::new(Answer {
-            json,
+            json: json.into(),
             cost: n as f64,
         })
     }

@@ -563,7 +563,7 @@ mod tests {
             ScriptData::Balance(b) => format!("{b:?}"),
         };
         Answer {
-            json: serde_json::value::to_raw_value(&text).unwrap(),
+            json: serde_json::value::to_raw_value(&text).unwrap().into(),
             cost: 1.0,
         }
     }

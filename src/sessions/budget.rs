@@ -7,11 +7,18 @@
 //! take the server past its budget is refused; a session past its own stops being read until
 //! its client drains its replies, and is dropped if it does not (a reader too slow on purpose
 //! would otherwise make the server hold its replies without bound).
+//!
+//! A big result that many sessions send at once (a hot script's kept answer) is one buffer
+//! they share: each session is charged all of it (it is what that client has to read), the
+//! server once, while any session still holds it.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use parking_lot::Mutex;
+use serde_json::value::RawValue;
 use tokio::sync::Notify;
 
 /// The budget every session draws from.
@@ -19,6 +26,8 @@ pub(crate) struct ServerBudget {
     used: AtomicUsize,
     /// 0: unlimited.
     limit: usize,
+    /// Shared results queued, by address: how many queued messages hold each.
+    shared: Mutex<HashMap<usize, usize>>,
 }
 
 impl ServerBudget {
@@ -26,6 +35,31 @@ impl ServerBudget {
         ServerBudget {
             used: AtomicUsize::new(0),
             limit,
+            shared: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Counts one more holder of `body`, charging its bytes if it is the first.
+    fn hold(&self, body: &Arc<RawValue>) {
+        let mut shared = self.shared.lock();
+        let holders = shared.entry(address(body)).or_insert(0);
+        if *holders == 0 {
+            self.used.fetch_add(body.get().len(), Ordering::Relaxed);
+        }
+        *holders += 1;
+    }
+
+    /// Counts one holder of `body` less, giving its bytes back with the last.
+    fn release(&self, body: &Arc<RawValue>) {
+        let mut shared = self.shared.lock();
+        let key = address(body);
+        let Some(holders) = shared.get_mut(&key) else {
+            return;
+        };
+        *holders -= 1;
+        if *holders == 0 {
+            shared.remove(&key);
+            self.used.fetch_sub(body.get().len(), Ordering::Relaxed);
         }
     }
 
@@ -116,6 +150,7 @@ impl Budget {
             budget: self.clone(),
             bytes,
             queued: false,
+            shared: None,
         })
     }
 
@@ -132,7 +167,26 @@ impl Budget {
             budget: self.clone(),
             bytes,
             queued: true,
+            shared: None,
         }
+    }
+
+    /// [`Budget::charge_queued`] for a reply of `own` bytes around a result other sessions
+    /// may be sending too: the session is charged both, the server `body` only while no other
+    /// queued reply holds it.
+    pub(crate) fn charge_queued_around(
+        self: &Arc<Self>,
+        own: usize,
+        body: &Arc<RawValue>,
+    ) -> Charge {
+        let len = body.get().len();
+        self.server.hold(body);
+        // Charged to the server above, once: the session's share goes through the usual way,
+        // then comes off the server's count.
+        let mut charge = self.charge_queued(own + len);
+        self.server.used.fetch_sub(len, Ordering::Relaxed);
+        charge.shared = Some(body.clone());
+        charge
     }
 
     /// Waits until the session is back within its budget; `false` when its queued replies
@@ -196,18 +250,32 @@ pub(crate) struct Charge {
     budget: Arc<Budget>,
     bytes: usize,
     queued: bool,
+    /// The shared result the bytes include, counted by the server once (kept alive by this,
+    /// so its address names it until released).
+    shared: Option<Arc<RawValue>>,
 }
 
 impl Drop for Charge {
     fn drop(&mut self) {
         let b = &self.budget;
-        b.server.used.fetch_sub(self.bytes, Ordering::Relaxed);
+        let own = match &self.shared {
+            Some(body) => {
+                b.server.release(body);
+                self.bytes - body.get().len()
+            }
+            None => self.bytes,
+        };
+        b.server.used.fetch_sub(own, Ordering::Relaxed);
         b.used.fetch_sub(self.bytes, Ordering::Relaxed);
         if self.queued {
             b.queued.fetch_sub(self.bytes, Ordering::Relaxed);
         }
         b.released.notify_waiters();
     }
+}
+
+fn address(body: &Arc<RawValue>) -> usize {
+    Arc::as_ptr(body) as *const u8 as usize
 }
 
 #[cfg(test)]
@@ -242,6 +310,33 @@ mod tests {
             (a.used(), a.queued(), b.used(), server.used()),
             (0, 0, 0, 0)
         );
+    }
+
+    #[test]
+    fn a_shared_result_is_charged_to_each_session_and_once_to_the_server() {
+        let server = Arc::new(ServerBudget::new(0));
+        let (a, b) = (
+            Budget::new(server.clone(), 0),
+            Budget::new(server.clone(), 0),
+        );
+        let body: Arc<RawValue> = RawValue::from_string(format!("\"{}\"", "x".repeat(998)))
+            .unwrap()
+            .into();
+        let other: Arc<RawValue> = RawValue::from_string("[1,2,3]".into()).unwrap().into();
+        let a1 = a.charge_queued_around(30, &body);
+        let a2 = a.charge_queued_around(30, &body);
+        let b1 = b.charge_queued_around(40, &body);
+        let b2 = b.charge_queued_around(40, &other);
+        assert_eq!((a.used(), a.queued()), (2060, 2060));
+        assert_eq!((b.used(), b.queued()), (1087, 1087));
+        assert_eq!(server.used(), 30 + 30 + 40 + 40 + 1000 + 7);
+        drop((a1, b2));
+        assert_eq!(server.used(), 30 + 40 + 1000);
+        drop(a2);
+        assert_eq!(server.used(), 40 + 1000, "still held by b");
+        drop(b1);
+        assert_eq!((a.used(), b.used(), server.used()), (0, 0, 0));
+        assert!(server.shared.lock().is_empty());
     }
 
     #[tokio::test]

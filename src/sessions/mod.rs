@@ -13,6 +13,7 @@
 
 pub(crate) mod budget;
 pub(crate) mod cost;
+pub(crate) mod message;
 mod noise;
 mod notify;
 pub(crate) mod session;

@@ -20,6 +20,7 @@ use tracing::{debug, info, warn};
 
 use super::budget::{Budget, Charge, Over};
 use super::cost::{Concurrency, CostModel, Slot, ERROR_COST, PARSE_ERROR_COST};
+use super::message::Message;
 use super::stats::{Limit, Stats, INVALID_METHOD};
 use super::subs::Registry;
 use super::Sessions;
@@ -45,10 +46,13 @@ const MEMBER_OVERHEAD: usize = 256;
 /// A read buffer grown past this by a long message is given back once it is handled.
 const KEPT_READ_BUFFER: usize = 64 * 1024;
 
+/// Results at least this long are shared with the message rather than copied into it.
+const SHARED_RESULT: usize = 16 * 1024;
+
 /// What a session hands its transport's writer.
 pub(crate) enum Outgoing {
     /// A message, and its charge to the memory budgets (dropped once it is written).
-    Line(String, Charge),
+    Line(Message, Charge),
     Close,
 }
 
@@ -162,22 +166,22 @@ impl SessionHandle {
         f
     }
 
-    fn sent(&self, line: &str) {
+    fn sent(&self, bytes: usize) {
         self.counters.send_count.fetch_add(1, Ordering::Relaxed);
         self.counters
             .send_bytes
-            .fetch_add(line.len() as u64, Ordering::Relaxed);
-        self.costs.charge_bytes(self.id, line.len());
+            .fetch_add(bytes as u64, Ordering::Relaxed);
+        self.costs.charge_bytes(self.id, bytes);
     }
 
     /// Queues a notification without waiting; a full queue means the client is not reading,
     /// and it is disconnected rather than buffered without bound.
     pub(crate) fn notify(&self, method: &str, params: &RawValue) {
         let line = self.dialect().notification(method, Some(params));
-        self.sent(&line);
+        self.sent(line.len());
         let charge = self.budget.charge_queued(line.len());
         if let Err(mpsc::error::TrySendError::Full(_)) =
-            self.out.try_send(Outgoing::Line(line, charge))
+            self.out.try_send(Outgoing::Line(line.into(), charge))
         {
             warn!(
                 "session {} ({}): not reading its notifications; disconnecting",
@@ -187,10 +191,17 @@ impl SessionHandle {
         }
     }
 
-    async fn send(&self, line: String) {
-        self.sent(&line);
-        let charge = self.budget.charge_queued(line.len());
-        let _ = self.out.send(Outgoing::Line(line, charge)).await;
+    async fn send(&self, msg: impl Into<Message>) {
+        let msg = msg.into();
+        let bytes = msg.len();
+        self.sent(bytes);
+        let charge = match &msg {
+            Message::Text(_) => self.budget.charge_queued(bytes),
+            Message::Around { body, .. } => self
+                .budget
+                .charge_queued_around(bytes - body.get().len(), body),
+        };
+        let _ = self.out.send(Outgoing::Line(msg, charge)).await;
     }
 
     /// Asks the writer to flush what is queued and close the connection.
@@ -269,13 +280,23 @@ impl Caller for SessionHandle {
 }
 
 /// Encodes a reply, replacing one larger than `MAX_SEND` by the "response too large" error.
-fn encode(dialect: Dialect, id: &Value, reply: &Reply, max_send: usize) -> String {
+fn encode(dialect: Dialect, id: &Value, reply: &Reply, max_send: usize) -> Message {
     let msg = match reply {
-        Ok(raw) => dialect.result(id, raw),
-        Err(e) => dialect.error(id, e),
+        Ok(raw) if raw.get().len() >= SHARED_RESULT => {
+            let (head, tail) = dialect.result_around(id);
+            Message::Around {
+                head,
+                body: raw.clone(),
+                tail,
+            }
+        }
+        Ok(raw) => Message::Text(dialect.result(id, raw)),
+        Err(e) => Message::Text(dialect.error(id, e)),
     };
     if max_send > 0 && msg.len() > max_send {
-        dialect.error(id, &RpcError::response_too_large(max_send))
+        dialect
+            .error(id, &RpcError::response_too_large(max_send))
+            .into()
     } else {
         msg
     }
@@ -737,7 +758,7 @@ async fn handle_batch(
     let mut parts: Vec<String> = Vec::new();
     let mut size = 0usize;
     let mut push = |parts: &mut Vec<String>, id: &Value, reply: &Reply| {
-        let mut msg = encode(dialect, id, reply, 0);
+        let mut msg = encode(dialect, id, reply, 0).into_string();
         size += msg.len() + 2;
         if max_send > 0 && size > max_send {
             msg = dialect.error(id, &RpcError::response_too_large(max_send));
@@ -911,10 +932,29 @@ mod tests {
     #[test]
     fn oversized_replies_become_errors() {
         let raw = serde_json::value::to_raw_value(&"x".repeat(100)).unwrap();
-        let msg = encode(Dialect::V2, &Value::from(1), &Ok(raw), 50);
+        let msg = encode(Dialect::V2, &Value::from(1), &Ok(raw.into()), 50);
         assert_eq!(
-            msg,
+            msg.into_string(),
             r#"{"jsonrpc":"2.0","error":{"code":-32600,"message":"response too large (over 50 bytes"},"id":1}"#
         );
+        let big: Arc<RawValue> = serde_json::value::to_raw_value(&"y".repeat(SHARED_RESULT))
+            .unwrap()
+            .into();
+        let msg = encode(
+            Dialect::V2,
+            &Value::from(1),
+            &Ok(big.clone()),
+            SHARED_RESULT + 50,
+        );
+        assert_eq!(msg.len(), SHARED_RESULT + 36, "a reply as long as its text");
+        assert!(
+            msg.into_string().ends_with(r#"yy","id":1}"#),
+            "not over MAX_SEND"
+        );
+        let msg = encode(Dialect::V2, &Value::from(1), &Ok(big.clone()), 0);
+        match msg {
+            Message::Around { body, .. } => assert!(Arc::ptr_eq(&body, &big), "not copied"),
+            Message::Text(_) => panic!("a big result is copied"),
+        }
     }
 }
