@@ -498,6 +498,9 @@ fn a_client_that_reads_nothing_is_paused_then_dropped_while_an_honest_one_stays_
     let env = vec![
         services(port, rpc_port),
         ("MAX_SESSION_MEMORY", "1000000".to_string()),
+        // No kept answers: a kept one is a buffer every reply shares and the server counts
+        // once; here each reply must be its own.
+        ("RESPONSE_CACHE_MB", "0".to_string()),
         ("SLOW_READER_TIMEOUT", "3".to_string()),
         ("COST_SOFT_LIMIT", "0".to_string()),
         ("COST_HARD_LIMIT", "0".to_string()),
@@ -557,6 +560,8 @@ fn past_the_server_memory_budget_requests_are_refused_until_it_is_given_back() {
         services(port, rpc_port),
         ("MAX_SESSION_MEMORY", "1000000".to_string()),
         ("MAX_SERVER_MEMORY", "2500000".to_string()),
+        // Each reply its own buffer (kept answers are shared, counted once).
+        ("RESPONSE_CACHE_MB", "0".to_string()),
         // Long enough that no slow reader is dropped before the refusal is looked at.
         ("SLOW_READER_TIMEOUT", "10".to_string()),
         ("COST_SOFT_LIMIT", "0".to_string()),
