@@ -158,17 +158,7 @@ impl Budget {
     /// session stops being read instead).
     pub(crate) fn charge_queued(self: &Arc<Self>, bytes: usize) -> Charge {
         self.server.used.fetch_add(bytes, Ordering::Relaxed);
-        self.used.fetch_add(bytes, Ordering::Relaxed);
-        let queued = self.queued.fetch_add(bytes, Ordering::Relaxed) + bytes;
-        if self.limit > 0 && queued > self.limit {
-            self.overflowed.notify_waiters();
-        }
-        Charge {
-            budget: self.clone(),
-            bytes,
-            queued: true,
-            shared: None,
-        }
+        self.queue(bytes, None)
     }
 
     /// [`Budget::charge_queued`] for a reply of `own` bytes around a result other sessions
@@ -179,14 +169,24 @@ impl Budget {
         own: usize,
         body: &Arc<RawValue>,
     ) -> Charge {
-        let len = body.get().len();
         self.server.hold(body);
-        // Charged to the server above, once: the session's share goes through the usual way,
-        // then comes off the server's count.
-        let mut charge = self.charge_queued(own + len);
-        self.server.used.fetch_sub(len, Ordering::Relaxed);
-        charge.shared = Some(body.clone());
-        charge
+        self.server.used.fetch_add(own, Ordering::Relaxed);
+        self.queue(own + body.get().len(), Some(body.clone()))
+    }
+
+    /// The session's side of a queued reply's charge (the server's is taken by the caller).
+    fn queue(self: &Arc<Self>, bytes: usize, shared: Option<Arc<RawValue>>) -> Charge {
+        self.used.fetch_add(bytes, Ordering::Relaxed);
+        let queued = self.queued.fetch_add(bytes, Ordering::Relaxed) + bytes;
+        if self.limit > 0 && queued > self.limit {
+            self.overflowed.notify_waiters();
+        }
+        Charge {
+            budget: self.clone(),
+            bytes,
+            queued: true,
+            shared,
+        }
     }
 
     /// Waits until the session is back within its budget; `false` when its queued replies
