@@ -691,3 +691,75 @@ fn a_batch_of_50000_requests_runs_in_bounded_memory_or_is_refused_before_it_runs
     assert_eq!(info["limits"]["memory refusals"], 1);
     assert_eq!(c.result("server.ping", json!([])), Value::Null);
 }
+
+/// Closes `c`'s connection with a reset (SO_LINGER 0), as a client that vanishes does.
+fn reset(c: Client) {
+    use std::os::fd::AsRawFd;
+    let linger = libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
+    // SAFETY: a valid socket descriptor and a `linger` of the size given.
+    let rc = unsafe {
+        libc::setsockopt(
+            c.w.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_LINGER,
+            std::ptr::addr_of!(linger).cast(),
+            std::mem::size_of::<libc::linger>() as libc::socklen_t,
+        )
+    };
+    assert_eq!(rc, 0, "{}", std::io::Error::last_os_error());
+    drop(c);
+}
+
+#[test]
+fn a_client_that_resets_its_connection_is_dropped_at_once_not_served_its_backlog() {
+    let d = Litecoind::start();
+    // Each history reply is ~25 kB and costs ~6.
+    let hoard = d.new_address(AddrType::Bech32);
+    d.mine_to(&hoard, 300);
+    let long_sh = scripthash(&d.script_of(&hoard));
+    let dir = tempfile::tempdir().unwrap();
+    let (port, rpc_port) = (free_port(), free_port());
+    // Between the limits every request first sleeps REQUEST_SLEEP × how far past the soft
+    // limit the session is: seconds per request here.
+    let env = vec![
+        services(port, rpc_port),
+        ("COST_SOFT_LIMIT", "20".to_string()),
+        ("COST_HARD_LIMIT", "400".to_string()),
+        ("REQUEST_SLEEP", "20000".to_string()),
+    ];
+    let _sx = start(&d, dir.path(), &env, port);
+    let mut c = negotiated(Ipv4Addr::LOCALHOST, port);
+    let cost = || rpc_json(rpc_port, &["sessions"])[0][5].as_f64().unwrap();
+    // Past the soft limit by more than the model's recalculation step (100), so its throttle
+    // is recomputed now rather than at the next periodic pass.
+    while cost() < 110.0 {
+        let h = c.result("blockchain.scripthash.get_history", json!([long_sh]));
+        assert_eq!(h.as_array().unwrap().len(), 300);
+    }
+    let t = std::time::Instant::now();
+    assert_eq!(c.result("server.ping", json!([])), Value::Null);
+    assert!(
+        t.elapsed() > Duration::from_secs(1),
+        "throttled: {:?}",
+        t.elapsed()
+    );
+    // 300 pings would take minutes to answer. The client sends them and leaves.
+    let pings: Vec<String> = (0..300)
+        .map(|i| json!({"jsonrpc": "2.0", "id": i, "method": "server.ping"}).to_string())
+        .collect();
+    use std::io::Write;
+    c.w.write_all((pings.join("\n") + "\n").as_bytes()).unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    let count = || rpc_json(rpc_port, &["getinfo"])["sessions"]["count"].clone();
+    assert_eq!(count(), 1);
+    reset(c);
+    // Its first reply fails to be written: the session ends there, with its socket.
+    wait_until(
+        Duration::from_secs(15),
+        "the session of a client that reset its connection to end",
+        || (count() == 0).then_some(()),
+    );
+}

@@ -180,15 +180,24 @@ impl SessionHandle {
         let line = self.dialect().notification(method, Some(params));
         self.sent(line.len());
         let charge = self.budget.charge_queued(line.len());
-        if let Err(mpsc::error::TrySendError::Full(_)) =
-            self.out.try_send(Outgoing::Line(line.into(), charge))
-        {
-            warn!(
-                "session {} ({}): not reading its notifications; disconnecting",
-                self.id, self.peer
-            );
-            self.close();
+        match self.out.try_send(Outgoing::Line(line.into(), charge)) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                warn!(
+                    "session {} ({}): not reading its notifications; disconnecting",
+                    self.id, self.peer
+                );
+                self.close();
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => self.writer_gone(),
         }
+    }
+
+    /// The writer stopped (the client reset the connection, or a write failed): nothing sent
+    /// from now on can reach the client, so the session ends instead of serving what is still
+    /// buffered of its requests to nobody.
+    fn writer_gone(&self) {
+        self.closing.store(true, Ordering::Relaxed);
     }
 
     async fn send(&self, msg: impl Into<Message>) {
@@ -201,7 +210,9 @@ impl SessionHandle {
                 .budget
                 .charge_queued_around(bytes - body.get().len(), body),
         };
-        let _ = self.out.send(Outgoing::Line(msg, charge)).await;
+        if self.out.send(Outgoing::Line(msg, charge)).await.is_err() {
+            self.writer_gone();
+        }
     }
 
     /// Asks the writer to flush what is queued and close the connection.
@@ -405,6 +416,10 @@ pub(crate) async fn serve<R: Source>(
             () = session.budget.stuck(patience) => {
                 slow_reader(&server, &session);
                 abandon_writer = true;
+                break;
+            }
+            () = session.out.closed() => {
+                debug!("session {}: its writer stopped; closing", session.id);
                 break;
             }
         };
