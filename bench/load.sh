@@ -190,4 +190,8 @@ if "Sextant" in by and "Fulcrum" in by:
     print(f"start-up storm throughput, Sextant / Fulcrum: {ratio:.1f}x")
 EOF
 cat "$out"
-echo "(kept in $out)" >&2
+# The servers' logs beside the table, for what the errors were.
+for name in sextant electrumx fulcrum; do
+  [ -f "$work/$name.log" ] && cp "$work/$name.log" "${out%.md}-$name.log"
+done
+echo "(kept in $out, with the servers' logs)" >&2

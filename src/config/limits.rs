@@ -53,7 +53,8 @@ pub struct SessionLimits {
     pub max_session_memory: usize,
     /// The same bytes, every session together (0: unlimited): work past it is refused.
     pub max_server_memory: usize,
-    /// A session whose unwritten replies stay over its budget this long is dropped.
+    /// A session whose unwritten replies stay over its budget this long, none of them read,
+    /// is dropped.
     pub slow_reader_timeout: Duration,
 }
 

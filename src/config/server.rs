@@ -200,7 +200,7 @@ impl ServerSettings {
             donation_address: env.get("DONATION_ADDRESS").unwrap_or_default(),
             max_send,
             max_recv,
-            response_cache_bytes: integer(env, "RESPONSE_CACHE_MB", 64usize)?
+            response_cache_bytes: integer(env, "RESPONSE_CACHE_MB", 256usize)?
                 .saturating_mul(1_000_000),
             peer_discovery,
             peer_announce,
@@ -229,7 +229,7 @@ mod tests {
         assert!(s.report_services.is_empty());
         assert_eq!(s.max_send, 1_000_000);
         assert_eq!(s.max_recv, 1_000_000);
-        assert_eq!(s.response_cache_bytes, 64_000_000);
+        assert_eq!(s.response_cache_bytes, 256_000_000);
         assert_eq!(
             settings(&[("RESPONSE_CACHE_MB", "0")])
                 .unwrap()

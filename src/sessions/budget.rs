@@ -91,6 +91,9 @@ pub(crate) struct Budget {
     used: AtomicUsize,
     /// Replies queued for the writer, part of `used`.
     queued: AtomicUsize,
+    /// Queued replies given back so far (written, or dropped with the connection): a client
+    /// that makes this move is reading, however slowly.
+    drained: AtomicUsize,
     /// Woken whenever charged bytes are given back.
     released: Notify,
     /// Woken when queued replies pass the budget.
@@ -104,6 +107,7 @@ impl Budget {
             limit,
             used: AtomicUsize::new(0),
             queued: AtomicUsize::new(0),
+            drained: AtomicUsize::new(0),
             released: Notify::new(),
             overflowed: Notify::new(),
         })
@@ -190,9 +194,10 @@ impl Budget {
     }
 
     /// Waits until the session is back within its budget; `false` when its queued replies
-    /// stayed over it for `patience` (a client that does not read them).
+    /// stayed over it for `patience` with none of them read (a client that does not read).
     pub(crate) async fn within(&self, patience: Duration) -> bool {
         let mut deadline = tokio::time::Instant::now() + patience;
+        let mut drained = self.drained();
         loop {
             let released = self.released.notified();
             tokio::pin!(released);
@@ -200,18 +205,22 @@ impl Budget {
             if !self.over() {
                 return true;
             }
-            if tokio::time::timeout_at(deadline, released).await.is_err() {
-                if self.replies_over() {
-                    return false;
-                }
-                // Over by requests still running, not by what the client leaves unread.
+            let timed_out = tokio::time::timeout_at(deadline, released).await.is_err();
+            if timed_out && self.replies_over() && self.drained() == drained {
+                return false;
+            }
+            if timed_out || self.drained() != drained {
+                // Over by requests still running, or by replies a slow client is reading:
+                // paused, not dropped.
+                drained = self.drained();
                 deadline = tokio::time::Instant::now() + patience;
             }
         }
     }
 
-    /// Completes once the queued replies have stayed over the budget for `patience`: the
-    /// watch of a session waiting for its next message (it may be sent notifications only).
+    /// Completes once the queued replies have stayed over the budget for `patience` with none
+    /// of them read: the watch of a session waiting for its next message (it may be sent
+    /// notifications only).
     pub(crate) async fn stuck(&self, patience: Duration) {
         if self.limit == 0 {
             return std::future::pending().await;
@@ -226,7 +235,8 @@ impl Budget {
                 }
                 overflowed.await;
             }
-            let deadline = tokio::time::Instant::now() + patience;
+            let mut deadline = tokio::time::Instant::now() + patience;
+            let mut drained = self.drained();
             loop {
                 let released = self.released.notified();
                 tokio::pin!(released);
@@ -234,14 +244,23 @@ impl Budget {
                 if !self.replies_over() {
                     break;
                 }
-                if tokio::time::timeout_at(deadline, released).await.is_err() {
+                let timed_out = tokio::time::timeout_at(deadline, released).await.is_err();
+                if timed_out && self.drained() == drained {
                     if self.replies_over() {
                         return;
                     }
                     break;
                 }
+                if self.drained() != drained {
+                    drained = self.drained();
+                    deadline = tokio::time::Instant::now() + patience;
+                }
             }
         }
+    }
+
+    fn drained(&self) -> usize {
+        self.drained.load(Ordering::Relaxed)
     }
 }
 
@@ -269,6 +288,7 @@ impl Drop for Charge {
         b.used.fetch_sub(self.bytes, Ordering::Relaxed);
         if self.queued {
             b.queued.fetch_sub(self.bytes, Ordering::Relaxed);
+            b.drained.fetch_add(1, Ordering::Relaxed);
         }
         b.released.notify_waiters();
     }
@@ -360,5 +380,46 @@ mod tests {
         let t = std::time::Instant::now();
         s.stuck(patience).await;
         assert!(t.elapsed() >= patience);
+    }
+
+    /// A client that reads its replies slower than they pile up stays over its budget for
+    /// longer than the patience: paused, not dropped, while it reads; dropped once it stops.
+    #[tokio::test(start_paused = true)]
+    async fn a_client_reading_slowly_is_paused_not_dropped_until_it_stops_reading() {
+        let server = Arc::new(ServerBudget::new(0));
+        let s = Budget::new(server, 100);
+        let patience = Duration::from_secs(30);
+        // Ten replies of 40 bytes over a 100-byte budget, read one every 20 s: over it for
+        // 160 s (until two are left), and never 30 s without one being read.
+        let mut queued: Vec<Charge> = (0..10).map(|_| s.charge_queued(40)).collect();
+        let waiting = tokio::spawn({
+            let s = s.clone();
+            async move { (s.within(patience).await, tokio::time::Instant::now()) }
+        });
+        let watching = tokio::spawn({
+            let s = s.clone();
+            async move {
+                s.stuck(patience).await;
+                tokio::time::Instant::now()
+            }
+        });
+        let t0 = tokio::time::Instant::now();
+        for _ in 0..8 {
+            tokio::time::sleep(Duration::from_secs(20)).await;
+            assert!(!watching.is_finished(), "dropped while reading");
+            queued.pop();
+        }
+        let (resumed, at) = waiting.await.unwrap();
+        assert!(
+            resumed && at - t0 == Duration::from_secs(160),
+            "{resumed} {:?}",
+            at - t0
+        );
+        // Over again, and nothing read from now on: dropped after the patience.
+        queued.extend((0..5).map(|_| s.charge_queued(40)));
+        let t1 = tokio::time::Instant::now();
+        let at = watching.await.unwrap();
+        assert_eq!(at - t1, patience);
+        assert!(!s.within(patience).await);
     }
 }
