@@ -32,6 +32,13 @@ fn start(d: &Litecoind, dir: &std::path::Path, env: &[(&str, String)], port: u16
     sx
 }
 
+/// The scripthash of an address paid 300 coinbases: a history reply of ~25 kB, costing ~6.
+fn long_history(d: &Litecoind) -> String {
+    let hoard = d.new_address(AddrType::Bech32);
+    d.mine_to(&hoard, 300);
+    scripthash(&d.script_of(&hoard))
+}
+
 fn negotiated(ip: Ipv4Addr, port: u16) -> Client {
     let mut c = Client::connect_to(ip, port);
     c.result("server.version", json!(["test", "1.4"]));
@@ -41,10 +48,7 @@ fn negotiated(ip: Ipv4Addr, port: u16) -> Client {
 #[test]
 fn an_abuser_is_throttled_then_cut_off_while_others_are_served_and_admin_rpc_works() {
     let d = Litecoind::start();
-    // A long history: 300 coinbases to one address.
-    let hoard = d.new_address(AddrType::Bech32);
-    d.mine_to(&hoard, 300);
-    let long_sh = scripthash(&d.script_of(&hoard));
+    let long_sh = long_history(&d);
     let tip = d.height();
     let dir = tempfile::tempdir().unwrap();
     let (port, rpc_port) = (free_port(), free_port());
@@ -489,10 +493,7 @@ fn ping_ms(c: &mut Client) -> f64 {
 #[test]
 fn a_client_that_reads_nothing_is_paused_then_dropped_while_an_honest_one_stays_fast() {
     let d = Litecoind::start();
-    // Each history reply is ~25 kB.
-    let hoard = d.new_address(AddrType::Bech32);
-    d.mine_to(&hoard, 300);
-    let long_sh = scripthash(&d.script_of(&hoard));
+    let long_sh = long_history(&d);
     let dir = tempfile::tempdir().unwrap();
     let (port, rpc_port) = (free_port(), free_port());
     let env = vec![
@@ -551,9 +552,7 @@ fn a_client_that_reads_nothing_is_paused_then_dropped_while_an_honest_one_stays_
 #[test]
 fn past_the_server_memory_budget_requests_are_refused_until_it_is_given_back() {
     let d = Litecoind::start();
-    let hoard = d.new_address(AddrType::Bech32);
-    d.mine_to(&hoard, 300);
-    let long_sh = scripthash(&d.script_of(&hoard));
+    let long_sh = long_history(&d);
     let dir = tempfile::tempdir().unwrap();
     let (port, rpc_port) = (free_port(), free_port());
     let env = vec![
@@ -716,10 +715,7 @@ fn reset(c: Client) {
 #[test]
 fn a_client_that_resets_its_connection_is_dropped_at_once_not_served_its_backlog() {
     let d = Litecoind::start();
-    // Each history reply is ~25 kB and costs ~6.
-    let hoard = d.new_address(AddrType::Bech32);
-    d.mine_to(&hoard, 300);
-    let long_sh = scripthash(&d.script_of(&hoard));
+    let long_sh = long_history(&d);
     let dir = tempfile::tempdir().unwrap();
     let (port, rpc_port) = (free_port(), free_port());
     // Between the limits every request first sleeps REQUEST_SLEEP × how far past the soft
