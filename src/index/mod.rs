@@ -604,11 +604,14 @@ impl Indexer {
                 let (mut touched, mut outpoints, mut undone) = (Vec::new(), Vec::new(), Vec::new());
                 for _ in 0..depth {
                     // What the block funded and spent, read before its undo record goes.
-                    if let Some(rec) = store
+                    let raw = store
                         .tip()
                         .and_then(|t| store.undo(t.height).transpose())
+                        .transpose()?;
+                    if let Some(rec) = raw
+                        .map(|raw| undo::UndoRecord::decode(&raw, |nums| store.txids(nums)))
                         .transpose()?
-                        .and_then(|raw| undo::UndoRecord::decode(&raw))
+                        .flatten()
                     {
                         outpoints.extend(rec.created.iter().chain(&rec.spent).map(|(op, _)| *op));
                     }

@@ -387,7 +387,7 @@ impl Writer {
 
         let tx_count = first_txnum + block.txs.len() as u64;
         if keep_undo {
-            let record = undo.encode();
+            let record = undo.encode(TxNum(first_txnum));
             p.blob_bytes += record.len();
             p.undo.push((height, record));
         }
@@ -479,7 +479,8 @@ impl Writer {
             .store
             .undo(tip.height)?
             .ok_or(UndoError::NoUndoData(tip.height))?;
-        let rec = UndoRecord::decode(&raw).ok_or(UndoError::Damaged(tip.height))?;
+        let rec = UndoRecord::decode(&raw, |nums| self.store.txids(nums))?
+            .ok_or(UndoError::Damaged(tip.height))?;
         let range = self
             .store
             .block_txnums(tip.height)
