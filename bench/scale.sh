@@ -13,7 +13,8 @@
 # floor` pulling every block from `scale-daemon`), then each server from an empty DB, each
 # against a fresh `scale-daemon`, with bench/scale/monitor.py beside it: one JSON line per
 # SEGMENT (1M) transactions and one summary line per server (`"summary": true`; db_bytes
-# measured after the server stopped). Once synced, bench/scale/queries.py times get_history,
+# measured after the server stopped, which for Sextant waits up to COMPACTION_WAIT s, 900, for
+# the compaction after its sync: `compaction_s`). Once synced, bench/scale/queries.py times get_history,
 # listunspent and get_balance of the probe scripts (10 to 1M entries; `"queries": true`, counts
 # checked), then bench/scale/fresh.py subscribes to the scripts of the first held-back block,
 # has the stand-in reveal it and times the notifications (`"fresh_block": true`). ElectrumX runs on chains of at most 10M transactions. Every line is
