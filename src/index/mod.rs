@@ -603,21 +603,10 @@ impl Indexer {
                 let mut w = writer.lock().unwrap();
                 let (mut touched, mut outpoints, mut undone) = (Vec::new(), Vec::new(), Vec::new());
                 for _ in 0..depth {
-                    // What the block funded and spent, read before its undo record goes.
-                    let raw = store
-                        .tip()
-                        .and_then(|t| store.undo(t.height).transpose())
-                        .transpose()?;
-                    if let Some(rec) = raw
-                        .map(|raw| undo::UndoRecord::decode(&raw, |nums| store.txids(nums)))
-                        .transpose()?
-                        .flatten()
-                    {
-                        outpoints.extend(rec.created.iter().chain(&rec.spent).map(|(op, _)| *op));
-                    }
                     let u = w.undo_tip()?;
                     touched.extend(u.touched);
                     undone.extend(u.txids);
+                    outpoints.extend(u.outpoints);
                 }
                 if let Some(m) = mempool.as_mut() {
                     let (hashxs, ops) = m.blocks_connected(&[], &store)?;

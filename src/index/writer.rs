@@ -523,7 +523,12 @@ impl Writer {
         let mut touched: Vec<HashX> = rec.history.iter().map(|(h, _)| *h).collect();
         touched.sort_unstable();
         touched.dedup();
-        Ok(Undone { touched, txids })
+        let outpoints = rec.created.iter().chain(&rec.spent).map(|(op, _)| *op);
+        Ok(Undone {
+            touched,
+            txids,
+            outpoints: outpoints.collect(),
+        })
     }
 }
 
@@ -534,6 +539,8 @@ pub(crate) struct Undone {
     pub touched: Vec<HashX>,
     /// The block's transactions, no longer confirmed.
     pub txids: Vec<Txid>,
+    /// The outputs it created and those it spent.
+    pub outpoints: Vec<OutPoint>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -678,6 +685,9 @@ mod tests {
         assert!(undone.touched.contains(&sh(3).hashx()));
         let block_txids: Vec<Txid> = blocks[2].txs.iter().map(|t| t.txid).collect();
         assert_eq!(undone.txids, block_txids, "the undone block's transactions");
+        // What it spent and funded, with txids the record itself does not keep.
+        assert!(undone.outpoints.contains(&op(&blocks[1].txs[0], 0)));
+        assert!(undone.outpoints.contains(&op(&blocks[2].txs[1], 0)));
         assert_eq!(a.dump().unwrap(), b.dump().unwrap());
         assert_eq!(a.tip(), b.tip());
         // And the chain can grow again from there.
