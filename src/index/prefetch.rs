@@ -28,16 +28,19 @@ pub(crate) struct Prefetcher {
     uncommitted: HashSet<Txid>,
     /// Tx count after the last batch seen.
     tx_count: u64,
+    /// Threads reading at once (see [`Store::lookup_spent_utxos`]).
+    readers: usize,
 }
 
 impl Prefetcher {
-    pub(crate) fn new(store: Arc<Store>) -> Prefetcher {
+    pub(crate) fn new(store: Arc<Store>, readers: usize) -> Prefetcher {
         let tx_count = store.tx_count();
         Prefetcher {
             store,
             in_flight: VecDeque::new(),
             uncommitted: HashSet::new(),
             tx_count,
+            readers,
         }
     }
 
@@ -69,7 +72,7 @@ impl Prefetcher {
             .collect();
         wanted.sort_unstable_by_key(utxo_order);
         wanted.dedup();
-        let stored = self.store.lookup_spent_utxos(&wanted)?;
+        let stored = self.store.lookup_spent_utxos(&wanted, self.readers)?;
         Ok(wanted
             .into_iter()
             .zip(stored)
@@ -168,7 +171,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = open(dir.path());
         let (chain, cb) = committed_chain(&store);
-        let mut pre = Prefetcher::new(store.clone());
+        let mut pre = Prefetcher::new(store.clone(), 1);
 
         // Block 2 spends two committed outputs and one of its own transaction's outputs.
         let t2a = tx(2, vec![op(&cb, 0), op(&cb, 2)], 2);
@@ -206,7 +209,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = open(dir.path());
         let (chain, _) = committed_chain(&store);
-        let mut pre = Prefetcher::new(store.clone());
+        let mut pre = Prefetcher::new(store.clone(), 1);
         let t2 = tx(2, vec![], 2);
         let b2 = block(chain[1].hash, 2, vec![t2.clone()]);
         assert!(pre.prefetch(std::slice::from_ref(&b2)).unwrap().is_empty());
@@ -226,19 +229,36 @@ mod tests {
     fn batched_lookups_answer_in_the_order_asked_and_miss_unknown_outpoints() {
         let dir = tempfile::tempdir().unwrap();
         let store = open(dir.path());
-        let (_, cb) = committed_chain(&store);
-        let unknown = OutPoint {
-            txid: Txid([9; 32]),
+        let (chain, cb) = committed_chain(&store);
+        // Enough outputs that several readers share them.
+        let big = tx(5, vec![], 600);
+        let b2 = block(chain[1].hash, 2, vec![big.clone()]);
+        Writer::new(store.clone(), 10, 1 << 20)
+            .apply(std::slice::from_ref(&b2))
+            .unwrap();
+        let unknown = |i: u8| OutPoint {
+            txid: Txid([i; 32]),
             vout: 0,
         };
-        let asked = [op(&cb, 2), unknown, op(&cb, 0), op(&cb, 1)];
-        let got = store.lookup_spent_utxos(&asked).unwrap();
+        let mut asked = vec![op(&cb, 2), unknown(9), op(&cb, 0), op(&cb, 1)];
+        // Out of key order, with unknown outpoints among them.
+        for v in (0..600).rev() {
+            asked.push(op(&big, v));
+            if v % 50 == 0 {
+                asked.push(unknown(v as u8 / 50 + 10));
+            }
+        }
         let one_by_one: Vec<_> = asked
             .iter()
             .map(|o| store.lookup_spent_utxo(o).unwrap())
             .collect();
-        assert_eq!(got, one_by_one);
-        assert_eq!(got[1], None);
-        assert_eq!(got[0].unwrap().value, 1002);
+        assert_eq!(one_by_one.iter().filter(|u| u.is_none()).count(), 13);
+        assert_eq!(one_by_one[0].unwrap().value, 1002);
+        for readers in [1, 2, 16] {
+            assert_eq!(
+                store.lookup_spent_utxos(&asked, readers).unwrap(),
+                one_by_one
+            );
+        }
     }
 }

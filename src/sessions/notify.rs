@@ -314,6 +314,7 @@ async fn apply(server: &Arc<Sessions>, round: Round) -> Sent {
         return sent;
     }
     debug!("notifications: {} subscribed scripts touched", hashxs.len());
+    let statuses_started = Instant::now();
     let limit = server.electrum.history_limit();
     let mut tasks = Vec::new();
     for chunk in hashxs.chunks(STATUS_CHUNK) {
@@ -332,6 +333,11 @@ async fn apply(server: &Arc<Sessions>, round: Round) -> Sent {
             }
         }
     }
+    debug!(
+        "notifications: {} statuses in {:.1} ms",
+        statuses.len(),
+        statuses_started.elapsed().as_secs_f64() * 1000.0
+    );
     for (hashx, status) in hashxs.into_iter().zip(statuses) {
         let (items, status) = match status {
             Ok((n, s)) => (n, Some(s)),

@@ -696,18 +696,57 @@ impl Store {
     /// outpoints are visited in key order ([`utxo_order`]) by one iterator, so a bulk load's
     /// random lookups become a forward sweep that reuses index and data blocks; the caller
     /// should pass them sorted that way.
+    ///
+    /// With `readers` above one, contiguous runs of that key order are read by that many
+    /// threads at once. That is for a new block's lookups once the sync is done: a few thousand
+    /// reads spread over a UTXO set that the page cache no longer holds, each waiting on the
+    /// disk, where one thread would leave the disk's queue nearly empty.
     pub(crate) fn lookup_spent_utxos(
         &self,
         outpoints: &[OutPoint],
+        readers: usize,
     ) -> Result<Vec<Option<StoredUtxo>>, StoreError> {
         let mut order: Vec<usize> = (0..outpoints.len()).collect();
         order.sort_by_key(|&i| utxo_order(&outpoints[i]));
+        // Fewer than this per thread is not worth a thread.
+        const MIN_PER_READER: usize = 64;
+        let readers = readers.min(order.len() / MIN_PER_READER).max(1);
+        let per = order.len().div_ceil(readers).max(1);
+        let runs: Vec<Result<Vec<Option<StoredUtxo>>, StoreError>> = if readers == 1 {
+            vec![self.sweep_spent_utxos(outpoints, &order)]
+        } else {
+            std::thread::scope(|scope| {
+                let handles: Vec<_> = order
+                    .chunks(per)
+                    .map(|run| scope.spawn(move || self.sweep_spent_utxos(outpoints, run)))
+                    .collect();
+                handles
+                    .into_iter()
+                    .map(|h| h.join().expect("a UTXO reader panicked"))
+                    .collect()
+            })
+        };
+        let mut out = vec![None; outpoints.len()];
+        for (run, found) in order.chunks(per).zip(runs) {
+            for (&i, utxo) in run.iter().zip(found?) {
+                out[i] = utxo;
+            }
+        }
+        Ok(out)
+    }
+
+    /// The outpoints that `order` picks, read in that order by one iterator.
+    fn sweep_spent_utxos(
+        &self,
+        outpoints: &[OutPoint],
+        order: &[usize],
+    ) -> Result<Vec<Option<StoredUtxo>>, StoreError> {
         let mut ro = rocksdb::ReadOptions::default();
         ro.set_prefix_same_as_start(true);
         let mut it = self.db.raw_iterator_cf_opt(self.cf(CF_UTXO), ro);
-        let mut out = vec![None; outpoints.len()];
         let mut candidates = Vec::new();
-        for i in order {
+        let mut found = Vec::with_capacity(order.len());
+        for &i in order {
             let op = &outpoints[i];
             let prefix = outpoint_prefix(&op.txid, op.vout);
             candidates.clear();
@@ -720,9 +759,9 @@ impl Store {
                 it.next();
             }
             it.status()?;
-            out[i] = self.pick_spent(op, std::mem::take(&mut candidates))?;
+            found.push(self.pick_spent(op, std::mem::take(&mut candidates))?);
         }
-        Ok(out)
+        Ok(found)
     }
 
     /// Which candidate an outpoint that must be unspent is: the only one, or on a key-prefix

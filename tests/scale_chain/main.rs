@@ -72,6 +72,16 @@ fn check_daemon(d: &Daemon, o: &Oracle, dir: &std::path::Path) {
     let addr = d.addr();
     let tip = o.height();
     assert_eq!(rpc(addr, "getblockcount", json!([])), json!(tip));
+    // The long polls answer with the tip: at once when it is there, at the timeout when not.
+    let tip_json = json!({"hash": o.hashes[tip as usize], "height": tip});
+    assert_eq!(rpc(addr, "waitforblockheight", json!([tip, 0])), tip_json);
+    let waited = std::time::Instant::now();
+    assert_eq!(
+        rpc(addr, "waitforblockheight", json!([tip + 1, 50])),
+        tip_json
+    );
+    assert_eq!(rpc(addr, "waitfornewblock", json!([50])), tip_json);
+    assert!(waited.elapsed() >= std::time::Duration::from_millis(100));
     assert_eq!(
         rpc(addr, "getbestblockhash", json!([])),
         json!(o.hashes[tip as usize])

@@ -252,8 +252,36 @@ pub fn call(c: &Chain, method: &str, params: &[Value]) -> RpcResult {
                 .map(|h| hash_hex(&c.entry(*h).hash))
                 .collect::<Vec<_>>()))
         }
+        // litecoind's hidden long-poll RPCs, which Sextant waits on for new blocks: without them
+        // a fresh block's time would include up to a poll interval of waiting.
+        "waitforblockheight" => {
+            let height = p(0).as_u64().unwrap_or(0);
+            ok(wait_for(c, timeout_param(&p(1)), |tip| tip >= height))
+        }
+        "waitfornewblock" => ok(wait_for(c, timeout_param(&p(0)), |now| now != tip)),
         "help" => ok(json!(HELP)),
         _ => Err((METHOD_NOT_FOUND, "Method not found".into())),
+    }
+}
+
+/// A long poll's timeout in milliseconds; 0 or none waits for ever, as in Core.
+fn timeout_param(v: &Value) -> Option<std::time::Duration> {
+    v.as_u64()
+        .filter(|&ms| ms > 0)
+        .map(std::time::Duration::from_millis)
+}
+
+/// Waits until `done(tip)` or the timeout, then answers with the tip, as Core's `waitfor*`
+/// calls do (`{"hash", "height"}`). Each connection has its own thread, so a wait holds
+/// only its own.
+fn wait_for(c: &Chain, timeout: Option<std::time::Duration>, done: impl Fn(u64) -> bool) -> Value {
+    let start = std::time::Instant::now();
+    loop {
+        let tip = c.tip();
+        if done(tip) || timeout.is_some_and(|t| start.elapsed() >= t) {
+            return json!({"hash": hash_hex(&c.entry(tip).hash), "height": tip});
+        }
+        std::thread::sleep(std::time::Duration::from_millis(1));
     }
 }
 
@@ -261,7 +289,8 @@ const HELP: &str = "== scale-daemon ==\ngetbestblockhash\ngetblock \"blockhash\"
 getblockchaininfo\ngetblockcount\ngetblockhash height\ngetblockheader \"blockhash\" ( verbose )\n\
 getindexinfo\ngetmempoolinfo\ngetnetworkinfo\ngetrawmempool ( verbose mempool_sequence )\n\
 getrawtransaction \"txid\" ( verbose )\nestimatesmartfee conf_target\ngetzmqnotifications\n\
-generatetoaddress nblocks \"address\" (reveals held-back blocks)\nuptime\nhelp";
+generatetoaddress nblocks \"address\" (reveals held-back blocks)\nuptime\n\
+waitforblockheight height ( timeout )\nwaitfornewblock ( timeout )\nhelp";
 
 /// One reply object, written as bitcoind writes it.
 pub fn write_reply(out: &mut String, id: &Value, r: RpcResult) {
