@@ -304,10 +304,11 @@ impl Indexer {
         if self.store.mode() == Mode::Bulk {
             let store = self.store.clone();
             // A big bulk load leaves many overlapping files; compact them once rather than
-            // slowing every later read, but beside serving, not before it. A restart after a
-            // shutdown stopped that compaction finds the files still there.
+            // slowing every later read, but beside serving, not before it. A start after a
+            // shutdown stopped that compaction finds it still pending.
             let compact = self.initial_txs >= COMPACT_AFTER_TXS
-                || store.level0_files() >= COMPACT_AFTER_L0_FILES;
+                || store.level0_files() >= COMPACT_AFTER_L0_FILES
+                || store.compaction_pending()?;
             tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
                 if compact {
                     store.compact_later()?;

@@ -68,6 +68,9 @@ const ALL_CFS: &[&str] = &[
 const KEY_SCHEMA: &[u8] = b"schema";
 const KEY_COIN: &[u8] = b"coin";
 const KEY_TIP: &[u8] = b"tip";
+/// Present from the moment a bulk load's compaction is decided until it has run to the end, so
+/// that a start after a shutdown (or a crash) in between compacts again.
+const KEY_COMPACTION_PENDING: &[u8] = b"compaction-pending";
 
 /// Bytes of the outpoint prefix in `utxo` keys: the txid prefix and the vout.
 const OUTPOINT_PREFIX_LEN: usize = 4 + 4;
@@ -982,6 +985,8 @@ impl Store {
     /// a thread of its own; level 0 keeps the bulk load's triggers until that is done, or new
     /// blocks would wait for it. At the size of a mainnet chain the compaction takes minutes.
     pub fn compact_later(self: &Arc<Self>) -> Result<(), StoreError> {
+        self.db
+            .put_cf(self.cf(CF_META), KEY_COMPACTION_PENDING, [])?;
         self.flush()?;
         self.set_last_level_compression(Mode::Follow)?;
         self.bulk.store(false, Ordering::Relaxed);
@@ -995,7 +1000,11 @@ impl Store {
                     tracing::info!("compaction stopped for shutdown; the next start redoes it");
                     return;
                 }
-                match store.set_mode(Mode::Follow) {
+                let done = store
+                    .db
+                    .delete_cf(store.cf(CF_META), KEY_COMPACTION_PENDING)
+                    .map_err(StoreError::from);
+                match done.and_then(|()| store.set_mode(Mode::Follow)) {
                     Ok(()) => {
                         let tables = store.disk_size_by_table();
                         let parts: Vec<String> = tables
@@ -1018,6 +1027,15 @@ impl Store {
         Ok(())
     }
 
+    /// Whether a bulk load's compaction was started and has not finished, in this run or an
+    /// earlier one.
+    pub fn compaction_pending(&self) -> Result<bool, StoreError> {
+        Ok(self
+            .db
+            .get_pinned_cf(self.cf(CF_META), KEY_COMPACTION_PENDING)?
+            .is_some())
+    }
+
     /// Whether the last bulk load is still being compacted.
     pub fn compacting(&self) -> bool {
         self.compaction
@@ -1026,11 +1044,13 @@ impl Store {
             .is_some_and(|h| !h.is_finished())
     }
 
-    /// Level-0 files in the column family that has most: many after a bulk load that was
-    /// not compacted (a shutdown stopped it).
+    /// Level-0 files in the column family of index rows that has most: many after a bulk load
+    /// that was not compacted. The meta family's few small writes (the tip, the pending
+    /// compaction) do not count.
     pub fn level0_files(&self) -> u64 {
         ALL_CFS
             .iter()
+            .filter(|name| **name != CF_META)
             .filter_map(|name| {
                 self.db
                     .property_int_value_cf(self.cf(name), "rocksdb.num-files-at-level0")
@@ -1350,6 +1370,7 @@ mod tests {
             std::thread::sleep(Duration::from_millis(10));
         }
         assert_eq!(s.level0_files(), 0);
+        assert!(!s.compaction_pending().unwrap());
         assert_eq!(l0_triggers(dir.path()), vec!["4"; ALL_CFS.len()]);
         assert_eq!(zstd_last_level(dir.path()), zstd_in(Mode::Follow));
         s.stop_background_work();
@@ -1362,17 +1383,30 @@ mod tests {
     }
 
     #[test]
-    fn a_stopped_compaction_leaves_the_bulk_triggers_for_the_next_start() {
+    fn a_stopped_compaction_is_pending_at_the_next_start() {
         let dir = tempfile::tempdir().unwrap();
         let s = Arc::new(
             Store::open(dir.path(), &coin("Litecoin", "regtest"), 16, Mode::Bulk).unwrap(),
         );
+        assert!(!s.compaction_pending().unwrap());
         s.stopping.store(true, Ordering::Relaxed);
         assert!(!s.compact());
         s.compact_later().unwrap();
         s.stop_background_work();
         assert!(!s.compacting());
         assert_eq!(l0_triggers(dir.path()), vec!["16"; ALL_CFS.len()]);
+        // The next start knows, though it loads nothing and finds few level-0 files.
+        drop(s);
+        let s = Arc::new(
+            Store::open(dir.path(), &coin("Litecoin", "regtest"), 16, Mode::Bulk).unwrap(),
+        );
+        assert!(s.compaction_pending().unwrap());
+        s.compact_later().unwrap();
+        while s.compacting() {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert!(!s.compaction_pending().unwrap());
+        assert_eq!(l0_triggers(dir.path()), vec!["4"; ALL_CFS.len()]);
     }
 
     #[test]
