@@ -958,10 +958,7 @@ impl Store {
             let slices: u32 = match *name {
                 CF_HISTORY | CF_UTXO | CF_SCRIPTUTXO => {
                     let bytes = self
-                        .db
-                        .property_int_value_cf(self.cf(name), "rocksdb.total-sst-files-size")
-                        .ok()
-                        .flatten()
+                        .int_property(name, "rocksdb.total-sst-files-size")
                         .unwrap_or(0);
                     (bytes / COMPACTION_SLICE_BYTES).clamp(1, 4096) as u32
                 }
@@ -1036,6 +1033,15 @@ impl Store {
             .is_some())
     }
 
+    /// A RocksDB integer property of one column family; None where RocksDB has none (the
+    /// figures it feeds are estimates, so a missing one is not an error).
+    fn int_property(&self, cf: &str, property: &str) -> Option<u64> {
+        self.db
+            .property_int_value_cf(self.cf(cf), property)
+            .ok()
+            .flatten()
+    }
+
     /// Whether the last bulk load is still being compacted.
     pub fn compacting(&self) -> bool {
         self.compaction
@@ -1051,12 +1057,7 @@ impl Store {
         ALL_CFS
             .iter()
             .filter(|name| **name != CF_META)
-            .filter_map(|name| {
-                self.db
-                    .property_int_value_cf(self.cf(name), "rocksdb.num-files-at-level0")
-                    .ok()
-                    .flatten()
-            })
+            .filter_map(|name| self.int_property(name, "rocksdb.num-files-at-level0"))
             .max()
             .unwrap_or(0)
     }
@@ -1066,20 +1067,12 @@ impl Store {
         let sum = |property: &str| -> u64 {
             ALL_CFS
                 .iter()
-                .filter_map(|name| {
-                    self.db
-                        .property_int_value_cf(self.cf(name), property)
-                        .ok()
-                        .flatten()
-                })
+                .filter_map(|name| self.int_property(name, property))
                 .sum()
         };
         // Any family that shares the cache reports it (the default family has its own).
         let cache = self
-            .db
-            .property_int_value_cf(self.cf(CF_UTXO), "rocksdb.block-cache-usage")
-            .ok()
-            .flatten()
+            .int_property(CF_UTXO, "rocksdb.block-cache-usage")
             .unwrap_or(0);
         let write_buffers = sum("rocksdb.cur-size-all-mem-tables");
         MemoryUse {
@@ -1135,10 +1128,7 @@ impl Store {
             .iter()
             .map(|n| {
                 let bytes = self
-                    .db
-                    .property_int_value_cf(self.cf(n), "rocksdb.total-sst-files-size")
-                    .ok()
-                    .flatten()
+                    .int_property(n, "rocksdb.total-sst-files-size")
                     .unwrap_or(0);
                 (*n, bytes)
             })
