@@ -306,11 +306,12 @@ impl Indexer {
             // A big bulk load leaves many overlapping files; compact them once rather than
             // slowing every later read, but beside serving, not before it. A start after a
             // shutdown stopped that compaction finds it still pending.
-            let compact = self.initial_txs >= COMPACT_AFTER_TXS
-                || store.level0_files() >= COMPACT_AFTER_L0_FILES
-                || store.compaction_pending()?;
+            let big_load = self.initial_txs >= COMPACT_AFTER_TXS;
             tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
-                if compact {
+                if big_load
+                    || store.level0_files() >= COMPACT_AFTER_L0_FILES
+                    || store.compaction_pending()?
+                {
                     store.compact_later()?;
                 } else {
                     store.set_mode(Mode::Follow)?;
