@@ -186,6 +186,11 @@ pub async fn refresh(
     look: Look,
 ) -> Result<MempoolDelta, MempoolError> {
     let height_before: u32 = daemon.call("getblockcount", vec![]).await?;
+    if store.tip().map(|t| t.height.0) != Some(height_before) {
+        // A listing now would be thrown away below: the index has not stored the daemon's
+        // tip yet (its commit will bring a look of its own).
+        return Ok(MempoolDelta::default());
+    }
     // A daemon without getmempoolinfo (or with other fields) is listed every time.
     let info_before = daemon.mempool_info().await.ok();
     if look != Look::List && !confirmed_changed {
@@ -194,12 +199,16 @@ pub async fn refresh(
             let indexed = store.tip().map(|t| t.height.0);
             if height_after == height_before && indexed == Some(height_after) {
                 let mut m = mempool.write();
+                // A commit may land between a timer's tick and its look: the mirror it left
+                // is trusted the same way whichever look comes first.
+                let after_blocks = m.after_blocks && info.size == m.txs.len() as u64;
                 let trusted = match look {
                     Look::Poll => {
-                        m.summary == Some(info)
-                            && m.listed.is_some_and(|t| t.elapsed() < LIST_EVERY)
+                        after_blocks
+                            || (m.summary == Some(info)
+                                && m.listed.is_some_and(|t| t.elapsed() < LIST_EVERY))
                     }
-                    Look::AfterBlocks => m.after_blocks && info.size == m.txs.len() as u64,
+                    Look::AfterBlocks => after_blocks,
                     Look::List => false,
                 };
                 // The index may have moved since: the commit holds this lock.
