@@ -188,7 +188,7 @@ pub struct Store {
     bulk_flush: Mutex<(Instant, Duration)>,
     /// The compaction after a bulk load, running beside serving (see [`Store::compact_later`]).
     compaction: Mutex<Option<std::thread::JoinHandle<()>>>,
-    /// Set at shutdown: the compaction stops at its next slice.
+    /// Set at shutdown: the compaction stops before its next call.
     stopping: AtomicBool,
     /// RocksDB's background work was stopped ([`Store::stop_background_work`]).
     cancelled: AtomicBool,
@@ -1117,7 +1117,7 @@ impl Store {
         self.stopping.store(true, Ordering::Relaxed);
         if let Some(h) = self.compaction.lock().take() {
             if !h.is_finished() {
-                // One slice may hold a deferred family's whole level 0 (minutes at 10^8
+                // A deferred family's whole level 0 is merged by one call (minutes at 10^8
                 // transactions): RocksDB abandons it, its input files untouched, once told to
                 // stop all background work. The memtables are flushed first, as closing would.
                 if let Err(e) = self.flush() {
