@@ -3,6 +3,7 @@
 pub mod fetch;
 pub mod notarized;
 pub(crate) mod prefetch;
+mod progress;
 mod spenders;
 #[cfg(test)]
 pub(crate) mod test_chain;
@@ -20,8 +21,9 @@ use tracing::{info, warn};
 use crate::coin::Coin;
 use crate::daemon::Daemon;
 use crate::mempool::Mempool;
-use crate::store::{Mode, Store, StoreError, Tip};
+use crate::store::{Mode, Store, StoreError, Tip, MERGE_BYTES_PER_SEC};
 use crate::types::{HashX, Height, OutPoint, Txid};
+use progress::{format_duration, Progress, SizeHint};
 use writer::{WriteError, Writer};
 
 /// What listeners hear after each commit: the new tip and the scripts whose history changed.
@@ -376,6 +378,7 @@ impl Indexer {
         let start_height = from;
         let start_txs = self.store.tx_count();
         let started = Instant::now();
+        let mut progress = Progress::new(started, start_height, start_txs);
         let mut last_log = Instant::now();
         let (fetched_tx, fetched_rx) = mpsc::channel(2);
         let fetcher = tokio::spawn(fetch::fetch_range(
@@ -464,7 +467,11 @@ impl Indexer {
             }
             if last_log.elapsed() >= PROGRESS_EVERY {
                 last_log = Instant::now();
-                self.log_progress(start_height, start_txs, started, daemon_height);
+                if let Some(eta) = self.log_progress(&mut progress, daemon_height) {
+                    if bulk {
+                        self.merge_history_in_time(eta);
+                    }
+                }
             }
         };
         if bulk {
@@ -517,32 +524,23 @@ impl Indexer {
         }
     }
 
-    fn log_progress(&self, start: Height, start_txs: u64, started: Instant, target: Height) {
+    /// Logs how far the sync is and where memory goes; returns the seconds it expects to
+    /// take still.
+    fn log_progress(&self, progress: &mut Progress, target: Height) -> Option<f64> {
         // The writer's tip: the initial sync commits only every few hundred thousand
         // transactions.
         let (tip, staged) = {
             let writer = self.writer.lock().unwrap();
             (writer.tip(), writer.staged_bytes())
         };
-        let Some(tip) = tip else {
-            return;
+        let tip = tip?;
+        let [height, txs] = self.coin.tx_count_hint;
+        let hint = SizeHint {
+            height,
+            txs,
+            tx_per_block: self.coin.tx_per_block_hint,
         };
-        let secs = started.elapsed().as_secs_f64().max(1e-3);
-        let blocks = (tip.height.0 + 1 - start.0) as f64;
-        let txs = (tip.tx_count - start_txs) as f64;
-        let (bps, tps) = (blocks / secs, txs / secs);
-        // Estimate the remaining transactions from the coin's hint when it is ahead of us.
-        let [hint_h, hint_txs] = self.coin.tx_count_hint;
-        let remaining_blocks = (target.0 - tip.height.0) as f64;
-        let eta = if hint_txs > tip.tx_count && tps > 0.0 {
-            let total = hint_txs as f64
-                + (target.0 as f64 - hint_h as f64).max(0.0) * self.coin.tx_per_block_hint as f64;
-            (total - tip.tx_count as f64).max(0.0) / tps
-        } else if bps > 0.0 {
-            remaining_blocks / bps
-        } else {
-            0.0
-        };
+        let estimate = progress.look(Instant::now(), &tip, target, hint);
         // Where the memory goes, so an operator sizing CACHE_MB sees what each share holds.
         let mem = self.store.memory_use();
         let mb = |bytes: u64| bytes >> 20;
@@ -552,15 +550,38 @@ impl Indexer {
             tip.height,
             target,
             100.0 * tip.height.0 as f64 / target.0.max(1) as f64,
-            bps,
-            tps,
+            estimate.blocks_per_s,
+            estimate.tx_per_s,
             tip.tx_count,
-            format_duration(eta),
+            estimate
+                .eta
+                .map_or_else(|| "unknown".into(), format_duration),
             crate::metrics::resident_bytes().map_or(0, mb),
             mb(mem.block_cache + mem.table_readers),
             mb(mem.write_buffers),
             mb(staged as u64),
         );
+        estimate.eta
+    }
+
+    /// Starts merging the load's history rows when the load expects to end about when the
+    /// merge would: earlier, what the load writes after it is compacted level by level (more
+    /// CPU); later, the first blocks after "caught up" read a level 0 still full of files.
+    fn merge_history_in_time(&self, eta: f64) {
+        let merge_secs = self.store.history_bytes() as f64 / MERGE_BYTES_PER_SEC as f64;
+        if eta > merge_secs {
+            return;
+        }
+        // Only the first blocks after the load are slower without it: no reason to stop.
+        match self.store.merge_history() {
+            Ok(true) => info!(
+                "the sync should end in {}: merging its history rows now (about {})",
+                format_duration(eta),
+                format_duration(merge_secs)
+            ),
+            Ok(false) => {}
+            Err(e) => warn!("could not start merging the history rows: {e}"),
+        }
     }
 
     /// Finds where the daemon's chain forks from ours and rolls our blocks back to it.
@@ -692,16 +713,5 @@ fn block_outpoints(blocks: &[crate::coin::ParsedBlock], out: &mut Vec<OutPoint>)
                     vout: vout as u32,
                 }),
         );
-    }
-}
-
-fn format_duration(secs: f64) -> String {
-    let s = secs.round() as u64;
-    if s >= 3600 {
-        format!("{}h{:02}m", s / 3600, (s % 3600) / 60)
-    } else if s >= 60 {
-        format!("{}m{:02}s", s / 60, s % 60)
-    } else {
-        format!("{s}s")
     }
 }
