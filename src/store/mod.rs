@@ -1110,6 +1110,8 @@ impl Store {
         self.db
             .set_options_cf(self.cf(CF_HISTORY), &[("bottommost_compression", zstd)])?;
         let store = self.clone();
+        // Held until the handle is in place, so that a shutdown meanwhile finds the thread.
+        let mut slot = self.merge.lock();
         let handle = std::thread::Builder::new()
             .name("history-merge".into())
             .spawn(move || {
@@ -1156,7 +1158,7 @@ impl Store {
                 }
             })
             .map_err(|e| StoreError::Background(e.to_string()))?;
-        *self.merge.lock() = Some(handle);
+        *slot = Some(handle);
         Ok(())
     }
 
