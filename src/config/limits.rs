@@ -56,6 +56,8 @@ pub struct SessionLimits {
     /// A session whose unwritten replies stay over its budget this long, none of them read,
     /// is dropped.
     pub slow_reader_timeout: Duration,
+    /// A request that takes this long to answer is logged with its parameters (zero: never).
+    pub slow_request: Duration,
 }
 
 impl Default for SessionLimits {
@@ -70,6 +72,7 @@ impl Default for SessionLimits {
             max_session_memory: 10_000_000,
             max_server_memory: 500_000_000,
             slow_reader_timeout: Duration::from_secs(30),
+            slow_request: Duration::from_secs(1),
         }
     }
 }
@@ -144,6 +147,11 @@ impl SessionLimits {
             max_session_memory: integer(env, "MAX_SESSION_MEMORY", d.max_session_memory)?,
             max_server_memory: integer(env, "MAX_SERVER_MEMORY", d.max_server_memory)?,
             slow_reader_timeout: secs("SLOW_READER_TIMEOUT", d.slow_reader_timeout)?,
+            slow_request: Duration::from_millis(integer(
+                env,
+                "SLOW_REQUEST_MS",
+                d.slow_request.as_millis() as u64,
+            )?),
         })
     }
 }
@@ -174,6 +182,7 @@ mod tests {
         assert_eq!(l.max_session_memory, 10_000_000);
         assert_eq!(l.max_server_memory, 500_000_000);
         assert_eq!(l.slow_reader_timeout, Duration::from_secs(30));
+        assert_eq!(l.slow_request, Duration::from_secs(1));
     }
 
     #[test]
@@ -193,6 +202,7 @@ mod tests {
             ("MAX_SESSION_MEMORY", "2000000"),
             ("MAX_SERVER_MEMORY", "0"),
             ("SLOW_READER_TIMEOUT", "5"),
+            ("SLOW_REQUEST_MS", "250"),
         ])
         .unwrap();
         assert_eq!(l.cost.hard_limit, 51.0, "hard == soft is bumped");
@@ -206,6 +216,7 @@ mod tests {
         assert_eq!(l.max_session_memory, 2_000_000);
         assert_eq!(l.max_server_memory, 0);
         assert_eq!(l.slow_reader_timeout, Duration::from_secs(5));
+        assert_eq!(l.slow_request, Duration::from_millis(250));
         let both_zero = limits(&[("COST_SOFT_LIMIT", "0"), ("COST_HARD_LIMIT", "0")]).unwrap();
         assert_eq!(both_zero.cost.hard_limit, 0.0, "0/0 disables throttling");
     }

@@ -25,7 +25,7 @@ use super::stats::{Limit, Stats, INVALID_METHOD};
 use super::subs::Registry;
 use super::Sessions;
 use crate::protocol::jsonrpc::{
-    self, Call, Dialect, Incoming, Member, RpcError, INVALID_REQUEST, PARSE_ERROR,
+    self, Call, Dialect, Incoming, Member, Params, RpcError, INVALID_REQUEST, PARSE_ERROR,
 };
 use crate::protocol::version::server_min;
 use crate::protocol::{ping_notification, Caller, Method, Reply, Request, Version};
@@ -635,7 +635,12 @@ async fn run_request(server: &Arc<Sessions>, session: &Arc<SessionHandle>, call:
         limits.request_timeout
     };
     let (reply, elapsed) = match tokio::time::timeout(timeout, work).await {
-        Ok(r) => r,
+        Ok((reply, elapsed)) => {
+            if !limits.slow_request.is_zero() && elapsed >= limits.slow_request {
+                warn!("{}", slow_request_note(session.id, call, elapsed, &reply));
+            }
+            (reply, elapsed)
+        }
         Err(_) => {
             info!(
                 "session {}: request {} timed out after {}s",
@@ -655,6 +660,34 @@ async fn run_request(server: &Arc<Sessions>, session: &Arc<SessionHandle>, call:
         session.charge(ERROR_COST);
     }
     reply
+}
+
+/// Params shown in the log of a slow request: enough for a script hash or a transaction id
+/// and a few more, not a whole batch of outpoints.
+const SLOW_PARAMS_SHOWN: usize = 200;
+
+/// The log line for a request slower than `SLOW_REQUEST_MS`: which call it was (method and
+/// params, so an operator can replay it), how long its work took without the throttling sleep,
+/// and how big its answer was.
+fn slow_request_note(session: u64, call: &Call, elapsed: Duration, reply: &Reply) -> String {
+    let params = match &call.params {
+        Params::Positional(v) => serde_json::to_string(v),
+        Params::Named(m) => serde_json::to_string(m),
+    }
+    .unwrap_or_default();
+    let shown = match params.char_indices().nth(SLOW_PARAMS_SHOWN) {
+        Some((end, _)) => format!("{}… ({} bytes)", &params[..end], params.len()),
+        None => params,
+    };
+    let outcome = match reply {
+        Ok(result) => format!("{} bytes", result.get().len()),
+        Err(e) => format!("error {}: {}", e.code, e.message),
+    };
+    format!(
+        "session {session}: slow request {} {shown} took {:.1} ms ({outcome})",
+        call.method,
+        elapsed.as_secs_f64() * 1000.0
+    )
 }
 
 /// Handles one request or notification; `false` ends the session.
@@ -909,6 +942,44 @@ fn batch_reply_floor(dialect: Dialect, calls: &[Call], parts: &[String]) -> usiz
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn call(line: &str) -> Call {
+        match Dialect::V2.parse(line.as_bytes()) {
+            Incoming::Call(c) => c,
+            _ => panic!("a call"),
+        }
+    }
+
+    #[test]
+    fn a_slow_request_is_logged_with_what_replays_it() {
+        let hash = "f".repeat(64);
+        let history = call(&format!(
+            r#"{{"jsonrpc":"2.0","id":1,"method":"blockchain.scripthash.get_history","params":["{hash}"]}}"#
+        ));
+        let answer = RawValue::from_string("[1,2,3]".into()).unwrap();
+        let note = slow_request_note(7, &history, Duration::from_micros(1_234_500), &Ok(answer.into()));
+        assert_eq!(
+            note,
+            format!("session 7: slow request blockchain.scripthash.get_history [\"{hash}\"] took 1234.5 ms (7 bytes)")
+        );
+        let refused = slow_request_note(
+            7,
+            &history,
+            Duration::from_secs(2),
+            &Err(RpcError::new(-32600, "history too large")),
+        );
+        assert!(refused.ends_with("took 2000.0 ms (error -32600: history too large)"), "{refused}");
+        // Long params are cut, and say how long they were.
+        let outpoints: Vec<String> = (0..100).map(|n| format!("\"{n:064x}:0\"")).collect();
+        let many = call(&format!(
+            r#"{{"jsonrpc":"2.0","id":2,"method":"blockchain.outpoint.subscribe","params":[{}]}}"#,
+            outpoints.join(",")
+        ));
+        let note = slow_request_note(7, &many, Duration::from_secs(1), &Ok(RawValue::from_string("null".into()).unwrap().into()));
+        let shown = note.split(" took ").next().unwrap();
+        assert!(shown.len() < 300, "{note}");
+        assert!(shown.ends_with(&format!("… ({} bytes)", outpoints.join(",").len() + 2)), "{note}");
+    }
 
     #[test]
     fn a_batch_reply_is_never_shorter_than_its_floor() {
