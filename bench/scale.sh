@@ -117,6 +117,14 @@ s["db_bytes_per_tx"] = round(s["db_bytes"] / s["txs"], 1)
 done = [l for l in open(sys.argv[4], errors="replace") if "compaction done in" in l]
 if done:
     s["compaction_s"] = float(re.search(r"compaction done in ([0-9.]+)s", done[-1]).group(1))
+# RocksDB's own log (Sextant's database): lines saying writes were slowed or stopped because
+# compactions fell behind (level-0 files or pending bytes), the cost a bench run would hide.
+try:
+    rocks = open(f"{sys.argv[2]}/LOG", errors="replace").read()
+    s["rocksdb_slowdown_lines"] = rocks.count("Stalling writes")
+    s["rocksdb_stop_lines"] = rocks.count("Stopping writes")
+except FileNotFoundError:
+    pass
 if sys.argv[3]:
     read = lambda f: int(open(f"{sys.argv[3]}/{f}").read())
     s["cgroup_limit_mb"] = read("memory.limit_in_bytes") >> 20
