@@ -957,7 +957,12 @@ mod tests {
             r#"{{"jsonrpc":"2.0","id":1,"method":"blockchain.scripthash.get_history","params":["{hash}"]}}"#
         ));
         let answer = RawValue::from_string("[1,2,3]".into()).unwrap();
-        let note = slow_request_note(7, &history, Duration::from_micros(1_234_500), &Ok(answer.into()));
+        let note = slow_request_note(
+            7,
+            &history,
+            Duration::from_micros(1_234_500),
+            &Ok(answer.into()),
+        );
         assert_eq!(
             note,
             format!("session 7: slow request blockchain.scripthash.get_history [\"{hash}\"] took 1234.5 ms (7 bytes)")
@@ -968,17 +973,28 @@ mod tests {
             Duration::from_secs(2),
             &Err(RpcError::new(-32600, "history too large")),
         );
-        assert!(refused.ends_with("took 2000.0 ms (error -32600: history too large)"), "{refused}");
+        assert!(
+            refused.ends_with("took 2000.0 ms (error -32600: history too large)"),
+            "{refused}"
+        );
         // Long params are cut, and say how long they were.
         let outpoints: Vec<String> = (0..100).map(|n| format!("\"{n:064x}:0\"")).collect();
         let many = call(&format!(
             r#"{{"jsonrpc":"2.0","id":2,"method":"blockchain.outpoint.subscribe","params":[{}]}}"#,
             outpoints.join(",")
         ));
-        let note = slow_request_note(7, &many, Duration::from_secs(1), &Ok(RawValue::from_string("null".into()).unwrap().into()));
+        let note = slow_request_note(
+            7,
+            &many,
+            Duration::from_secs(1),
+            &Ok(RawValue::from_string("null".into()).unwrap().into()),
+        );
         let shown = note.split(" took ").next().unwrap();
         assert!(shown.len() < 300, "{note}");
-        assert!(shown.ends_with(&format!("… ({} bytes)", outpoints.join(",").len() + 2)), "{note}");
+        assert!(
+            shown.ends_with(&format!("… ({} bytes)", outpoints.join(",").len() + 2)),
+            "{note}"
+        );
     }
 
     #[test]
