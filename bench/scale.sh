@@ -136,6 +136,8 @@ PY
   [ -n "$cg" ] && rmdir "$cg" 2>/dev/null || true
   emit "$summary"
   cp "$log" "$chain/results/$stamp-$name.log"
+  # RocksDB's own log: every flush and compaction, with its column family, bytes and time.
+  [ -f "$db/LOG" ] && cp "$db/LOG" "$chain/results/$stamp-$name-rocksdb.log"
 }
 
 stamp=$(date -u +%Y%m%dT%H%M%SZ)
