@@ -1,6 +1,7 @@
 //! The indexer: initial sync from genesis, following the tip, and reorgs.
 
 pub mod fetch;
+mod merge_timing;
 pub mod notarized;
 pub(crate) mod prefetch;
 mod progress;
@@ -21,7 +22,7 @@ use tracing::{info, warn};
 use crate::coin::Coin;
 use crate::daemon::Daemon;
 use crate::mempool::Mempool;
-use crate::store::{Mode, Store, StoreError, Tip, MERGE_BYTES_PER_SEC};
+use crate::store::{Merge, Mode, Store, StoreError, Tip};
 use crate::types::{HashX, Height, OutPoint, Txid};
 use progress::{format_duration, Progress, SizeHint};
 use writer::{WriteError, Writer};
@@ -565,21 +566,23 @@ impl Indexer {
     }
 
     /// Starts merging the load's history rows when the load expects to end about when the
-    /// merge would: earlier, what the load writes after it is compacted level by level (more
-    /// CPU); later, the first blocks after "caught up" read a level 0 still full of files.
+    /// merge would (see [`merge_timing`]): earlier, what the load writes after it is compacted
+    /// level by level (more CPU); later, the first blocks after "caught up" read a level 0
+    /// still full of files.
     fn merge_history_in_time(&self, eta: f64) {
-        let merge_secs = self.store.history_bytes() as f64 / MERGE_BYTES_PER_SEC as f64;
-        if eta > merge_secs {
+        let due =
+            merge_timing::merge_due(self.store.history_bytes(), eta, self.store.trial_merge());
+        let Some((merge, secs)) = due else {
             return;
-        }
+        };
         // Only the first blocks after the load are slower without it: no reason to stop.
-        match self.store.merge_history() {
-            Ok(true) => info!(
+        match self.store.merge_history(merge) {
+            Ok(true) if merge == Merge::Final => info!(
                 "the sync should end in {}: merging its history rows now (about {})",
                 format_duration(eta),
-                format_duration(merge_secs)
+                format_duration(secs)
             ),
-            Ok(false) => {}
+            Ok(_) => {}
             Err(e) => warn!("could not start merging the history rows: {e}"),
         }
     }

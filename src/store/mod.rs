@@ -190,8 +190,12 @@ pub struct Store {
     compaction: Mutex<Option<std::thread::JoinHandle<()>>>,
     /// The merge of the load's history rows before it ends (see [`Store::merge_history`]).
     merge: Mutex<Option<std::thread::JoinHandle<()>>>,
-    /// Set when that merge starts: the compaction after the load leaves history to it.
+    /// Set when the final merge starts: the compaction after the load leaves history to it.
     merge_started: AtomicBool,
+    /// Set when the trial merge starts (see [`Merge::Trial`]).
+    trial_started: AtomicBool,
+    /// What the trial merge took, once it is done.
+    trial_merge: Mutex<Option<TrialMerge>>,
     /// Set at shutdown: the compaction stops before its next call.
     stopping: AtomicBool,
     /// RocksDB's background work was stopped ([`Store::stop_background_work`]).
@@ -327,10 +331,27 @@ fn compaction_deferred(name: &str, mode: Mode) -> bool {
     mode == Mode::Bulk && matches!(name, CF_TXIDS | CF_SPENDER | CF_HISTORY)
 }
 
-/// Bytes of history tables that [`Store::merge_history`] merges per second beside a bulk load
-/// (measured on the 30M scale chain: 1.86 GB in 75.5 s). The load starts that merge when it
-/// expects to end in about the time the merge takes at this rate.
-pub(crate) const MERGE_BYTES_PER_SEC: u64 = 25_000_000;
+/// Which merge of a bulk load's history rows [`Store::merge_history`] starts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Merge {
+    /// A small one early in the load, to time merging on the machine at hand
+    /// ([`Store::trial_merge`]): the same load took 44 s to merge 629 MB on one machine and
+    /// half that on another. What the load writes next stays in level 0.
+    Trial,
+    /// The one timed to end with the load; history is compacted as usual after it.
+    Final,
+}
+
+/// What the trial merge of history took.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) struct TrialMerge {
+    /// Bytes of history tables it read.
+    pub bytes: u64,
+    /// Seconds from its start to its end, waiting for a compaction slot included.
+    pub secs: f64,
+    /// CPU seconds RocksDB says it took; None where it did not say.
+    pub cpu_secs: Option<f64>,
+}
 
 /// Bytes RocksDB holds in memory, as it reports them.
 #[derive(Clone, Copy, Debug, Default)]
@@ -419,6 +440,8 @@ impl Store {
             compaction: Mutex::new(None),
             merge: Mutex::new(None),
             merge_started: AtomicBool::new(false),
+            trial_started: AtomicBool::new(false),
+            trial_merge: Mutex::new(None),
             generation: AtomicU64::new(0),
             stopping: AtomicBool::new(false),
             cancelled: AtomicBool::new(false),
@@ -1089,36 +1112,71 @@ impl Store {
 
     /// Merges the history rows of a bulk load, left in level 0 (see [`compaction_deferred`]),
     /// into the last level on a thread of its own, while the load goes on: timed to end with
-    /// the load, it leaves a new block's notifications little to read. The merge writes the
-    /// last level's final compression, so the compaction after the load leaves history alone.
-    /// Once merged, history is compacted automatically again, for what the load writes after.
-    /// Returns false when the merge had already started, or the load is over.
-    pub(crate) fn merge_history(self: &Arc<Self>) -> Result<bool, StoreError> {
-        if self.mode() != Mode::Bulk || self.merge_started.swap(true, Ordering::Relaxed) {
+    /// the load ([`Merge::Final`]), it leaves a new block's notifications little to read. The
+    /// merge writes the last level's final compression, so the compaction after the load leaves
+    /// history alone. Once merged, history is compacted automatically again, for what the load
+    /// writes after. Returns false when that merge had already started, another is running,
+    /// or the load is over.
+    pub(crate) fn merge_history(self: &Arc<Self>, kind: Merge) -> Result<bool, StoreError> {
+        let started = match kind {
+            Merge::Trial => &self.trial_started,
+            Merge::Final => &self.merge_started,
+        };
+        // Held until the new handle is in place, so that a shutdown meanwhile finds the thread.
+        let mut slot = self.merge.lock();
+        if self.mode() != Mode::Bulk
+            || slot.as_ref().is_some_and(|h| !h.is_finished())
+            || started.swap(true, Ordering::Relaxed)
+        {
             return Ok(false);
         }
-        let started = self.start_merge();
-        if started.is_err() {
-            // The compaction after the load does it instead.
-            self.merge_started.store(false, Ordering::Relaxed);
+        match self.start_merge(kind) {
+            Ok(handle) => {
+                *slot = Some(handle);
+                Ok(true)
+            }
+            Err(e) => {
+                // The compaction after the load does it instead.
+                started.store(false, Ordering::Relaxed);
+                Err(e)
+            }
         }
-        started.map(|()| true)
     }
 
-    fn start_merge(self: &Arc<Self>) -> Result<(), StoreError> {
+    /// What the trial merge took on this machine; None until it is done.
+    pub(crate) fn trial_merge(&self) -> Option<TrialMerge> {
+        *self.trial_merge.lock()
+    }
+
+    /// CPU seconds of history's compactions since the database was opened, as RocksDB says.
+    fn history_compaction_cpu_secs(&self) -> Option<f64> {
+        let stats = self
+            .db
+            .property_value_cf(self.cf(CF_HISTORY), "rocksdb.cfstats-no-file-histogram")
+            .ok()??;
+        Some(compaction_stats::parse(&stats)?.cpu_secs)
+    }
+
+    fn start_merge(
+        self: &Arc<Self>,
+        kind: Merge,
+    ) -> Result<std::thread::JoinHandle<()>, StoreError> {
         let (_, zstd) = last_level_compression(CF_HISTORY, Mode::Follow);
         self.db
             .set_options_cf(self.cf(CF_HISTORY), &[("bottommost_compression", zstd)])?;
         let store = self.clone();
-        // Held until the handle is in place, so that a shutdown meanwhile finds the thread.
-        let mut slot = self.merge.lock();
-        let handle = std::thread::Builder::new()
+        std::thread::Builder::new()
             .name("history-merge".into())
             .spawn(move || {
                 let started = Instant::now();
                 let bytes = store.history_bytes();
+                let cpu_before = store.history_compaction_cpu_secs();
+                let what = match kind {
+                    Merge::Trial => "to time merging",
+                    Merge::Final => "beside the load",
+                };
                 tracing::info!(
-                    "merging {:.0} MB of history rows beside the load",
+                    "merging {:.0} MB of history rows {what}",
                     bytes as f64 / 1e6
                 );
                 let mut opts = rocksdb::CompactOptions::default();
@@ -1131,6 +1189,25 @@ impl Store {
                     .db
                     .compact_range_cf_opt(history, None::<&[u8]>, None::<&[u8]>, &opts);
                 if store.stopping.load(Ordering::Relaxed) {
+                    return;
+                }
+                let secs = started.elapsed().as_secs_f64();
+                if kind == Merge::Trial {
+                    let cpu_secs = match (cpu_before, store.history_compaction_cpu_secs()) {
+                        (Some(before), Some(after)) if after > before => Some(after - before),
+                        _ => None,
+                    };
+                    *store.trial_merge.lock() = Some(TrialMerge {
+                        bytes,
+                        secs,
+                        cpu_secs,
+                    });
+                    let cpu =
+                        cpu_secs.map_or("CPU time unknown".into(), |c| format!("{c:.1} CPU-s"));
+                    tracing::info!(
+                        "history merged in {secs:.1}s ({cpu}): {:.1} MB/s beside the load",
+                        bytes as f64 / 1e6 / secs.max(1e-3)
+                    );
                     return;
                 }
                 // The files flushed during the merge must not stall the load's writes as soon
@@ -1150,16 +1227,16 @@ impl Store {
                 );
                 match resumed {
                     Ok(()) => tracing::info!(
-                        "history merged in {:.1}s ({:.0} MB; {l0} files flushed meanwhile)",
-                        started.elapsed().as_secs_f64(),
+                        "history merged in {secs:.1}s ({:.0} MB read at {:.1} MB/s, {:.0} MB \
+                         now; {l0} files flushed meanwhile)",
+                        bytes as f64 / 1e6,
+                        bytes as f64 / 1e6 / secs.max(1e-3),
                         store.history_bytes() as f64 / 1e6
                     ),
                     Err(e) => tracing::warn!("after merging history: {e}"),
                 }
             })
-            .map_err(|e| StoreError::Background(e.to_string()))?;
-        *slot = Some(handle);
-        Ok(())
+            .map_err(|e| StoreError::Background(e.to_string()))
     }
 
     /// Whether a bulk load's compaction was started and has not finished, in this run or an
@@ -1407,6 +1484,7 @@ impl Batch<'_> {
     }
 }
 
+mod compaction_stats;
 pub mod keva;
 mod spender;
 pub use migrate::SpenderBuild;
@@ -1586,8 +1664,11 @@ mod tests {
         );
         history_rounds(&s, 0, 6);
         assert!(s.history_bytes() > 0);
-        assert!(s.merge_history().unwrap());
-        assert!(!s.merge_history().unwrap(), "one merge per load");
+        assert!(s.merge_history(Merge::Final).unwrap());
+        assert!(
+            !s.merge_history(Merge::Final).unwrap(),
+            "one merge per load"
+        );
         // The load goes on beside the merge.
         history_rounds(&s, 30_000, 2);
         while s.compacting() {
@@ -1630,13 +1711,59 @@ mod tests {
     }
 
     #[test]
+    fn the_trial_merge_times_merging_and_leaves_history_to_the_final_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Arc::new(
+            Store::open(dir.path(), &coin("Litecoin", "regtest"), 16, Mode::Bulk).unwrap(),
+        );
+        history_rounds(&s, 0, 6);
+        assert_eq!(s.trial_merge(), None);
+        let bytes = s.history_bytes();
+        assert!(s.merge_history(Merge::Trial).unwrap());
+        while s.compacting() {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert!(
+            !s.merge_history(Merge::Trial).unwrap(),
+            "one trial per load"
+        );
+        let trial = s.trial_merge().unwrap();
+        assert_eq!(trial.bytes, bytes);
+        assert!(trial.secs > 0.0, "{trial:?}");
+        // What RocksDB says is read back (printed to two decimals: a tiny merge may say 0.00).
+        assert!(s.history_compaction_cpu_secs().is_some());
+        // Merged into the last level, but history still waits for the final merge: what the
+        // load writes next stays in level 0.
+        let last = history_files(&s).iter().map(|(_, l)| *l).max().unwrap();
+        assert!(last > 1);
+        assert_eq!(deferred(dir.path()), ["history", "spender", "txids"]);
+        history_rounds(&s, 30_000, 2);
+        let levels: Vec<i32> = history_files(&s).iter().map(|(_, l)| *l).collect();
+        assert_eq!(levels.iter().filter(|l| **l == 0).count(), 2, "{levels:?}");
+        // The compaction after a load that ended before its final merge merges history too.
+        assert!(!s.merge_started.load(Ordering::Relaxed));
+        s.compact_later().unwrap();
+        while s.compacting() {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let merged = history_files(&s);
+        assert!(merged.iter().all(|(_, level)| *level == last), "{merged:?}");
+        for n in [0u64, 29_999, 30_000, 39_999] {
+            let h = crate::types::sha256d(&n.to_le_bytes());
+            let key = history_key(&HashX(h[..HashX::LEN].try_into().unwrap()), TxNum(n));
+            assert!(s.db.get_cf(s.cf(CF_HISTORY), key).unwrap().is_some(), "{n}");
+        }
+        s.stop_background_work();
+    }
+
+    #[test]
     fn a_shutdown_during_the_merge_of_history_loses_nothing() {
         let dir = tempfile::tempdir().unwrap();
         let s = Arc::new(
             Store::open(dir.path(), &coin("Litecoin", "regtest"), 16, Mode::Bulk).unwrap(),
         );
         history_rounds(&s, 0, 30);
-        assert!(s.merge_history().unwrap());
+        assert!(s.merge_history(Merge::Final).unwrap());
         s.stop_background_work();
         assert!(!s.compacting());
         s.flush().unwrap();
