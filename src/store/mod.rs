@@ -1581,9 +1581,7 @@ mod tests {
     #[test]
     fn compaction_after_a_bulk_load_runs_beside_writes_then_restores_the_defaults() {
         let dir = tempfile::tempdir().unwrap();
-        let s = Arc::new(
-            Store::open(dir.path(), &coin("Litecoin", "regtest"), 16, Mode::Bulk).unwrap(),
-        );
+        let s = bulk_store(dir.path());
         // More flushed files of spender rows spread over the key space than would start a
         // compaction of level 0 in any other family, and some of history rows.
         for round in 0u64..L0_BULK[0] as u64 + 4 {
@@ -1633,6 +1631,11 @@ mod tests {
         assert!(s.db.get_cf(s.cf(CF_HISTORY), key).unwrap().is_some());
     }
 
+    /// A regtest store opened for a bulk load, as the indexer holds it.
+    fn bulk_store(dir: &Path) -> Arc<Store> {
+        Arc::new(Store::open(dir, &coin("Litecoin", "regtest"), 16, Mode::Bulk).unwrap())
+    }
+
     /// History tables by name and level.
     fn history_files(s: &Store) -> Vec<(String, i32)> {
         let mut files: Vec<_> = (s.db.live_files().unwrap().into_iter())
@@ -1660,9 +1663,7 @@ mod tests {
     #[test]
     fn history_merged_before_the_load_ends_is_left_alone_by_the_compaction_after_it() {
         let dir = tempfile::tempdir().unwrap();
-        let s = Arc::new(
-            Store::open(dir.path(), &coin("Litecoin", "regtest"), 16, Mode::Bulk).unwrap(),
-        );
+        let s = bulk_store(dir.path());
         history_rounds(&s, 0, 6);
         assert!(s.history_bytes() > 0);
         assert!(s.merge_history(Merge::Final).unwrap());
@@ -1714,9 +1715,7 @@ mod tests {
     #[test]
     fn the_trial_merge_times_merging_and_leaves_history_to_the_final_one() {
         let dir = tempfile::tempdir().unwrap();
-        let s = Arc::new(
-            Store::open(dir.path(), &coin("Litecoin", "regtest"), 16, Mode::Bulk).unwrap(),
-        );
+        let s = bulk_store(dir.path());
         // Enough rows for a merge that RocksDB's two-decimal CPU seconds see.
         history_rounds(&s, 0, 20);
         assert_eq!(s.trial_merge(), None);
@@ -1762,9 +1761,7 @@ mod tests {
     #[test]
     fn a_shutdown_during_the_merge_of_history_loses_nothing() {
         let dir = tempfile::tempdir().unwrap();
-        let s = Arc::new(
-            Store::open(dir.path(), &coin("Litecoin", "regtest"), 16, Mode::Bulk).unwrap(),
-        );
+        let s = bulk_store(dir.path());
         history_rounds(&s, 0, 30);
         assert!(s.merge_history(Merge::Final).unwrap());
         s.stop_background_work();
@@ -1786,9 +1783,7 @@ mod tests {
     #[test]
     fn a_shutdown_during_the_compaction_loses_nothing() {
         let dir = tempfile::tempdir().unwrap();
-        let s = Arc::new(
-            Store::open(dir.path(), &coin("Litecoin", "regtest"), 16, Mode::Bulk).unwrap(),
-        );
+        let s = bulk_store(dir.path());
         let key = |i: u64| {
             let h = crate::types::sha256d(&i.to_le_bytes());
             history_key(&HashX(h[..HashX::LEN].try_into().unwrap()), TxNum(i))
@@ -1832,9 +1827,7 @@ mod tests {
     #[test]
     fn a_stopped_compaction_is_pending_at_the_next_start() {
         let dir = tempfile::tempdir().unwrap();
-        let s = Arc::new(
-            Store::open(dir.path(), &coin("Litecoin", "regtest"), 16, Mode::Bulk).unwrap(),
-        );
+        let s = bulk_store(dir.path());
         assert!(!s.compaction_pending().unwrap());
         s.stopping.store(true, Ordering::Relaxed);
         assert!(!s.compact());
@@ -1844,9 +1837,7 @@ mod tests {
         assert_eq!(l0_triggers(dir.path()), vec!["16"; ALL_CFS.len()]);
         // The next start knows, though it loads nothing and finds few level-0 files.
         drop(s);
-        let s = Arc::new(
-            Store::open(dir.path(), &coin("Litecoin", "regtest"), 16, Mode::Bulk).unwrap(),
-        );
+        let s = bulk_store(dir.path());
         assert!(s.compaction_pending().unwrap());
         s.compact_later().unwrap();
         while s.compacting() {
