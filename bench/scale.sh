@@ -7,6 +7,7 @@
 #   ONLY="floor sextant" bench/scale.sh          # skip ElectrumX
 #   FULCRUM=/opt/fulcrum/Fulcrum bench/scale.sh  # Fulcrum too (bench/README.md: building Fulcrum)
 #   MEMORY_LIMIT=2G SIZES=30M ONLY=sextant bench/scale.sh  # each server in a memory cgroup
+#   KEEP_DB=/tmp/keep SIZES=10M ONLY=sextant bench/scale.sh  # keeps /tmp/keep/sextant-db
 #
 # For each size: `scale-chain build --txs SIZE` (bench/scale/, cached in
 # ${SEXTANT_BENCH_DIR:-~/.cache/sextant-bench}/scale-<params-hash>/), the floor (`bench-chain
@@ -138,6 +139,12 @@ PY
   cp "$log" "$chain/results/$stamp-$name.log"
   # RocksDB's own log: every flush and compaction, with its column family, bytes and time.
   [ -f "$db/LOG" ] && cp "$db/LOG" "$chain/results/$stamp-$name-rocksdb.log"
+  # KEEP_DB=DIR keeps the synced database (DIR/NAME-db) for queries after the run.
+  if [ -n "${KEEP_DB:-}" ]; then
+    mkdir -p "$KEEP_DB"
+    rm -rf "${KEEP_DB:?}/$name-db"
+    mv "$db" "$KEEP_DB/$name-db"
+  fi
 }
 
 stamp=$(date -u +%Y%m%dT%H%M%SZ)
