@@ -6,8 +6,9 @@
 
 mod spenders;
 
-use super::{Store, StoreError, ALL_CFS, CF_META, KEY_TIP, SCHEMA_VERSION};
+use super::{Store, StoreError, ALL_CFS, CF_META, CF_TXIDS, KEY_TIP, SCHEMA_VERSION};
 use crate::coin::TxFamily;
+use crate::types::{TxNum, Txid};
 pub use spenders::SpenderBuild;
 
 /// One upgrade step: the version it starts from and what it does.
@@ -34,7 +35,56 @@ pub(crate) const STEPS: &[Step] = &[
         describe: "compact undo records and ZSTD tables (older records and tables still read)",
         run: compact_undo,
     },
+    Step {
+        from: 4,
+        describe: "transaction ids moved from RocksDB to their own file (txids.bin)",
+        run: txid_file,
+    },
 ];
+
+/// Schema 5 keeps transaction ids in a flat file by number (`store::txid_file`): copied there
+/// in order, synced, then deleted from the `txids` family. An interrupted copy is redone from
+/// the start (the family is emptied only after the sync, and the version moves after that).
+fn txid_file(store: &Store) -> Result<(), StoreError> {
+    let cf = store.cf(CF_TXIDS);
+    let mut chunk = Vec::with_capacity(1 << 15);
+    let mut first = TxNum(0);
+    let mut next = 0u64;
+    let started = std::time::Instant::now();
+    for item in store.db.iterator_cf(cf, rocksdb::IteratorMode::Start) {
+        let (k, v) = item?;
+        let n = TxNum::from_bytes(&k);
+        if n.0 != next || v.len() != 32 {
+            return Err(StoreError::Migration {
+                from: 4,
+                to: 5,
+                detail: format!("transaction id row {} where {next} was due", n.0),
+            });
+        }
+        chunk.push(Txid(v[..].try_into().expect("32 bytes")));
+        next += 1;
+        if chunk.len() == chunk.capacity() {
+            store.write_txid_run(first, &chunk)?;
+            first = TxNum(next);
+            chunk.clear();
+            if next.is_multiple_of(1 << 24) {
+                tracing::info!("{next} transaction ids copied");
+            }
+        }
+    }
+    store.write_txid_run(first, &chunk)?;
+    store.sync_txids()?;
+    let end = [0xffu8; 8];
+    store
+        .db
+        .delete_range_cf(cf, [].as_slice(), end.as_slice())?;
+    store.db.compact_range_cf(cf, None::<&[u8]>, None::<&[u8]>);
+    tracing::info!(
+        "{next} transaction ids moved in {:.1}s",
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
 
 /// Schema 4 writes undo records without txids (`index::undo`) and compresses the last level
 /// with ZSTD. Both read the older records and tables as they are, so the step only records the
@@ -112,7 +162,7 @@ mod tests {
     use super::super::{Mode, Tip};
     use super::*;
     use crate::coin::CoinRegistry;
-    use crate::types::{BlockHash, Height, TxNum, Txid};
+    use crate::types::{BlockHash, Height};
 
     /// A store of `coin` holding one block, stamped with schema 1, then reopened.
     fn reopen_from_schema_1(coin: &str) -> (Store, tempfile::TempDir) {
@@ -151,5 +201,50 @@ mod tests {
         assert!(rows.iter().all(|(cf, _, _)| *cf == CF_META), "{rows:?}");
         // The coin identity and the new version stay.
         assert_eq!(rows.len(), 2, "{rows:?}");
+    }
+
+    #[test]
+    fn schema_4_transaction_ids_move_to_their_file() {
+        let coin = CoinRegistry::embedded()
+            .unwrap()
+            .lookup("Litecoin", "regtest")
+            .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path(), &coin, 16, Mode::Follow).unwrap();
+        // Two blocks as schema 4 wrote them: ids in the family, none in the file.
+        let txid = |n: u64| Txid(crate::types::sha256d(&n.to_le_bytes()));
+        let mut b = s.batch();
+        b.put_block(Height(0), &[7; 80], 1);
+        b.put_block(Height(1), &[8; 80], 40_000);
+        for n in 0..40_000u64 {
+            b.wb.put_cf(s.cf(CF_TXIDS), TxNum(n).to_bytes(), txid(n).0);
+        }
+        let tip = Tip {
+            height: Height(1),
+            hash: BlockHash([2; 32]),
+            tx_count: 40_000,
+        };
+        s.commit(b, Some(tip), Height(0), &[1, 40_000]).unwrap();
+        s.set_schema_version(4).unwrap();
+        drop(s);
+        let s = Store::open(dir.path(), &coin, 16, Mode::Follow).unwrap();
+        assert_eq!(s.schema_version().unwrap(), SCHEMA_VERSION);
+        let nums: Vec<TxNum> = (0..40_000).map(TxNum).collect();
+        let expected: Vec<Txid> = (0..40_000).map(txid).collect();
+        assert_eq!(s.txids(&nums).unwrap(), expected);
+        assert_eq!(s.txid(TxNum(40_000)).unwrap(), None);
+        let left =
+            s.db.iterator_cf(s.cf(CF_TXIDS), rocksdb::IteratorMode::Start);
+        assert_eq!(left.count(), 0, "the family is emptied");
+        // A gap in the old rows is refused, not copied.
+        let mut b = s.batch();
+        b.wb.put_cf(s.cf(CF_TXIDS), TxNum(5).to_bytes(), txid(5).0);
+        s.commit(b, Some(tip), Height(2), &[]).unwrap();
+        s.set_schema_version(4).unwrap();
+        drop(s);
+        let e = Store::open(dir.path(), &coin, 16, Mode::Follow)
+            .err()
+            .unwrap();
+        assert!(e.to_string().contains("row 5 where 0 was due"), "{e}");
     }
 }

@@ -503,9 +503,6 @@ impl Writer {
             batch.delete_history(hashx, *txnum);
         }
         crate::store::keva::undo_block(&self.store, &mut batch, range.clone())?;
-        for txnum in range.clone() {
-            batch.delete_txid(TxNum(txnum));
-        }
         batch.delete_block(tip.height);
         let new_tip = if tip.height.0 == 0 {
             None

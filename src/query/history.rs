@@ -42,7 +42,7 @@ pub(crate) fn confirmed_history(
     hashx: &HashX,
     limit: usize,
 ) -> Result<Vec<Confirmed>, HistoryError> {
-    let nums = store.history(hashx)?;
+    let nums = store.history_upto(hashx, limit)?;
     if history_limit_reached(nums.len(), limit) {
         return Err(HistoryError::TooLarge);
     }

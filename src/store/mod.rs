@@ -5,7 +5,7 @@
 //! | `meta` | `schema`, `coin`, `tip` | schema version; coin/net/genesis; tip height ‖ hash ‖ tx count |
 //! | `headers` | height | raw header |
 //! | `txcounts` | height | cumulative tx count after the block (u64 BE) |
-//! | `txids` | tx num | txid |
+//! | `txids` | – | empty since schema 5: transaction ids are in a file (`txid_file`) |
 //! | `history` | hashX ‖ tx num | – (a script's history is one prefix scan, in chain order) |
 //! | `utxo` | txid\[..4\] ‖ vout ‖ tx num | hashX ‖ value (who owns an outpoint) |
 //! | `scriptutxo` | hashX ‖ tx num ‖ vout | value (a script's unspent outputs) |
@@ -14,7 +14,8 @@
 //! | `keva` | see the `keva` module | Kevacoin only: per-transaction outputs and inputs |
 //!
 //! Every write is one `WriteBatch` that also moves `tip`, so the database is consistent after
-//! a crash at any moment. Batches always go through the WAL (appended, not fsynced): a killed
+//! a crash at any moment; the transaction ids it makes reachable are written and synced to
+//! their file before it. Batches always go through the WAL (appended, not fsynced): a killed
 //! process loses nothing it committed, and only a machine crash can lose the last batches —
 //! never consistency, since column families also flush atomically.
 
@@ -32,17 +33,22 @@ use rocksdb::{
     WriteBufferManager, WriteOptions, DB,
 };
 
+use self::txid_file::TxidFile;
 use crate::coin::{Chain, Coin};
 use crate::types::{BlockHash, HashX, Height, OutPoint, TxNum, Txid};
 
 /// The on-disk layout version this build writes. Steps from older versions live in
 /// `migrations/`.
-pub const SCHEMA_VERSION: u32 = 4;
+pub const SCHEMA_VERSION: u32 = 5;
 
 const CF_META: &str = "meta";
 const CF_HEADERS: &str = "headers";
 const CF_TXCOUNTS: &str = "txcounts";
+/// Transaction ids up to schema 4 (now in [`TXID_FILE`]); opened because RocksDB opens every
+/// family a database has, and emptied by the upgrade.
 const CF_TXIDS: &str = "txids";
+/// The file of transaction ids by number, in the database's directory.
+const TXID_FILE: &str = "txids.bin";
 const CF_HISTORY: &str = "history";
 const CF_UTXO: &str = "utxo";
 const CF_SCRIPTUTXO: &str = "scriptutxo";
@@ -112,6 +118,11 @@ pub enum StoreError {
     Background(String),
     #[error("schema migration {from}→{to} failed: {detail}")]
     Migration { from: u32, to: u32, detail: String },
+    #[error("the transaction ids file {path}: {source}; check the disk and its free space")]
+    TxidFile {
+        path: String,
+        source: std::io::Error,
+    },
 }
 
 /// A row of [`Store::dump`]: column family, key, value.
@@ -174,6 +185,7 @@ pub enum Mode {
 
 pub struct Store {
     db: DB,
+    txid_file: TxidFile,
     chain: Chain,
     dir: String,
     /// `txcounts[h]` = transactions in the chain up to and including height `h`; kept in memory
@@ -256,12 +268,7 @@ fn cf_options(name: &str, cache: &Cache, mode: Mode) -> Options {
     let mut o = Options::default();
     let mut table = BlockBasedOptions::default();
     table.set_block_cache(cache);
-    // Every lookup of a transaction id finds it (its number comes from the index itself), so
-    // a filter there would only cost: ~10 bits per transaction in the cache (125 MB at 10^8
-    // transactions) and 7% of a cold 100k-entry history's reads (10M scale chain).
-    if name != CF_TXIDS {
-        table.set_bloom_filter(10.0, false);
-    }
+    table.set_bloom_filter(10.0, false);
     table.set_cache_index_and_filter_blocks(true);
     // Level-0 files are read by every lookup; evicting their filters and indexes from a small
     // cache under a bulk load's churn cost a disk read per file per lookup.
@@ -295,10 +302,7 @@ fn cf_options(name: &str, cache: &Cache, mode: Mode) -> Options {
     o.set_block_based_table_factory(&table);
     o.set_compression_type(DBCompressionType::Lz4);
     o.set_bottommost_compression_type(last_level_compression(name, mode).0);
-    let big = matches!(
-        name,
-        CF_HISTORY | CF_UTXO | CF_SCRIPTUTXO | CF_TXIDS | CF_SPENDER
-    );
+    let big = matches!(name, CF_HISTORY | CF_UTXO | CF_SCRIPTUTXO | CF_SPENDER);
     // In bulk mode every column family may fill a big memtable (the database-wide budget
     // still bounds them together): with atomic flushes, one small family filling early would
     // flush all of them into many small files that then cost compactions.
@@ -321,19 +325,19 @@ fn cf_options(name: &str, cache: &Cache, mode: Mode) -> Options {
 }
 
 /// Whether a column family's compactions wait for the end of a bulk load. Rows written once and
-/// never read by the load itself (transaction ids, spenders, history) gain nothing from being
-/// merged level by level while it runs: each byte would be rewritten at every level, beside the
-/// UTXO lookups that need the two cores. Left in level 0, they are merged once, straight into the
-/// last level (17% less CPU for the sync of the 30M scale chain, bench/README.md). RocksDB does
-/// not stall writes on the level-0 file count of a family without automatic compactions.
+/// never read by the load itself (spenders, history) gain nothing from being merged level by
+/// level while it runs: each byte would be rewritten at every level, beside the UTXO lookups
+/// that need the two cores. Left in level 0, they are merged once, straight into the last level
+/// (17% less CPU for the sync of the 30M scale chain, bench/README.md). RocksDB does not stall
+/// writes on the level-0 file count of a family without automatic compactions.
 ///
-/// Transaction ids and spenders wait for the compaction after the load
-/// ([`Store::compact_later`]). History is merged before the load ends ([`Store::merge_history`]):
-/// a new block's notifications read the history of every script it touches, and with the
-/// load's hundreds of level-0 files still waiting, a 4,000-transaction block's notifications
-/// took 1.1 s instead of 0.2 s on the 30M scale chain.
+/// Spenders wait for the compaction after the load ([`Store::compact_later`]). History is
+/// merged before the load ends ([`Store::merge_history`]): a new block's notifications read the
+/// history of every script it touches, and with the load's hundreds of level-0 files still
+/// waiting, a 4,000-transaction block's notifications took 1.1 s instead of 0.2 s on the 30M
+/// scale chain.
 fn compaction_deferred(name: &str, mode: Mode) -> bool {
-    mode == Mode::Bulk && matches!(name, CF_TXIDS | CF_SPENDER | CF_HISTORY)
+    mode == Mode::Bulk && matches!(name, CF_SPENDER | CF_HISTORY)
 }
 
 /// Which merge of a bulk load's history rows [`Store::merge_history`] starts.
@@ -386,8 +390,8 @@ const L0_BULK: [i32; 3] = [16, 48, 64];
 /// level and reading it back (every lookup of an old output), so it writes LZ4 and the
 /// compaction that ends it rewrites the last level with ZSTD. Tables read a row at a time on
 /// hot paths keep LZ4: a cache miss there decompresses a whole block for one row, and ZSTD
-/// decompresses several times slower (the txids of every history answer, which do not compress
-/// anyway; the outputs every new block spends).
+/// decompresses several times slower (the outputs every new block spends; schema 4's
+/// transaction ids, which do not compress anyway).
 fn last_level_compression(name: &str, mode: Mode) -> (rocksdb::DBCompressionType, &'static str) {
     let point_reads = matches!(name, CF_TXIDS | CF_UTXO | CF_SCRIPTUTXO);
     if mode == Mode::Follow && !point_reads {
@@ -434,8 +438,14 @@ impl Store {
             .iter()
             .map(|name| ColumnFamilyDescriptor::new(*name, cf_options(name, &cache, mode)));
         let db = DB::open_cf_descriptors(&opts, path, cfs)?;
+        let txid_path = path.join(TXID_FILE);
+        let txid_file = TxidFile::open(&txid_path).map_err(|source| StoreError::TxidFile {
+            path: txid_path.display().to_string(),
+            source,
+        })?;
         let store = Store {
             db,
+            txid_file,
             chain: coin.chain,
             dir,
             txcounts: RwLock::new(Vec::new()),
@@ -532,6 +542,20 @@ impl Store {
                 return Err(StoreError::Corrupt("tx counts do not reach the tip".into()));
             }
         }
+        // Past the tip's transactions: an undone block's, or a batch's that never committed.
+        let valid = tip.map_or(0, |t| t.tx_count);
+        let held = self.txid_file.len().map_err(|e| self.txid_error(e))?;
+        if held < valid {
+            return Err(StoreError::Corrupt(format!(
+                "{} holds {held} transaction ids, the index {valid}",
+                self.txid_file.path().display()
+            )));
+        }
+        if held > valid {
+            self.txid_file
+                .truncate(valid)
+                .map_err(|e| self.txid_error(e))?;
+        }
         *self.txcounts.write() = counts;
         *self.tip.write() = tip;
         Ok(())
@@ -605,29 +629,32 @@ impl Store {
             .collect()
     }
 
+    /// `None` past the file's end; past the tip's count it may hold an undone block's id.
     pub fn txid(&self, txnum: TxNum) -> Result<Option<Txid>, StoreError> {
-        Ok(self
-            .db
-            .get_cf(self.cf(CF_TXIDS), txnum.to_bytes())?
-            .map(|v| Txid(v[..32].try_into().expect("32-byte txid"))))
+        let found = self.txid_file.read(&[txnum]);
+        Ok(found.map_err(|e| self.txid_error(e))?[0])
     }
 
-    /// Txids of many tx numbers, in the same order.
+    /// Txids of many tx numbers, in the same order (sorted input reads fastest).
     pub fn txids(&self, txnums: &[TxNum]) -> Result<Vec<Txid>, StoreError> {
-        let cf = self.cf(CF_TXIDS);
-        let keys: Vec<_> = txnums.iter().map(|t| t.to_bytes()).collect();
-        self.db
-            .batched_multi_get_cf(cf, keys.iter(), true)
+        let found = self
+            .txid_file
+            .read(txnums)
+            .map_err(|e| self.txid_error(e))?;
+        found
             .into_iter()
             .zip(txnums)
-            .map(|(r, t)| match r? {
-                Some(v) => Ok(Txid(v[..32].try_into().expect("32-byte txid"))),
-                None => Err(StoreError::Corrupt(format!(
-                    "no txid for tx number {}",
-                    t.0
-                ))),
+            .map(|(t, n)| {
+                t.ok_or_else(|| StoreError::Corrupt(format!("no txid for tx number {}", n.0)))
             })
             .collect()
+    }
+
+    fn txid_error(&self, source: std::io::Error) -> StoreError {
+        StoreError::TxidFile {
+            path: self.txid_file.path().display().to_string(),
+            source,
+        }
     }
 
     /// The txids of a block, in block order.
@@ -657,6 +684,16 @@ impl Store {
 
     /// A script's confirmed history as tx numbers, in chain order.
     pub fn history(&self, hashx: &HashX) -> Result<Vec<TxNum>, StoreError> {
+        self.history_upto(hashx, usize::MAX)
+    }
+
+    /// The first `limit` entries of a script's confirmed history: enough to tell that a
+    /// history is too large to send without reading all of it (a million entries took 70 ms).
+    pub(crate) fn history_upto(
+        &self,
+        hashx: &HashX,
+        limit: usize,
+    ) -> Result<Vec<TxNum>, StoreError> {
         let tx_count = self.tx_count();
         let mut out = Vec::new();
         self.scan_prefix(CF_HISTORY, &hashx.0, |k, _| {
@@ -666,7 +703,7 @@ impl Store {
             if committed {
                 out.push(t);
             }
-            committed
+            committed && out.len() < limit
         })?;
         Ok(out)
     }
@@ -889,6 +926,7 @@ impl Store {
         Batch {
             store: self,
             wb: WriteBatch::default(),
+            txids: Vec::new(),
         }
     }
 
@@ -897,6 +935,7 @@ impl Store {
         Batch {
             store: self,
             wb: WriteBatch::with_capacity_bytes(bytes),
+            txids: Vec::with_capacity(bytes / 512),
         }
     }
 
@@ -914,6 +953,7 @@ impl Store {
             Some(t) => batch.wb.put_cf(meta, KEY_TIP, t.encode()),
             None => batch.wb.delete_cf(meta, KEY_TIP),
         }
+        self.write_txids(&batch.txids)?;
         let bulk = self.bulk.load(Ordering::Relaxed);
         let mut wo = WriteOptions::default();
         wo.disable_wal(bulk);
@@ -935,6 +975,39 @@ impl Store {
             self.generation.fetch_add(1, Ordering::AcqRel);
         }
         Ok(())
+    }
+
+    /// Writes a batch's transaction ids, in runs of consecutive numbers, and syncs them: the
+    /// batch that makes them reachable may reach the disk (WAL or flush) before the page cache
+    /// would, and a machine crash must not leave the index pointing past the file. One sync per
+    /// commit: a block's when following the tip, every ~100 MB of rows in a bulk load.
+    fn write_txids(&self, txids: &[(TxNum, Txid)]) -> Result<(), StoreError> {
+        if txids.is_empty() {
+            return Ok(());
+        }
+        let mut run: Vec<Txid> = Vec::with_capacity(txids.len());
+        let mut first = txids[0].0;
+        for (n, t) in txids {
+            if n.0 != first.0 + run.len() as u64 {
+                self.write_txid_run(first, &run)?;
+                run.clear();
+                first = *n;
+            }
+            run.push(*t);
+        }
+        self.write_txid_run(first, &run)?;
+        self.sync_txids()
+    }
+
+    /// Writes `txids` as transactions `first`, `first + 1`, … of the file (not synced).
+    pub(crate) fn write_txid_run(&self, first: TxNum, txids: &[Txid]) -> Result<(), StoreError> {
+        self.txid_file
+            .write(first, txids)
+            .map_err(|e| self.txid_error(e))
+    }
+
+    pub(crate) fn sync_txids(&self) -> Result<(), StoreError> {
+        self.txid_file.sync().map_err(|e| self.txid_error(e))
     }
 
     /// Makes everything written so far durable (needed when the WAL is off).
@@ -1349,6 +1422,10 @@ impl Store {
                 out.push((*name, k.into_vec(), v.into_vec()));
             }
         }
+        let nums: Vec<TxNum> = (0..self.tx_count()).map(TxNum).collect();
+        for (n, t) in nums.iter().zip(self.txids(&nums)?) {
+            out.push((CF_TXIDS, n.to_bytes().to_vec(), t.0.to_vec()));
+        }
         Ok(out)
     }
 
@@ -1357,7 +1434,7 @@ impl Store {
         self.disk_size_by_table().iter().map(|(_, b)| b).sum()
     }
 
-    /// Approximate bytes on disk of each column family.
+    /// Approximate bytes on disk of each column family (`txids`: its file).
     pub(crate) fn disk_size_by_table(&self) -> Vec<(&'static str, u64)> {
         ALL_CFS
             .iter()
@@ -1365,7 +1442,12 @@ impl Store {
                 let bytes = self
                     .int_property(n, "rocksdb.total-sst-files-size")
                     .unwrap_or(0);
-                (*n, bytes)
+                let file = if *n == CF_TXIDS {
+                    self.txid_file.bytes()
+                } else {
+                    0
+                };
+                (*n, bytes + file)
             })
             .collect()
     }
@@ -1389,6 +1471,8 @@ impl Store {
 pub(crate) struct Batch<'a> {
     store: &'a Store,
     wb: WriteBatch,
+    /// For the transaction ids file, written before `wb`.
+    txids: Vec<(TxNum, Txid)>,
 }
 
 impl Batch<'_> {
@@ -1409,13 +1493,10 @@ impl Batch<'_> {
         self.wb.delete_cf(s.cf(CF_UNDO), height.to_bytes());
     }
 
+    /// An undone block's ids need no deleting: past the tip's count they are not read, and
+    /// the next blocks overwrite them.
     pub(crate) fn put_txid(&mut self, txnum: TxNum, txid: &Txid) {
-        self.wb
-            .put_cf(self.store.cf(CF_TXIDS), txnum.to_bytes(), txid.0);
-    }
-
-    pub(crate) fn delete_txid(&mut self, txnum: TxNum) {
-        self.wb.delete_cf(self.store.cf(CF_TXIDS), txnum.to_bytes());
+        self.txids.push((txnum, *txid));
     }
 
     pub(crate) fn put_history(&mut self, hashx: &HashX, txnum: TxNum) {
@@ -1493,6 +1574,7 @@ impl Batch<'_> {
 mod compaction_stats;
 pub mod keva;
 mod spender;
+mod txid_file;
 pub use migrate::SpenderBuild;
 pub use spender::Spend;
 #[path = "../../migrations/mod.rs"]
@@ -1555,12 +1637,6 @@ mod tests {
     /// An option of each of our column families (not RocksDB's `default`) by family name, as
     /// RocksDB wrote it in its newest OPTIONS file (written at open and at every change).
     fn cf_option(dir: &Path, option: &str) -> Vec<(String, String)> {
-        section_option(dir, "CFOptions", option)
-    }
-
-    /// [`cf_option`] from another kind of section (`TableOptions/BlockBasedTable`: the table
-    /// options of each family).
-    fn section_option(dir: &Path, kind: &str, option: &str) -> Vec<(String, String)> {
         let newest = std::fs::read_dir(dir)
             .unwrap()
             .filter_map(|e| e.ok().map(|e| e.file_name().into_string().unwrap()))
@@ -1578,7 +1654,7 @@ mod tests {
                 .and_then(|rest| rest.strip_prefix('='))
             {
                 if let Some(cf) = section
-                    .strip_prefix(&format!("[{kind} \""))
+                    .strip_prefix("[CFOptions \"")
                     .and_then(|rest| rest.strip_suffix("\"]"))
                     .filter(|cf| *cf != "default")
                 {
@@ -1587,17 +1663,6 @@ mod tests {
             }
         }
         out
-    }
-
-    #[test]
-    fn every_family_but_the_transaction_ids_has_a_filter() {
-        let dir = tempfile::tempdir().unwrap();
-        drop(bulk_store(dir.path()));
-        let filters = section_option(dir.path(), "TableOptions/BlockBasedTable", "filter_policy");
-        assert_eq!(filters.len(), ALL_CFS.len(), "{filters:?}");
-        for (cf, policy) in filters {
-            assert_eq!(policy == "nullptr", cf == CF_TXIDS, "{cf}: {policy}");
-        }
     }
 
     #[test]
@@ -1629,7 +1694,7 @@ mod tests {
             s.flush().unwrap();
         }
         // Spender rows wait for the end of the load, in level 0.
-        assert_eq!(deferred(dir.path()), ["history", "spender", "txids"]);
+        assert_eq!(deferred(dir.path()), ["history", "spender"]);
         s.db.wait_for_compact(&rocksdb::WaitForCompactOptions::default())
             .unwrap();
         assert_eq!(s.level0_files(), L0_BULK[0] as u64 + 4);
@@ -1656,6 +1721,30 @@ mod tests {
     /// A regtest store opened for a bulk load, as the indexer holds it.
     fn bulk_store(dir: &Path) -> Arc<Store> {
         Arc::new(Store::open(dir, &coin("Litecoin", "regtest"), 16, Mode::Bulk).unwrap())
+    }
+
+    #[test]
+    fn a_history_is_read_up_to_a_limit_and_only_up_to_the_tip() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = bulk_store(dir.path());
+        let h = HashX([9; HashX::LEN]);
+        let mut b = s.batch();
+        for n in [3u64, 5, 8, 13, 21] {
+            b.put_history(&h, TxNum(n));
+        }
+        b.put_block(Height(0), &[0; 80], 20);
+        let tip = Tip {
+            height: Height(0),
+            hash: BlockHash([1; 32]),
+            tx_count: 20,
+        };
+        s.commit(b, Some(tip), Height(0), &[20]).unwrap();
+        let nums = |v: Vec<TxNum>| v.into_iter().map(|t| t.0).collect::<Vec<_>>();
+        // Tx 21 is past the tip: a batch that never committed.
+        assert_eq!(nums(s.history(&h).unwrap()), [3, 5, 8, 13]);
+        assert_eq!(nums(s.history_upto(&h, 2).unwrap()), [3, 5]);
+        assert_eq!(nums(s.history_upto(&h, 4).unwrap()), [3, 5, 8, 13]);
+        assert_eq!(nums(s.history_upto(&h, 9).unwrap()), [3, 5, 8, 13]);
     }
 
     /// History tables by name and level.
@@ -1705,7 +1794,7 @@ mod tests {
         assert!(merged
             .iter()
             .all(|(_, level)| *level == 0 || *level == last));
-        assert_eq!(deferred(dir.path()), ["spender", "txids"]);
+        assert_eq!(deferred(dir.path()), ["spender"]);
         let history_zstd = zstd_last_level(dir.path())
             .into_iter()
             .find(|(cf, _)| cf == CF_HISTORY)
@@ -1760,7 +1849,7 @@ mod tests {
         // load writes next stays in level 0.
         let last = history_files(&s).iter().map(|(_, l)| *l).max().unwrap();
         assert!(last > 1);
-        assert_eq!(deferred(dir.path()), ["history", "spender", "txids"]);
+        assert_eq!(deferred(dir.path()), ["history", "spender"]);
         history_rounds(&s, 100_000, 2);
         let levels: Vec<i32> = history_files(&s).iter().map(|(_, l)| *l).collect();
         assert_eq!(levels.iter().filter(|l| **l == 0).count(), 2, "{levels:?}");
@@ -1791,7 +1880,7 @@ mod tests {
         s.flush().unwrap();
         drop(s);
         let s = Store::open(dir.path(), &coin("Litecoin", "regtest"), 16, Mode::Bulk).unwrap();
-        assert_eq!(deferred(dir.path()), ["history", "spender", "txids"]);
+        assert_eq!(deferred(dir.path()), ["history", "spender"]);
         for n in [0u64, 77_777, 149_999] {
             let h = crate::types::sha256d(&n.to_le_bytes());
             let key = history_key(&HashX(h[..HashX::LEN].try_into().unwrap()), TxNum(n));
