@@ -324,6 +324,28 @@ fn cf_options(name: &str, cache: &Cache, mode: Mode) -> Options {
     o
 }
 
+/// The process's soft limit on open files (RLIMIT_NOFILE); None if it cannot be read.
+fn open_file_limit() -> Option<u64> {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes into the struct it is given and reads nothing else.
+    let ok = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } == 0;
+    ok.then_some(limit.rlim_cur as u64)
+}
+
+/// How many table files RocksDB keeps open: half the open-file limit (the rest is for sessions,
+/// the daemon and the WAL), at least 512. A table evicted from RocksDB's table cache is
+/// reopened by the next read of it, which reads and caches its index and filter again: with
+/// 512 and the 1,216 tables of a 10^8-transaction load, the merge of history (reading 256
+/// level-0 files) evicted the UTXO tables every lookup needs, and the load crawled at ~2k tx/s
+/// for the merge's 7.5 minutes (bench/README.md, thirteenth round; perf: 37% in table opens).
+fn max_open_tables(file_limit: Option<u64>) -> i32 {
+    let half = file_limit.unwrap_or(0) / 2;
+    half.clamp(512, i32::MAX as u64) as i32
+}
+
 /// Whether a column family's compactions wait for the end of a bulk load. Rows written once and
 /// never read by the load itself (spenders, history) gain nothing from being merged level by
 /// level while it runs: each byte would be rewritten at every level, beside the UTXO lookups
@@ -417,7 +439,7 @@ impl Store {
         opts.create_missing_column_families(true);
         opts.set_atomic_flush(true);
         opts.set_max_background_jobs(2);
-        opts.set_max_open_files(512);
+        opts.set_max_open_files(max_open_tables(open_file_limit()));
         opts.set_keep_log_file_num(3);
         // Bounds all memtables together, so CACHE_MB is honoured across column families. Reached
         // first during a bulk load (each family may grow to 128 MB): a flush of every family
@@ -1721,6 +1743,16 @@ mod tests {
     /// A regtest store opened for a bulk load, as the indexer holds it.
     fn bulk_store(dir: &Path) -> Arc<Store> {
         Arc::new(Store::open(dir, &coin("Litecoin", "regtest"), 16, Mode::Bulk).unwrap())
+    }
+
+    #[test]
+    fn tables_kept_open_are_half_the_open_file_limit_and_at_least_512() {
+        assert_eq!(max_open_tables(Some(65_536)), 32_768);
+        assert_eq!(max_open_tables(Some(1_024)), 512);
+        assert_eq!(max_open_tables(None), 512);
+        // RLIM_INFINITY and other huge limits stay a valid RocksDB setting.
+        assert_eq!(max_open_tables(Some(u64::MAX)), i32::MAX);
+        assert!(open_file_limit().is_some_and(|l| l > 0));
     }
 
     #[test]
