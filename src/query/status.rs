@@ -85,7 +85,12 @@ impl StatusCache {
                 let new = store.history_from(hashx, TxNum(k.last.0 + 1))?;
                 (k.entries, k.engine, new)
             }
-            None => (0, sha256::HashEngine::default(), store.history(hashx)?),
+            // A history that reaches the limit is refused: reading past it would be for nothing.
+            None => (
+                0,
+                sha256::HashEngine::default(),
+                store.history_upto(hashx, limit)?,
+            ),
         };
         if history_limit_reached(entries + new.len(), limit) {
             return Err(HistoryError::TooLarge);
