@@ -166,8 +166,8 @@ print(f"{rows[0]['sessions']} sessions x {rows[0]['subscriptions per session']} 
       f"{sys.argv[2]} cores\n")
 print("| server | storm req/s | storm p50 / p99 ms | steady req/s | steady p50 / p99 / max ms "
       "| errors | refused | stuck | mempool tx: last note / fan-out ms | block: last note / fan-out ms "
-      "| peak RSS MiB |")
-print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+      "| peak RSS MiB | storm: server / client CPU s |")
+print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
 for r in rows:
     s, t, n = r["start-up storm"], r["steady load"], r.get("notifications", {})
     m, b = n.get("mempool transaction", {}), n.get("block", {})
@@ -178,12 +178,17 @@ for r in rows:
           f"| {errors} | {s['refused (over MAX_SEND)'] + t['refused (over MAX_SEND)']} "
           f"| {s['stuck sessions'] + t['stuck sessions']} "
           f"| {m.get('last note ms')} / {m.get('first to last ms')} "
-          f"| {b.get('last note ms')} / {b.get('first to last ms')} | {r['peak RSS MiB']} |")
+          f"| {b.get('last note ms')} / {b.get('first to last ms')} | {r['peak RSS MiB']} "
+          f"| {s.get('server CPU s')} / {s.get('client CPU s')} |")
 by = {r["label"]: r for r in rows}
 if "Sextant" in by and "ElectrumX" in by:
     sx, ex = by["Sextant"], by["ElectrumX"]
     ratio = sx["start-up storm"]["requests/s"] / max(ex["start-up storm"]["requests/s"], 1)
     print(f"\nstart-up storm throughput, Sextant / ElectrumX: {ratio:.1f}x")
+    per_cpu = [r["start-up storm"].get("requests per server CPU s") for r in (sx, ex)]
+    if all(per_cpu):
+        print(f"start-up storm requests per server CPU second, Sextant / ElectrumX: "
+              f"{per_cpu[0]:,.0f} / {per_cpu[1]:,.0f} = {per_cpu[0] / per_cpu[1]:.1f}x")
 if "Sextant" in by and "Fulcrum" in by:
     sx, fu = by["Sextant"], by["Fulcrum"]
     ratio = sx["start-up storm"]["requests/s"] / max(fu["start-up storm"]["requests/s"], 1)

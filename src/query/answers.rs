@@ -9,13 +9,13 @@
 //! are cheap to recompute (see `status`); rebuilding a 20,000-entry answer is not, and many
 //! sessions asking for the same hot script would each rebuild it.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use lru::LruCache;
 use parking_lot::Mutex;
 use serde_json::value::RawValue;
 
+use super::single_flight::SingleFlight;
 use crate::types::HashX;
 
 /// Scripts with fewer history entries are answered without the cache: their answers are
@@ -62,9 +62,9 @@ struct Kept {
 pub(crate) struct AnswerCache {
     budget: usize,
     inner: Mutex<Inner>,
-    /// One lock per answer being rebuilt, so sessions asking for a hot script after it changed
-    /// wait for one rebuild instead of each doing it.
-    building: Mutex<HashMap<Key, Arc<Mutex<()>>>>,
+    /// Sessions asking for a hot script after it changed wait for one rebuild instead of each
+    /// doing it.
+    building: SingleFlight<Key>,
 }
 
 struct Inner {
@@ -88,7 +88,7 @@ impl AnswerCache {
                 kept: LruCache::unbounded(),
                 bytes: 0,
             }),
-            building: Mutex::default(),
+            building: SingleFlight::default(),
         }
     }
 
@@ -100,18 +100,7 @@ impl AnswerCache {
         kind: AnswerKind,
         f: impl FnOnce() -> T,
     ) -> T {
-        let key = (*hashx, kind);
-        let lock = self.building.lock().entry(key).or_default().clone();
-        let out = {
-            let _only = lock.lock();
-            f()
-        };
-        let mut building = self.building.lock();
-        // Ours and the map's: nobody else is waiting.
-        if Arc::strong_count(&lock) == 2 {
-            building.remove(&key);
-        }
-        out
+        self.building.run(&(*hashx, kind), f)
     }
 
     /// Whether an answer of `kind` is kept for the script (at whatever status).

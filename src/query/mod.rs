@@ -9,12 +9,14 @@
 //! | `merkle` | transaction and header-checkpoint proofs, with caches |
 //! | `status` | status hashes of long histories, continued rather than recomputed |
 //! | `answers` | serialized answers of long histories, kept while the status holds |
+//! | `single_flight` | one computation per key at a time, the others waiting for what it keeps |
 //!
 //! Most methods read RocksDB and block: call them off the async reactor.
 
 mod answers;
 mod history;
 pub mod merkle;
+mod single_flight;
 mod status;
 
 use std::sync::Arc;

@@ -15,6 +15,7 @@ use lru::LruCache;
 use parking_lot::{Mutex, RwLock};
 
 use super::history::{history_limit_reached, HistoryError};
+use super::single_flight::SingleFlight;
 use crate::mempool::{Mempool, MempoolEntry};
 use crate::store::Store;
 use crate::types::{HashX, TxNum};
@@ -24,7 +25,7 @@ const MIN_KEPT_ENTRIES: usize = 64;
 
 /// The confirmed part of a status, ready to be continued.
 #[derive(Clone)]
-struct Kept {
+struct Hashed {
     /// The store's generation it was read at.
     generation: u64,
     entries: usize,
@@ -32,8 +33,22 @@ struct Kept {
     engine: sha256::HashEngine,
 }
 
+#[derive(Clone)]
+enum Kept {
+    Hashed(Hashed),
+    /// A history refused at `entries` entries with nothing of it kept: it stays at least that
+    /// long while the generation holds, so asking again needs no read (the hottest script of
+    /// a start-up storm was read to its limit, 202k rows, once per subscription).
+    Refused {
+        generation: u64,
+        entries: usize,
+    },
+}
+
 pub(crate) struct StatusCache {
     kept: Mutex<LruCache<HashX, Kept>>,
+    /// One read from scratch per script at a time: the others wait and continue what it kept.
+    computing: SingleFlight<HashX>,
 }
 
 /// A status and the number of entries it covers (what computing it costs).
@@ -45,6 +60,7 @@ impl StatusCache {
             kept: Mutex::new(LruCache::new(
                 NonZeroUsize::new(capacity.max(1)).expect("nonzero"),
             )),
+            computing: SingleFlight::default(),
         }
     }
 
@@ -74,23 +90,64 @@ impl StatusCache {
         // Blocks are committed under the mempool's write lock, which the caller holds off:
         // the generation cannot move while the history is read.
         let generation = store.generation();
-        let kept = self
-            .kept
-            .lock()
-            .get(hashx)
-            .filter(|k| k.generation == generation)
-            .cloned();
+        match self.lookup(hashx, generation, limit)? {
+            Some(hashed) => {
+                self.continue_from(store, mempool, hashx, limit, generation, Some(hashed))
+            }
+            None => self.computing.run(hashx, || {
+                let hashed = self.lookup(hashx, generation, limit)?;
+                self.continue_from(store, mempool, hashx, limit, generation, hashed)
+            }),
+        }
+    }
+
+    /// The kept state to continue from, or the refusal a kept one already implies.
+    fn lookup(
+        &self,
+        hashx: &HashX,
+        generation: u64,
+        limit: usize,
+    ) -> Result<Option<Hashed>, HistoryError> {
+        match self.kept.lock().get(hashx) {
+            Some(Kept::Hashed(h)) if h.generation == generation => Ok(Some(h.clone())),
+            Some(Kept::Refused {
+                generation: g,
+                entries,
+            }) if *g == generation && history_limit_reached(*entries, limit) => {
+                Err(HistoryError::TooLarge)
+            }
+            _ => Ok(None),
+        }
+    }
+
+    /// Hashes the entries after `kept` (all of them without it) and keeps the new state.
+    fn continue_from(
+        &self,
+        store: &Store,
+        mempool: &Mempool,
+        hashx: &HashX,
+        limit: usize,
+        generation: u64,
+        kept: Option<Hashed>,
+    ) -> Result<Status, HistoryError> {
         let (mut entries, mut engine, new) = match kept {
             Some(k) => {
                 let new = store.history_from(hashx, TxNum(k.last.0 + 1))?;
                 (k.entries, k.engine, new)
             }
             // A history that reaches the limit is refused: reading past it would be for nothing.
-            None => (
-                0,
-                sha256::HashEngine::default(),
-                store.history_upto(hashx, limit)?,
-            ),
+            None => {
+                let new = store.history_upto(hashx, limit)?;
+                if history_limit_reached(new.len(), limit) {
+                    let refused = Kept::Refused {
+                        generation,
+                        entries: new.len(),
+                    };
+                    self.kept.lock().put(*hashx, refused);
+                    return Err(HistoryError::TooLarge);
+                }
+                (0, sha256::HashEngine::default(), new)
+            }
         };
         if history_limit_reached(entries + new.len(), limit) {
             return Err(HistoryError::TooLarge);
@@ -105,15 +162,13 @@ impl StatusCache {
         entries += new.len();
         if let Some(last) = new.last() {
             if entries >= MIN_KEPT_ENTRIES {
-                self.kept.lock().put(
-                    *hashx,
-                    Kept {
-                        generation,
-                        entries,
-                        last: *last,
-                        engine: engine.clone(),
-                    },
-                );
+                let hashed = Hashed {
+                    generation,
+                    entries,
+                    last: *last,
+                    engine: engine.clone(),
+                };
+                self.kept.lock().put(*hashx, Kept::Hashed(hashed));
             }
         }
         let unconfirmed = mempool.history(hashx);
@@ -200,7 +255,10 @@ mod tests {
         w.apply(std::slice::from_ref(&b2)).unwrap();
         check("a block appended");
         assert!(cache.kept.lock().len() == 2, "script 2 passed 64 entries");
-        assert_eq!(cache.kept.lock().peek(&scripts[0]).unwrap().entries, 240);
+        assert!(matches!(
+            cache.kept.lock().peek(&scripts[0]),
+            Some(Kept::Hashed(Hashed { entries: 240, .. }))
+        ));
 
         // A reorg: block 2 is replaced by one of another size.
         w.undo_tip().unwrap();
@@ -218,5 +276,52 @@ mod tests {
         assert!(cache
             .status(&store, &mempool, &scripts[0], entries + 1)
             .is_ok());
+    }
+
+    #[test]
+    fn a_refusal_is_remembered_while_the_history_can_only_grow() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path());
+        let mempool = RwLock::new(Mempool::default());
+        let cache = StatusCache::new(10);
+        let script = ScriptHash::of_script(&[1]).hashx();
+        let mut w = Writer::new(store.clone(), 10, 1 << 20);
+        let g = block(BlockHash([0; 32]), 0, 1);
+        let b1 = block(g.hash, 1, 150);
+        let b2 = block(b1.hash, 2, 90);
+        w.apply(&[g, b1, b2]).unwrap();
+        let refused = |limit| {
+            matches!(
+                cache.status(&store, &mempool, &script, limit),
+                Err(HistoryError::TooLarge)
+            )
+        };
+        assert!(refused(200));
+        assert!(matches!(
+            cache.kept.lock().peek(&script),
+            Some(Kept::Refused { entries: 200, .. })
+        ));
+        assert!(
+            refused(200) && refused(100),
+            "at the limit or below: refused"
+        );
+        // A larger limit reads it and keeps its state instead.
+        let full = from_scratch(&store, &mempool, &script);
+        assert_eq!(cache.status(&store, &mempool, &script, 1000).unwrap(), full);
+        assert!(matches!(
+            cache.kept.lock().peek(&script),
+            Some(Kept::Hashed(_))
+        ));
+        assert!(refused(200));
+        // Refused again from scratch, then a reorg makes the history shorter than the limit.
+        cache.kept.lock().clear();
+        assert!(refused(200));
+        w.undo_tip().unwrap();
+        let shorter = from_scratch(&store, &mempool, &script);
+        assert_eq!(shorter.0, 150);
+        assert_eq!(
+            cache.status(&store, &mempool, &script, 200).unwrap(),
+            shorter
+        );
     }
 }
