@@ -8,6 +8,8 @@
 #   FULCRUM=/opt/fulcrum/Fulcrum bench/scale.sh  # Fulcrum too (bench/README.md: building Fulcrum)
 #   MEMORY_LIMIT=2G SIZES=30M ONLY=sextant bench/scale.sh  # each server in a memory cgroup
 #   KEEP_DB=/tmp/keep SIZES=10M ONLY=sextant bench/scale.sh  # keeps /tmp/keep/sextant-db
+#   SEXTANT_BIN=/path/to/sextant SIZES=10M ONLY=sextant bench/scale.sh  # another build (e.g.
+#                                                # with --features heap-profile and MALLOC_CONF)
 #
 # For each size: `scale-chain build --txs SIZE` (bench/scale/, cached in
 # ${SEXTANT_BENCH_DIR:-~/.cache/sextant-bench}/scale-<params-hash>/), the floor (`bench-chain
@@ -174,7 +176,7 @@ for size in $SIZES; do
     COIN=Litecoin NET=regtest DAEMON_URL="$url" PEER_DISCOVERY=off \
       DAEMON_POLL_INTERVAL_BLOCKS=100 COST_SOFT_LIMIT=0 COST_HARD_LIMIT=0 MAX_SEND="$MAX_SEND" \
       SERVICES="tcp://127.0.0.1:$tcp,rpc://127.0.0.1:$rpc" \
-      run_server sextant TERM "$rpc" "$tcp" "caught up with the daemon" -- "$bin/sextant"
+      run_server sextant TERM "$rpc" "$tcp" "caught up with the daemon" -- "${SEXTANT_BIN:-$bin/sextant}"
     stop_daemon
   fi
 
