@@ -5,12 +5,13 @@
 //! created never touches the database at all.
 
 use std::collections::HashMap;
+use std::mem::take;
 use std::sync::Arc;
 
 use crate::coin::ParsedBlock;
 use crate::index::prefetch::Found;
 use crate::index::undo::UndoRecord;
-use crate::store::{utxo_order, Spend, Store, StoredUtxo, Tip};
+use crate::store::{utxo_order, Batch, Spend, Store, StoredUtxo, Tip};
 use crate::types::{BlockHash, HashX, Height, OutPoint, TxNum, Txid};
 
 /// Estimated bytes of memory per pending output (key, value and hash-map overhead).
@@ -91,6 +92,65 @@ impl Pending {
             + self.utxos.len() * 80
             + self.spent.len() * 40
             + self.spenders.len() * 40
+    }
+
+    /// Puts every row into `batch`, each kind freed as soon as it is in: the staged rows and
+    /// the batch they become were both held until the write, and then beside the memtables
+    /// the write fills (a heap profile of a 10M sync: 180 MB staged beside a 134 MB batch).
+    fn write_into(mut self, batch: &mut Batch<'_>) {
+        for ((height, header), count) in take(&mut self.headers).into_iter().zip(&self.counts) {
+            batch.put_block(height, &header, *count);
+        }
+        for (txnum, txid) in take(&mut self.txids) {
+            batch.put_txid(txnum, &txid);
+        }
+        for (height, record) in take(&mut self.undo) {
+            batch.put_undo(height, &record);
+        }
+        for height in take(&mut self.undo_deletes) {
+            batch.delete_undo(height);
+        }
+        let mut keva = take(&mut self.keva);
+        keva.sort_unstable();
+        for (key, value) in keva {
+            batch.put_keva(&key, &value);
+        }
+        // Rows in key order per column family: RocksDB's skiplist memtable then inserts each
+        // row next to the previous one instead of searching from the top.
+        let mut history = take(&mut self.history);
+        history.sort_unstable();
+        for (hashx, txnum) in history {
+            batch.put_history(&hashx, txnum);
+        }
+        let okey = |(op, u): &(OutPoint, StoredUtxo)| (utxo_order(op), u.txnum);
+        let skey = |(op, u): &(OutPoint, StoredUtxo)| (u.hashx, u.txnum, op.vout);
+        // Collected from the map by value, so that its table is freed here too.
+        let mut puts: Vec<(OutPoint, StoredUtxo)> = take(&mut self.utxos).into_iter().collect();
+        puts.sort_unstable_by_key(okey);
+        for (op, u) in &puts {
+            batch.put_utxo_outpoint(op, u);
+        }
+        puts.sort_unstable_by_key(skey);
+        for (op, u) in puts {
+            batch.put_utxo_script(&op, &u);
+        }
+        let mut spent = take(&mut self.spent);
+        spent.sort_unstable_by_key(okey);
+        for (op, u) in &spent {
+            batch.delete_utxo_outpoint(op, u);
+        }
+        spent.sort_unstable_by_key(skey);
+        for (op, u) in spent {
+            batch.delete_utxo_script(&op, &u);
+        }
+        let mut spenders = take(&mut self.spenders);
+        spenders.sort_unstable_by_key(|(op, s)| {
+            let prefix: [u8; 4] = op.txid.0[..4].try_into().expect("4 bytes");
+            (prefix, op.vout, s.funding)
+        });
+        for (op, spend) in spenders {
+            batch.put_spender(&op, spend);
+        }
     }
 }
 
@@ -406,66 +466,20 @@ impl Writer {
     }
 
     fn commit_pending(&mut self) -> Result<(), WriteError> {
-        let Some(mut p) = self.pending.take() else {
+        let Some(p) = self.pending.take() else {
             return Ok(());
         };
         if p.is_empty() {
             return Ok(());
         }
+        let first_height = p.first_height;
+        let counts = p.counts.clone();
         // Sized up front: a batch grown by doubling copies itself again and again.
         let mut batch = self.store.batch_with_capacity(p.write_size());
-        for ((height, header), count) in p.headers.iter().zip(&p.counts) {
-            batch.put_block(*height, header, *count);
-        }
-        for (txnum, txid) in &p.txids {
-            batch.put_txid(*txnum, txid);
-        }
-        for (height, record) in &p.undo {
-            batch.put_undo(*height, record);
-        }
-        for height in &p.undo_deletes {
-            batch.delete_undo(*height);
-        }
-        p.keva.sort_unstable();
-        for (key, value) in &p.keva {
-            batch.put_keva(key, value);
-        }
-        // Rows in key order per column family: RocksDB's skiplist memtable then inserts each
-        // row next to the previous one instead of searching from the top.
-        p.history.sort_unstable();
-        for (hashx, txnum) in &p.history {
-            batch.put_history(hashx, *txnum);
-        }
-        let mut puts: Vec<(OutPoint, StoredUtxo)> = p.utxos.drain().collect();
-        let okey = |(op, u): &(OutPoint, StoredUtxo)| (utxo_order(op), u.txnum);
-        let skey = |(op, u): &(OutPoint, StoredUtxo)| (u.hashx, u.txnum, op.vout);
-        puts.sort_unstable_by_key(okey);
-        for (op, u) in &puts {
-            batch.put_utxo_outpoint(op, u);
-        }
-        puts.sort_unstable_by_key(skey);
-        for (op, u) in &puts {
-            batch.put_utxo_script(op, u);
-        }
-        p.spent.sort_unstable_by_key(okey);
-        for (op, u) in &p.spent {
-            batch.delete_utxo_outpoint(op, u);
-        }
-        p.spent.sort_unstable_by_key(skey);
-        for (op, u) in &p.spent {
-            batch.delete_utxo_script(op, u);
-        }
-        p.spenders.sort_unstable_by_key(|(op, s)| {
-            let prefix: [u8; 4] = op.txid.0[..4].try_into().expect("4 bytes");
-            (prefix, op.vout, s.funding)
-        });
-        for (op, spend) in &p.spenders {
-            batch.put_spender(op, *spend);
-        }
-        self.store
-            .commit(batch, self.tip, p.first_height, &p.counts)?;
+        p.write_into(&mut batch);
+        self.store.commit(batch, self.tip, first_height, &counts)?;
         if let Some(t) = self.tip {
-            tracing::debug!("committed blocks {}..={}", p.first_height, t.height);
+            tracing::debug!("committed blocks {}..={}", first_height, t.height);
         }
         Ok(())
     }
