@@ -373,8 +373,8 @@ struct Incoming<'a> {
 /// picks transactions to fetch).
 const HEAD: usize = 64;
 
-/// A result as a value.
-fn head(raw: &RawValue) -> Value {
+/// A short reply's result (or a notification's params) as a value.
+fn value_of(raw: &RawValue) -> Value {
     serde_json::from_str(raw.get()).unwrap_or(Value::Null)
 }
 
@@ -542,14 +542,14 @@ impl Conn {
             if let Some(id) = msg.id.as_ref().and_then(Value::as_u64) {
                 let reply = match msg.error {
                     Some(e) if e.get() != "null" => Err(e.get().to_string()),
-                    _ => Ok(msg.result.map_or(Value::Null, head)),
+                    _ => Ok(msg.result.map_or(Value::Null, value_of)),
                 };
                 return Ok(Ok((id, reply)));
             }
             let v = Value::Object(
                 [
                     ("method", msg.method.map(Value::from)),
-                    ("params", msg.params.map(head)),
+                    ("params", msg.params.map(value_of)),
                 ]
                 .into_iter()
                 .filter_map(|(k, v)| Some((k.to_string(), v?)))
