@@ -1,7 +1,6 @@
 //! The indexer: initial sync from genesis, following the tip, and reorgs.
 
 pub mod fetch;
-mod merge_timing;
 pub mod notarized;
 pub(crate) mod prefetch;
 mod progress;
@@ -22,7 +21,7 @@ use tracing::{info, warn};
 use crate::coin::Coin;
 use crate::daemon::Daemon;
 use crate::mempool::Mempool;
-use crate::store::{Merge, Mode, Store, StoreError, Tip};
+use crate::store::{Mode, Store, StoreError, Tip};
 use crate::types::{HashX, Height, OutPoint, Txid};
 use progress::{format_duration, Progress, SizeHint};
 use writer::{WriteError, Writer};
@@ -468,11 +467,7 @@ impl Indexer {
             }
             if last_log.elapsed() >= PROGRESS_EVERY {
                 last_log = Instant::now();
-                if let Some(eta) = self.log_progress(&mut progress, daemon_height) {
-                    if bulk {
-                        self.merge_history_in_time(eta);
-                    }
-                }
+                self.log_progress(&mut progress, daemon_height);
             }
         };
         if bulk {
@@ -525,16 +520,15 @@ impl Indexer {
         }
     }
 
-    /// Logs how far the sync is and where memory goes; returns the seconds it expects to
-    /// take still.
-    fn log_progress(&self, progress: &mut Progress, target: Height) -> Option<f64> {
+    /// Logs how far the sync is and where memory goes.
+    fn log_progress(&self, progress: &mut Progress, target: Height) {
         // The writer's tip: the initial sync commits only every few hundred thousand
         // transactions.
         let (tip, staged) = {
             let writer = self.writer.lock().unwrap();
             (writer.tip(), writer.staged_bytes())
         };
-        let tip = tip?;
+        let Some(tip) = tip else { return };
         let [height, txs] = self.coin.tx_count_hint;
         let hint = SizeHint {
             height,
@@ -562,29 +556,6 @@ impl Indexer {
             mb(mem.write_buffers),
             mb(staged as u64),
         );
-        estimate.eta
-    }
-
-    /// Starts merging the load's history rows when the load expects to end about when the
-    /// merge would (see [`merge_timing`]): earlier, what the load writes after it is compacted
-    /// level by level (more CPU); later, the first blocks after "caught up" read a level 0
-    /// still full of files.
-    fn merge_history_in_time(&self, eta: f64) {
-        let due =
-            merge_timing::merge_due(self.store.history_bytes(), eta, self.store.trial_merge());
-        let Some((merge, secs)) = due else {
-            return;
-        };
-        // Only the first blocks after the load are slower without it: no reason to stop.
-        match self.store.merge_history(merge) {
-            Ok(true) if merge == Merge::Final => info!(
-                "the sync should end in {}: merging its history rows now (about {})",
-                format_duration(eta),
-                format_duration(secs)
-            ),
-            Ok(_) => {}
-            Err(e) => warn!("could not start merging the history rows: {e}"),
-        }
     }
 
     /// Finds where the daemon's chain forks from ours and rolls our blocks back to it.

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use crate::coin::ParsedBlock;
 use crate::index::prefetch::Found;
 use crate::index::undo::UndoRecord;
-use crate::store::{utxo_order, Batch, Spend, Store, StoredUtxo, Tip};
+use crate::store::{utxo_order, Batch, Mode, Spend, Store, StoredUtxo, Tip};
 use crate::types::{BlockHash, HashX, Height, OutPoint, TxNum, Txid};
 
 /// Estimated bytes of memory per pending output (key, value and hash-map overhead).
@@ -83,12 +83,13 @@ impl Pending {
         self.counts.is_empty()
     }
 
-    /// Approximate bytes of the write batch these rows make (keys, values and per-row framing).
-    fn write_size(&self) -> usize {
+    /// Approximate bytes of the write batch these rows make (keys, values and per-row framing);
+    /// a bulk load's history rows are not in it.
+    fn write_size(&self, bulk: bool) -> usize {
         self.blob_bytes
             + self.headers.len() * 40
             + self.txids.len() * 48
-            + self.history.len() * 24
+            + if bulk { 0 } else { self.history.len() * 24 }
             + self.utxos.len() * 80
             + self.spent.len() * 40
             + self.spenders.len() * 40
@@ -119,9 +120,7 @@ impl Pending {
         // row next to the previous one instead of searching from the top.
         let mut history = take(&mut self.history);
         history.sort_unstable();
-        for (hashx, txnum) in history {
-            batch.put_history(&hashx, txnum);
-        }
+        batch.put_history_rows(history);
         let okey = |(op, u): &(OutPoint, StoredUtxo)| (utxo_order(op), u.txnum);
         let skey = |(op, u): &(OutPoint, StoredUtxo)| (u.hashx, u.txnum, op.vout);
         // Collected from the map by value, so that its table is freed here too.
@@ -475,7 +474,8 @@ impl Writer {
         let first_height = p.first_height;
         let counts = p.counts.clone();
         // Sized up front: a batch grown by doubling copies itself again and again.
-        let mut batch = self.store.batch_with_capacity(p.write_size());
+        let bulk = self.store.mode() == Mode::Bulk;
+        let mut batch = self.store.batch_with_capacity(p.write_size(bulk));
         p.write_into(&mut batch);
         self.store.commit(batch, self.tip, first_height, &counts)?;
         if let Some(t) = self.tip {

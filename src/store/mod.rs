@@ -6,7 +6,7 @@
 //! | `headers` | height | raw header |
 //! | `txcounts` | height | cumulative tx count after the block (u64 BE) |
 //! | `txids` | – | empty since schema 5: transaction ids are in a file (`txid_file`) |
-//! | `history` | hashX ‖ tx num | – (a script's history is one prefix scan, in chain order) |
+//! | `history` | hashX ‖ tx num | – (a script's history is one prefix scan, in chain order; a bulk load's rows wait in a file until it ends: `history_runs`) |
 //! | `utxo` | txid\[..4\] ‖ vout ‖ tx num | hashX ‖ value (who owns an outpoint) |
 //! | `scriptutxo` | hashX ‖ tx num ‖ vout | value (a script's unspent outputs) |
 //! | `spender` | txid\[..4\] ‖ vout ‖ tx num | spending tx num (see the `spender` module) |
@@ -33,6 +33,7 @@ use rocksdb::{
     WriteBufferManager, WriteOptions, DB,
 };
 
+use self::history_runs::HistoryRuns;
 use self::txid_file::TxidFile;
 use crate::coin::{Chain, Coin};
 use crate::types::{BlockHash, HashX, Height, OutPoint, TxNum, Txid};
@@ -49,6 +50,13 @@ const CF_TXCOUNTS: &str = "txcounts";
 const CF_TXIDS: &str = "txids";
 /// The file of transaction ids by number, in the database's directory.
 const TXID_FILE: &str = "txids.bin";
+/// A bulk load's history rows until they are ingested (see `history_runs`).
+const HISTORY_RUNS_FILE: &str = "history-runs.bin";
+/// Where the tables of history built from those runs are written before they are ingested.
+const INGEST_DIR: &str = "ingest";
+/// Rows of history sorted and written as one table when runs are ingested: 64 MB of keys per
+/// thread at a time.
+const INGEST_CHUNK_ROWS: u64 = 4 << 20;
 const CF_HISTORY: &str = "history";
 const CF_UTXO: &str = "utxo";
 const CF_SCRIPTUTXO: &str = "scriptutxo";
@@ -74,6 +82,8 @@ const ALL_CFS: &[&str] = &[
 const KEY_SCHEMA: &[u8] = b"schema";
 const KEY_COIN: &[u8] = b"coin";
 const KEY_TIP: &[u8] = b"tip";
+/// Bytes of the history runs file the index has committed (absent: none).
+const KEY_HISTORY_RUNS: &[u8] = b"history-runs";
 /// Present from the moment a bulk load's compaction is decided until it has run to the end, so
 /// that a start after a shutdown (or a crash) in between compacts again.
 const KEY_COMPACTION_PENDING: &[u8] = b"compaction-pending";
@@ -120,6 +130,14 @@ pub enum StoreError {
     Migration { from: u32, to: u32, detail: String },
     #[error("the transaction ids file {path}: {source}; check the disk and its free space")]
     TxidFile {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error(
+        "the history runs file {path}: {source}; check the disk and its free space (if the \
+         file is damaged, delete DB_DIRECTORY to reindex)"
+    )]
+    RunsFile {
         path: String,
         source: std::io::Error,
     },
@@ -200,14 +218,12 @@ pub struct Store {
     bulk_flush: Mutex<(Instant, Duration)>,
     /// The compaction after a bulk load, running beside serving (see [`Store::compact_later`]).
     compaction: Mutex<Option<std::thread::JoinHandle<()>>>,
-    /// The merge of the load's history rows before it ends (see [`Store::merge_history`]).
-    merge: Mutex<Option<std::thread::JoinHandle<()>>>,
-    /// Set when the final merge starts: the compaction after the load leaves history to it.
-    merge_started: AtomicBool,
-    /// Set when the trial merge starts (see [`Merge::Trial`]).
-    trial_started: AtomicBool,
-    /// What the trial merge took, once it is done.
-    trial_merge: Mutex<Option<TrialMerge>>,
+    /// The history rows of a bulk load, out of RocksDB until it ends (see `history_runs`).
+    history_runs: Mutex<HistoryRuns>,
+    /// Whether `history_runs` holds rows: history is read only once they are ingested.
+    runs_pending: AtomicBool,
+    /// The database's directory, where the ingested history tables are written first.
+    path: std::path::PathBuf,
     /// Set at shutdown: the compaction stops before its next call.
     stopping: AtomicBool,
     /// RocksDB's background work was stopped ([`Store::stop_background_work`]).
@@ -347,41 +363,16 @@ fn max_open_tables(file_limit: Option<u64>) -> i32 {
 }
 
 /// Whether a column family's compactions wait for the end of a bulk load. Rows written once and
-/// never read by the load itself (spenders, history) gain nothing from being merged level by
-/// level while it runs: each byte would be rewritten at every level, beside the UTXO lookups
-/// that need the two cores. Left in level 0, they are merged once, straight into the last level
-/// (17% less CPU for the sync of the 30M scale chain, bench/README.md). RocksDB does not stall
-/// writes on the level-0 file count of a family without automatic compactions.
-///
-/// Spenders wait for the compaction after the load ([`Store::compact_later`]). History is
-/// merged before the load ends ([`Store::merge_history`]): a new block's notifications read the
-/// history of every script it touches, and with the load's hundreds of level-0 files still
-/// waiting, a 4,000-transaction block's notifications took 1.1 s instead of 0.2 s on the 30M
-/// scale chain.
+/// never read by the load itself gain nothing from being merged level by level while it runs:
+/// each byte would be rewritten at every level, beside the UTXO lookups that need the two
+/// cores. Left in level 0, they are merged once, straight into the last level, by the
+/// compaction after the load ([`Store::compact_later`]; 17% less CPU for the sync of the 30M
+/// scale chain, bench/README.md). RocksDB does not stall writes on the level-0 file count of a
+/// family without automatic compactions. History, written once too, does not go through
+/// RocksDB during a load at all (see `history_runs`): a new block's notifications read it,
+/// so it must be compacted when the load ends, not some minutes later.
 fn compaction_deferred(name: &str, mode: Mode) -> bool {
-    mode == Mode::Bulk && matches!(name, CF_SPENDER | CF_HISTORY)
-}
-
-/// Which merge of a bulk load's history rows [`Store::merge_history`] starts.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Merge {
-    /// A small one early in the load, to time merging on the machine at hand
-    /// ([`Store::trial_merge`]): the same load took 44 s to merge 629 MB on one machine and
-    /// half that on another. What the load writes next stays in level 0.
-    Trial,
-    /// The one timed to end with the load; history is compacted as usual after it.
-    Final,
-}
-
-/// What the trial merge of history took.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub(crate) struct TrialMerge {
-    /// Bytes of history tables it read.
-    pub bytes: u64,
-    /// Seconds from its start to its end, waiting for a compaction slot included.
-    pub secs: f64,
-    /// CPU seconds RocksDB says it took; None where it did not say.
-    pub cpu_secs: Option<f64>,
+    mode == Mode::Bulk && name == CF_SPENDER
 }
 
 /// Bytes RocksDB holds in memory, as it reports them.
@@ -465,6 +456,23 @@ impl Store {
             path: txid_path.display().to_string(),
             source,
         })?;
+        let committed = match db.get_cf(db.cf_handle(CF_META).expect("opened"), KEY_HISTORY_RUNS)? {
+            None => 0,
+            Some(v) => u64::from_be_bytes(
+                v.as_slice()
+                    .try_into()
+                    .map_err(|_| StoreError::Corrupt("bad history runs length".into()))?,
+            ),
+        };
+        let runs_path = path.join(HISTORY_RUNS_FILE);
+        let history_runs =
+            HistoryRuns::open(&runs_path, committed).map_err(|source| StoreError::RunsFile {
+                path: runs_path.display().to_string(),
+                source,
+            })?;
+        let runs_pending = !history_runs.is_empty();
+        // Tables of an ingest that a stop interrupted: the runs they came from are still here.
+        let _ = std::fs::remove_dir_all(path.join(INGEST_DIR));
         let store = Store {
             db,
             txid_file,
@@ -475,10 +483,9 @@ impl Store {
             bulk: AtomicBool::new(mode == Mode::Bulk),
             bulk_flush: Mutex::new((Instant::now(), Duration::from_secs(30))),
             compaction: Mutex::new(None),
-            merge: Mutex::new(None),
-            merge_started: AtomicBool::new(false),
-            trial_started: AtomicBool::new(false),
-            trial_merge: Mutex::new(None),
+            history_runs: Mutex::new(history_runs),
+            runs_pending: AtomicBool::new(runs_pending),
+            path: path.to_path_buf(),
             generation: AtomicU64::new(0),
             stopping: AtomicBool::new(false),
             cancelled: AtomicBool::new(false),
@@ -672,6 +679,129 @@ impl Store {
             .collect()
     }
 
+    fn runs_error(&self, source: std::io::Error) -> StoreError {
+        StoreError::RunsFile {
+            path: self.path.join(HISTORY_RUNS_FILE).display().to_string(),
+            source,
+        }
+    }
+
+    /// Moves a bulk load's history runs into RocksDB: each key range of every run is sorted and
+    /// written as a table in the last level's compression, on a thread per core, and the tables
+    /// are ingested together (atomically). History in a fresh database then sits in the last
+    /// level, compacted, the moment the load ends. The runs are forgotten once the index
+    /// records it; a stop in between leaves them to be ingested again, and rows ingested twice
+    /// are the same keys, merged by a later compaction.
+    pub(crate) fn ingest_history_runs(&self) -> Result<(), StoreError> {
+        let mut runs = self.history_runs.lock();
+        if runs.is_empty() {
+            return Ok(());
+        }
+        let started = Instant::now();
+        // The memtables' last rows first: their memory is not needed beside the tables'.
+        self.flush()?;
+        let flushed = started.elapsed().as_secs_f64();
+        let dir = self.path.join(INGEST_DIR);
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).map_err(|e| self.runs_error(e))?;
+        let (files, threads) = self.history_tables(&runs, &dir)?;
+        let table_bytes: u64 = files
+            .iter()
+            .filter_map(|f| std::fs::metadata(f).ok())
+            .map(|m| m.len())
+            .sum();
+        let built = started.elapsed().as_secs_f64();
+        if !files.is_empty() {
+            let mut ingest = rocksdb::IngestExternalFileOptions::default();
+            ingest.set_move_files(true);
+            self.db
+                .ingest_external_file_cf_opts(self.cf(CF_HISTORY), &ingest, files)?;
+        }
+        // Forgotten only once that is durable: with the WAL (a bulk load's batches skip it)
+        // and flushed, as a machine crash may lose what only the WAL has.
+        self.db.delete_cf(self.cf(CF_META), KEY_HISTORY_RUNS)?;
+        self.flush()?;
+        let (count, rows) = (runs.runs(), runs.rows());
+        runs.clear().map_err(|e| self.runs_error(e))?;
+        self.runs_pending.store(false, Ordering::Release);
+        let _ = std::fs::remove_dir_all(&dir);
+        tracing::info!(
+            "history: {rows} rows of {count} runs sorted into {:.0} MB of tables in {:.1}s on \
+             {threads} threads and ingested in {:.1}s in all (the index flushed first in {:.1}s)",
+            table_bytes as f64 / 1e6,
+            built - flushed,
+            started.elapsed().as_secs_f64(),
+            flushed
+        );
+        Ok(())
+    }
+
+    /// Writes each key range of `runs` as a table in `dir`, on a thread per core (up to four);
+    /// returns the tables in key order and the threads used.
+    fn history_tables(
+        &self,
+        runs: &HistoryRuns,
+        dir: &Path,
+    ) -> Result<(Vec<std::path::PathBuf>, usize), StoreError> {
+        let chunks = runs.chunks(INGEST_CHUNK_ROWS);
+        let threads = std::thread::available_parallelism()
+            .map_or(2, |n| n.get())
+            .clamp(1, 4)
+            .min(chunks.len());
+        // The family's own table options, so that its filters and prefix extractor apply to
+        // the ingested tables; written as the last level is.
+        let mut opts = cf_options(CF_HISTORY, &Cache::new_lru_cache(1 << 20), Mode::Follow);
+        let (zstd, _) = last_level_compression(CF_HISTORY, Mode::Follow);
+        opts.set_compression_type(zstd);
+        opts.set_bottommost_compression_type(zstd);
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        let build = || -> Result<Vec<(usize, std::path::PathBuf)>, StoreError> {
+            let mut written = Vec::new();
+            let mut rows = Vec::new();
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some(buckets) = chunks.get(i) else {
+                    return Ok(written);
+                };
+                runs.read_sorted(buckets.clone(), &mut rows)
+                    .map_err(|e| self.runs_error(e))?;
+                if rows.is_empty() {
+                    continue;
+                }
+                let file = dir.join(format!("history-{i:05}.sst"));
+                let mut writer = rocksdb::SstFileWriter::create(&opts);
+                writer.open(&file)?;
+                for row in &rows {
+                    writer.put(row.to_be_bytes(), [])?;
+                }
+                writer.finish()?;
+                written.push((i, file));
+            }
+        };
+        let results: Vec<_> = std::thread::scope(|scope| {
+            let workers: Vec<_> = (0..threads).map(|_| scope.spawn(&build)).collect();
+            workers
+                .into_iter()
+                .map(|w| w.join().expect("a history table thread panicked"))
+                .collect()
+        });
+        let mut files = Vec::new();
+        for r in results {
+            files.extend(r?);
+        }
+        files.sort();
+        Ok((files.into_iter().map(|(_, f)| f).collect(), threads))
+    }
+
+    /// History is read only once a bulk load's runs are in RocksDB; nothing reads it during a
+    /// load, so this ingests only for a reader that comes first (a test, the admin tool).
+    fn settle_history(&self) -> Result<(), StoreError> {
+        if self.runs_pending.load(Ordering::Acquire) {
+            self.ingest_history_runs()?;
+        }
+        Ok(())
+    }
+
     fn txid_error(&self, source: std::io::Error) -> StoreError {
         StoreError::TxidFile {
             path: self.txid_file.path().display().to_string(),
@@ -716,6 +846,7 @@ impl Store {
         hashx: &HashX,
         limit: usize,
     ) -> Result<Vec<TxNum>, StoreError> {
+        self.settle_history()?;
         let tx_count = self.tx_count();
         let mut out = Vec::new();
         self.scan_prefix(CF_HISTORY, &hashx.0, |k, _| {
@@ -736,6 +867,7 @@ impl Store {
         hashx: &HashX,
         from: TxNum,
     ) -> Result<Vec<TxNum>, StoreError> {
+        self.settle_history()?;
         let tx_count = self.tx_count();
         let mut out = Vec::new();
         let mut ro = rocksdb::ReadOptions::default();
@@ -949,6 +1081,8 @@ impl Store {
             store: self,
             wb: WriteBatch::default(),
             txids: Vec::new(),
+            history_run: Vec::new(),
+            deletes_history: false,
         }
     }
 
@@ -958,6 +1092,8 @@ impl Store {
             store: self,
             wb: WriteBatch::with_capacity_bytes(bytes),
             txids: Vec::with_capacity(bytes / 512),
+            history_run: Vec::new(),
+            deletes_history: false,
         }
     }
 
@@ -975,11 +1111,31 @@ impl Store {
             Some(t) => batch.wb.put_cf(meta, KEY_TIP, t.encode()),
             None => batch.wb.delete_cf(meta, KEY_TIP),
         }
+        if batch.deletes_history {
+            // A row still in a run would come back when the runs are ingested, after this.
+            self.ingest_history_runs()?;
+        }
         self.write_txids(&batch.txids)?;
+        // Held until the run counts, so that an ingest in between cannot miss it.
+        let mut runs = self.history_runs.lock();
+        let mut run = None;
+        if !batch.history_run.is_empty() {
+            let (written, end) = runs
+                .write(&batch.history_run)
+                .map_err(|e| self.runs_error(e))?;
+            batch.wb.put_cf(meta, KEY_HISTORY_RUNS, end.to_be_bytes());
+            run = Some(written);
+            batch.history_run = Vec::new();
+        }
         let bulk = self.bulk.load(Ordering::Relaxed);
         let mut wo = WriteOptions::default();
         wo.disable_wal(bulk);
         self.db.write_opt(batch.wb, &wo)?;
+        if let Some(run) = run {
+            runs.push(run);
+            self.runs_pending.store(true, Ordering::Release);
+        }
+        drop(runs);
         if bulk {
             let (last, every) = *self.bulk_flush.lock();
             if last.elapsed() >= every {
@@ -1059,12 +1215,7 @@ impl Store {
     /// restart has little WAL to replay.
     pub fn set_mode(&self, mode: Mode) -> Result<(), StoreError> {
         if mode == Mode::Follow {
-            // The merge of history sets history's triggers for the load when it ends. Its
-            // handle stays where a shutdown finds it.
-            let merging = || self.merge.lock().as_ref().is_some_and(|h| !h.is_finished());
-            while merging() {
-                std::thread::sleep(Duration::from_millis(20));
-            }
+            self.ingest_history_runs()?;
         }
         self.flush()?;
         let l0 = match mode {
@@ -1119,13 +1270,11 @@ impl Store {
         recompress.set_exclusive_manual_compaction(false);
         recompress
             .set_bottommost_level_compaction(rocksdb::BottommostLevelCompaction::ForceOptimized);
-        // History merged before the load ended is the merge's to finish (see `compact_later`).
-        let merged_early = self.merge_started.load(Ordering::Relaxed);
-        for name in ALL_CFS
-            .iter()
-            .filter(|name| !(merged_early && **name == CF_HISTORY))
-        {
-            let zstd = last_level_compression(name, Mode::Follow).0 == DBCompressionType::Zstd;
+        for name in ALL_CFS {
+            // The load's history was ingested into the last level in its final compression:
+            // rewriting it would gain nothing.
+            let zstd = last_level_compression(name, Mode::Follow).0 == DBCompressionType::Zstd
+                && *name != CF_HISTORY;
             let opts = if zstd { &recompress } else { &opts };
             // Keys that start with a hash spread evenly over their first two bytes. A deferred
             // family's level-0 files each span every key: any slice would merge them all, and
@@ -1158,6 +1307,7 @@ impl Store {
     /// a thread of its own; level 0 keeps the bulk load's triggers until that is done, or new
     /// blocks would wait for it. At the size of a mainnet chain the compaction takes minutes.
     pub fn compact_later(self: &Arc<Self>) -> Result<(), StoreError> {
+        self.ingest_history_runs()?;
         self.db
             .put_cf(self.cf(CF_META), KEY_COMPACTION_PENDING, [])?;
         self.flush()?;
@@ -1170,10 +1320,7 @@ impl Store {
                 let started = Instant::now();
                 tracing::info!("compacting the database beside serving");
                 let compacted = store.compact();
-                // A merge of history still running (the load ended sooner than it expected).
-                let merge = store.merge.lock().take();
-                let merged = merge.is_none_or(|h| h.join().is_ok());
-                if !compacted || !merged || store.stopping.load(Ordering::Relaxed) {
+                if !compacted || store.stopping.load(Ordering::Relaxed) {
                     tracing::info!("compaction stopped for shutdown; the next start redoes it");
                     return;
                 }
@@ -1204,142 +1351,6 @@ impl Store {
         Ok(())
     }
 
-    /// Bytes of history tables: what [`Store::merge_history`] reads.
-    pub(crate) fn history_bytes(&self) -> u64 {
-        self.int_property(CF_HISTORY, "rocksdb.total-sst-files-size")
-            .unwrap_or(0)
-    }
-
-    /// Merges the history rows of a bulk load, left in level 0 (see [`compaction_deferred`]),
-    /// into the last level on a thread of its own, while the load goes on: timed to end with
-    /// the load ([`Merge::Final`]), it leaves a new block's notifications little to read. The
-    /// merge writes the last level's final compression, so the compaction after the load leaves
-    /// history alone. Once merged, history is compacted automatically again, for what the load
-    /// writes after. Returns false when that merge had already started, another is running,
-    /// or the load is over.
-    pub(crate) fn merge_history(self: &Arc<Self>, kind: Merge) -> Result<bool, StoreError> {
-        let started = match kind {
-            Merge::Trial => &self.trial_started,
-            Merge::Final => &self.merge_started,
-        };
-        // Held until the new handle is in place, so that a shutdown meanwhile finds the thread.
-        let mut slot = self.merge.lock();
-        if self.mode() != Mode::Bulk
-            || slot.as_ref().is_some_and(|h| !h.is_finished())
-            || started.swap(true, Ordering::Relaxed)
-        {
-            return Ok(false);
-        }
-        match self.start_merge(kind) {
-            Ok(handle) => {
-                *slot = Some(handle);
-                Ok(true)
-            }
-            Err(e) => {
-                // The compaction after the load does it instead.
-                started.store(false, Ordering::Relaxed);
-                Err(e)
-            }
-        }
-    }
-
-    /// What the trial merge took on this machine; None until it is done.
-    pub(crate) fn trial_merge(&self) -> Option<TrialMerge> {
-        *self.trial_merge.lock()
-    }
-
-    /// CPU seconds of history's compactions since the database was opened, as RocksDB says.
-    fn history_compaction_cpu_secs(&self) -> Option<f64> {
-        let stats = self
-            .db
-            .property_value_cf(self.cf(CF_HISTORY), "rocksdb.cfstats-no-file-histogram")
-            .ok()??;
-        Some(compaction_stats::parse(&stats)?.cpu_secs)
-    }
-
-    fn start_merge(
-        self: &Arc<Self>,
-        kind: Merge,
-    ) -> Result<std::thread::JoinHandle<()>, StoreError> {
-        let (_, zstd) = last_level_compression(CF_HISTORY, Mode::Follow);
-        self.db
-            .set_options_cf(self.cf(CF_HISTORY), &[("bottommost_compression", zstd)])?;
-        let store = self.clone();
-        std::thread::Builder::new()
-            .name("history-merge".into())
-            .spawn(move || {
-                let started = Instant::now();
-                let bytes = store.history_bytes();
-                let cpu_before = store.history_compaction_cpu_secs();
-                let what = match kind {
-                    Merge::Trial => "to time merging",
-                    Merge::Final => "beside the load",
-                };
-                tracing::info!(
-                    "merging {:.0} MB of history rows {what}",
-                    bytes as f64 / 1e6
-                );
-                let mut opts = rocksdb::CompactOptions::default();
-                opts.set_exclusive_manual_compaction(false);
-                opts.set_bottommost_level_compaction(
-                    rocksdb::BottommostLevelCompaction::ForceOptimized,
-                );
-                let history = store.cf(CF_HISTORY);
-                store
-                    .db
-                    .compact_range_cf_opt(history, None::<&[u8]>, None::<&[u8]>, &opts);
-                if store.stopping.load(Ordering::Relaxed) {
-                    return;
-                }
-                let secs = started.elapsed().as_secs_f64();
-                if kind == Merge::Trial {
-                    // Before the first compaction RocksDB prints no row to read: none yet.
-                    let cpu_secs = store
-                        .history_compaction_cpu_secs()
-                        .map(|after| after - cpu_before.unwrap_or(0.0))
-                        .filter(|cpu| *cpu > 0.0);
-                    *store.trial_merge.lock() = Some(TrialMerge {
-                        bytes,
-                        secs,
-                        cpu_secs,
-                    });
-                    let cpu =
-                        cpu_secs.map_or("CPU time unknown".into(), |c| format!("{c:.1} CPU-s"));
-                    tracing::info!(
-                        "history merged in {secs:.1}s ({cpu}): {:.1} MB/s beside the load",
-                        bytes as f64 / 1e6 / secs.max(1e-3)
-                    );
-                    return;
-                }
-                // The files flushed during the merge must not stall the load's writes as soon
-                // as level 0 is counted again.
-                let l0 = store
-                    .int_property(CF_HISTORY, "rocksdb.num-files-at-level0")
-                    .unwrap_or(0) as i32;
-                let slowdown = (l0 + L0_BULK[0]).max(L0_BULK[1]).to_string();
-                let stop = (l0 + L0_BULK[0] * 2).max(L0_BULK[2]).to_string();
-                let resumed = store.db.set_options_cf(
-                    history,
-                    &[
-                        ("level0_slowdown_writes_trigger", &slowdown),
-                        ("level0_stop_writes_trigger", &stop),
-                        ("disable_auto_compactions", "false"),
-                    ],
-                );
-                match resumed {
-                    Ok(()) => tracing::info!(
-                        "history merged in {secs:.1}s ({:.0} MB read at {:.1} MB/s, {:.0} MB \
-                         now; {l0} files flushed meanwhile)",
-                        bytes as f64 / 1e6,
-                        bytes as f64 / 1e6 / secs.max(1e-3),
-                        store.history_bytes() as f64 / 1e6
-                    ),
-                    Err(e) => tracing::warn!("after merging history: {e}"),
-                }
-            })
-            .map_err(|e| StoreError::Background(e.to_string()))
-    }
-
     /// Whether a bulk load's compaction was started and has not finished, in this run or an
     /// earlier one.
     pub fn compaction_pending(&self) -> Result<bool, StoreError> {
@@ -1360,9 +1371,10 @@ impl Store {
 
     /// Whether the last bulk load is still being compacted.
     pub fn compacting(&self) -> bool {
-        [&self.compaction, &self.merge]
-            .iter()
-            .any(|t| t.lock().as_ref().is_some_and(|h| !h.is_finished()))
+        self.compaction
+            .lock()
+            .as_ref()
+            .is_some_and(|h| !h.is_finished())
     }
 
     /// Level-0 files in the column family of index rows that has most: many after a bulk load
@@ -1398,16 +1410,12 @@ impl Store {
         }
     }
 
-    /// Stops the compaction and merge threads and waits for them, before the process exits:
-    /// leaving one inside RocksDB while the process tears down aborts the process.
+    /// Stops the compaction thread and waits for it, before the process exits: leaving it
+    /// inside RocksDB while the process tears down aborts the process.
     pub fn stop_background_work(&self) {
         self.stopping.store(true, Ordering::Relaxed);
-        let threads: Vec<_> = [&self.compaction, &self.merge]
-            .iter()
-            .filter_map(|t| t.lock().take())
-            .collect();
-        // (The compaction thread may hold the merge's handle: it is not finished either.)
-        if threads.iter().any(|h| !h.is_finished()) {
+        let thread = self.compaction.lock().take();
+        if thread.as_ref().is_some_and(|h| !h.is_finished()) {
             // A deferred family's whole level 0 is merged by one call (minutes at 10^8
             // transactions): RocksDB abandons it, its input files untouched, once told to stop
             // all background work. The memtables are flushed first, as closing would.
@@ -1417,7 +1425,7 @@ impl Store {
             self.db.cancel_all_background_work(true);
             self.cancelled.store(true, Ordering::Relaxed);
         }
-        for h in threads {
+        if let Some(h) = thread {
             let _ = h.join();
         }
     }
@@ -1433,6 +1441,7 @@ impl Store {
     /// chain).
     #[doc(hidden)]
     pub fn dump(&self) -> Result<Vec<DumpRow>, StoreError> {
+        self.settle_history()?;
         let mut out = Vec::new();
         for name in ALL_CFS.iter().filter(|n| **n != CF_UNDO) {
             for item in self.db.iterator_cf(self.cf(name), IteratorMode::Start) {
@@ -1456,7 +1465,8 @@ impl Store {
         self.disk_size_by_table().iter().map(|(_, b)| b).sum()
     }
 
-    /// Approximate bytes on disk of each column family (`txids`: its file).
+    /// Approximate bytes on disk of each column family (`txids`: its file; `history`: with a
+    /// bulk load's runs).
     pub(crate) fn disk_size_by_table(&self) -> Vec<(&'static str, u64)> {
         ALL_CFS
             .iter()
@@ -1464,10 +1474,10 @@ impl Store {
                 let bytes = self
                     .int_property(n, "rocksdb.total-sst-files-size")
                     .unwrap_or(0);
-                let file = if *n == CF_TXIDS {
-                    self.txid_file.bytes()
-                } else {
-                    0
+                let file = match *n {
+                    CF_TXIDS => self.txid_file.bytes(),
+                    CF_HISTORY => self.history_runs.lock().bytes(),
+                    _ => 0,
                 };
                 (*n, bytes + file)
             })
@@ -1495,6 +1505,10 @@ pub(crate) struct Batch<'a> {
     wb: WriteBatch,
     /// For the transaction ids file, written before `wb`.
     txids: Vec<(TxNum, Txid)>,
+    /// A bulk load's history rows, in key order: a run of `history_runs`, written before `wb`.
+    history_run: Vec<(HashX, TxNum)>,
+    /// Whether `wb` deletes history rows.
+    deletes_history: bool,
 }
 
 impl Batch<'_> {
@@ -1526,7 +1540,21 @@ impl Batch<'_> {
             .put_cf(self.store.cf(CF_HISTORY), history_key(hashx, txnum), []);
     }
 
+    /// History rows in key order: in a bulk load a run of `history_runs` (taken as it is, not
+    /// copied), otherwise rows of the batch.
+    pub(crate) fn put_history_rows(&mut self, rows: Vec<(HashX, TxNum)>) {
+        if self.store.mode() == Mode::Bulk {
+            debug_assert!(self.history_run.is_empty(), "one run per batch");
+            self.history_run = rows;
+        } else {
+            for (hashx, txnum) in rows {
+                self.put_history(&hashx, txnum);
+            }
+        }
+    }
+
     pub(crate) fn delete_history(&mut self, hashx: &HashX, txnum: TxNum) {
+        self.deletes_history = true;
         self.wb
             .delete_cf(self.store.cf(CF_HISTORY), history_key(hashx, txnum));
     }
@@ -1593,7 +1621,7 @@ impl Batch<'_> {
     }
 }
 
-mod compaction_stats;
+mod history_runs;
 pub mod keva;
 mod spender;
 mod txid_file;
@@ -1692,7 +1720,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let s = bulk_store(dir.path());
         // More flushed files of spender rows spread over the key space than would start a
-        // compaction of level 0 in any other family, and some of history rows.
+        // compaction of level 0 in any other family, and some of history rows (written as
+        // rows, not as a bulk load's runs: compacted as they come).
         for round in 0u64..L0_BULK[0] as u64 + 4 {
             let mut b = s.batch();
             for i in 0u64..2000 {
@@ -1716,10 +1745,11 @@ mod tests {
             s.flush().unwrap();
         }
         // Spender rows wait for the end of the load, in level 0.
-        assert_eq!(deferred(dir.path()), ["history", "spender"]);
+        assert_eq!(deferred(dir.path()), ["spender"]);
         s.db.wait_for_compact(&rocksdb::WaitForCompactOptions::default())
             .unwrap();
         assert_eq!(s.level0_files(), L0_BULK[0] as u64 + 4);
+        assert!(history_files(&s).iter().all(|(_, level)| *level == 0));
         s.compact_later().unwrap();
         // Bulk loading ended at once: commits go through the WAL while the compaction runs.
         assert_eq!(s.mode(), Mode::Follow);
@@ -1789,135 +1819,133 @@ mod tests {
         files
     }
 
-    /// Writes `rounds` flushed files of 5,000 history rows each, from row `first`.
+    /// Commits `rounds` batches of 5,000 history rows each, from row `first`, as the writer
+    /// does: in key order, one run per batch in a bulk load; the tip counts the rows' numbers.
     fn history_rounds(s: &Store, first: u64, rounds: u64) {
         for round in 0..rounds {
             let mut b = s.batch();
-            for i in 0u64..5_000 {
-                let n = first + round * 5_000 + i;
-                let h = crate::types::sha256d(&n.to_le_bytes());
-                b.put_history(&HashX(h[..HashX::LEN].try_into().unwrap()), TxNum(n));
+            let from = first + round * 5_000;
+            let mut rows: Vec<(HashX, TxNum)> = (from..from + 5_000).map(history_row).collect();
+            rows.sort_unstable();
+            b.put_history_rows(rows);
+            // A block per batch, so that the tip's count is the index's.
+            let height = Height((from / 5_000) as u32);
+            let tip = Tip {
+                height,
+                hash: BlockHash([0; 32]),
+                tx_count: from + 5_000,
+            };
+            b.put_block(height, &[0; 80], tip.tx_count);
+            for n in from..from + 5_000 {
+                b.put_txid(TxNum(n), &Txid(crate::types::sha256d(&n.to_be_bytes())));
             }
-            s.commit(b, None, Height(0), &[]).unwrap();
-            s.flush().unwrap();
+            s.commit(b, Some(tip), height, &[tip.tx_count]).unwrap();
         }
     }
 
+    fn history_row(n: u64) -> (HashX, TxNum) {
+        let h = crate::types::sha256d(&n.to_le_bytes());
+        (HashX(h[..HashX::LEN].try_into().unwrap()), TxNum(n))
+    }
+
+    fn has_history(s: &Store, n: u64) -> bool {
+        let (hashx, txnum) = history_row(n);
+        s.history(&hashx).unwrap().contains(&txnum)
+    }
+
+    fn runs_file(dir: &Path) -> u64 {
+        std::fs::metadata(dir.join(HISTORY_RUNS_FILE))
+            .unwrap()
+            .len()
+    }
+
     #[test]
-    fn history_merged_before_the_load_ends_is_left_alone_by_the_compaction_after_it() {
+    fn a_bulk_loads_history_is_ingested_into_the_last_level_when_it_ends() {
         let dir = tempfile::tempdir().unwrap();
         let s = bulk_store(dir.path());
         history_rounds(&s, 0, 6);
-        assert!(s.history_bytes() > 0);
-        assert!(s.merge_history(Merge::Final).unwrap());
-        assert!(
-            !s.merge_history(Merge::Final).unwrap(),
-            "one merge per load"
-        );
-        // The load goes on beside the merge.
-        history_rounds(&s, 30_000, 2);
-        while s.compacting() {
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        // Merged into the last level in its final compression; compacted as usual again.
-        let merged = history_files(&s);
-        let last = merged.iter().map(|(_, level)| *level).max().unwrap();
-        assert!(last > 1, "{merged:?}");
-        assert!(merged
-            .iter()
-            .all(|(_, level)| *level == 0 || *level == last));
-        assert_eq!(deferred(dir.path()), ["spender"]);
-        let history_zstd = zstd_last_level(dir.path())
-            .into_iter()
-            .find(|(cf, _)| cf == CF_HISTORY)
-            .unwrap()
-            .1;
-        assert!(history_zstd);
-        // Let the files flushed during the merge settle, then end the load.
-        s.db.wait_for_compact(&rocksdb::WaitForCompactOptions::default())
-            .unwrap();
-        let before = history_files(&s);
-        s.compact_later().unwrap();
-        while s.compacting() {
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        assert_eq!(history_files(&s), before);
-        assert!(!s.compaction_pending().unwrap());
-        assert!(deferred(dir.path()).is_empty());
-        assert_eq!(l0_triggers(dir.path()), vec!["4"; ALL_CFS.len()]);
-        let slowdown = cf_option(dir.path(), "level0_slowdown_writes_trigger");
-        assert!(slowdown.iter().all(|(_, v)| v == "20"), "{slowdown:?}");
-        for n in [0u64, 29_999, 30_000, 39_999] {
-            let h = crate::types::sha256d(&n.to_le_bytes());
-            let key = history_key(&HashX(h[..HashX::LEN].try_into().unwrap()), TxNum(n));
-            assert!(s.db.get_cf(s.cf(CF_HISTORY), key).unwrap().is_some(), "{n}");
-        }
-        s.stop_background_work();
-    }
-
-    #[test]
-    fn the_trial_merge_times_merging_and_leaves_history_to_the_final_one() {
-        let dir = tempfile::tempdir().unwrap();
-        let s = bulk_store(dir.path());
-        // Enough rows for a merge that RocksDB's two-decimal CPU seconds see.
-        history_rounds(&s, 0, 20);
-        assert_eq!(s.trial_merge(), None);
-        // No compaction of history yet: RocksDB prints no row of them.
-        assert_eq!(s.history_compaction_cpu_secs(), None);
-        let bytes = s.history_bytes();
-        assert!(s.merge_history(Merge::Trial).unwrap());
-        while s.compacting() {
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        assert!(
-            !s.merge_history(Merge::Trial).unwrap(),
-            "one trial per load"
-        );
-        let trial = s.trial_merge().unwrap();
-        assert_eq!(trial.bytes, bytes);
-        assert!(trial.secs > 0.0, "{trial:?}");
-        assert!(trial.cpu_secs.is_some_and(|cpu| cpu > 0.0), "{trial:?}");
-        // Merged into the last level, but history still waits for the final merge: what the
-        // load writes next stays in level 0.
-        let last = history_files(&s).iter().map(|(_, l)| *l).max().unwrap();
-        assert!(last > 1);
-        assert_eq!(deferred(dir.path()), ["history", "spender"]);
-        history_rounds(&s, 100_000, 2);
-        let levels: Vec<i32> = history_files(&s).iter().map(|(_, l)| *l).collect();
-        assert_eq!(levels.iter().filter(|l| **l == 0).count(), 2, "{levels:?}");
-        // The compaction after a load that ended before its final merge merges history too.
-        assert!(!s.merge_started.load(Ordering::Relaxed));
-        s.compact_later().unwrap();
-        while s.compacting() {
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        let merged = history_files(&s);
-        assert!(merged.iter().all(|(_, level)| *level == last), "{merged:?}");
-        for n in [0u64, 99_999, 100_000, 109_999] {
-            let h = crate::types::sha256d(&n.to_le_bytes());
-            let key = history_key(&HashX(h[..HashX::LEN].try_into().unwrap()), TxNum(n));
-            assert!(s.db.get_cf(s.cf(CF_HISTORY), key).unwrap().is_some(), "{n}");
-        }
-        s.stop_background_work();
-    }
-
-    #[test]
-    fn a_shutdown_during_the_merge_of_history_loses_nothing() {
-        let dir = tempfile::tempdir().unwrap();
-        let s = bulk_store(dir.path());
-        history_rounds(&s, 0, 30);
-        assert!(s.merge_history(Merge::Final).unwrap());
-        s.stop_background_work();
-        assert!(!s.compacting());
         s.flush().unwrap();
-        drop(s);
-        let s = Store::open(dir.path(), &coin("Litecoin", "regtest"), 16, Mode::Bulk).unwrap();
-        assert_eq!(deferred(dir.path()), ["history", "spender"]);
-        for n in [0u64, 77_777, 149_999] {
-            let h = crate::types::sha256d(&n.to_le_bytes());
-            let key = history_key(&HashX(h[..HashX::LEN].try_into().unwrap()), TxNum(n));
-            assert!(s.db.get_cf(s.cf(CF_HISTORY), key).unwrap().is_some(), "{n}");
+        // Nothing of it in RocksDB during the load: runs in their file.
+        assert!(history_files(&s).is_empty());
+        assert!(runs_file(dir.path()) > 30_000 * 16);
+        assert_eq!(s.history_runs.lock().runs(), 6);
+        s.compact_later().unwrap();
+        // Ingested when the load ends, before anything is served: all in the last level, in
+        // its final compression, and left alone by the compaction after the load.
+        let ingested = history_files(&s);
+        assert!(!ingested.is_empty());
+        assert!(
+            ingested.iter().all(|(_, level)| *level == 6),
+            "{ingested:?}"
+        );
+        assert_eq!(runs_file(dir.path()), 0);
+        assert!(!dir.path().join(INGEST_DIR).exists());
+        while s.compacting() {
+            std::thread::sleep(Duration::from_millis(10));
         }
+        assert_eq!(history_files(&s), ingested);
+        for n in [0, 1, 14_999, 29_999] {
+            assert!(has_history(&s, n), "{n}");
+        }
+        assert_eq!(s.history(&history_row(30_000).0).unwrap(), []);
+        // After the load, new rows are rows of the batch.
+        history_rounds(&s, 30_000, 1);
+        assert_eq!(runs_file(dir.path()), 0);
+        assert!(has_history(&s, 30_000));
+        s.stop_background_work();
+        drop(s);
+        let s = Store::open(dir.path(), &coin("Litecoin", "regtest"), 16, Mode::Follow).unwrap();
+        assert_eq!(s.db.get_cf(s.cf(CF_META), KEY_HISTORY_RUNS).unwrap(), None);
+        assert!(has_history(&s, 7) && has_history(&s, 34_999));
+    }
+
+    #[test]
+    fn a_load_stopped_midway_keeps_its_history_runs_and_only_what_it_committed() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = bulk_store(dir.path());
+        history_rounds(&s, 0, 3);
+        s.flush().unwrap();
+        let committed = runs_file(dir.path());
+        // A run written for a commit that never happened (the batch failed, or a kill came
+        // between the run's write and the batch's).
+        s.history_runs.lock().write(&[history_row(15_000)]).unwrap();
+        assert!(runs_file(dir.path()) > committed);
+        drop(s);
+        let s = bulk_store(dir.path());
+        assert_eq!(runs_file(dir.path()), committed);
+        // The load goes on where it stopped.
+        history_rounds(&s, 15_000, 1);
+        assert_eq!(s.history_runs.lock().runs(), 4);
+        s.set_mode(Mode::Follow).unwrap();
+        assert_eq!(runs_file(dir.path()), 0);
+        for n in [0, 14_999, 15_000, 19_999] {
+            assert!(has_history(&s, n), "{n}");
+        }
+        assert_eq!(s.history(&history_row(15_000).0).unwrap(), [TxNum(15_000)]);
+    }
+
+    #[test]
+    fn history_is_read_and_undone_only_once_the_runs_are_ingested() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = bulk_store(dir.path());
+        history_rounds(&s, 0, 2);
+        // A reader during a load (the admin tool, a test) finds what was committed.
+        assert!(has_history(&s, 9_999));
+        assert_eq!(runs_file(dir.path()), 0);
+        history_rounds(&s, 10_000, 1);
+        assert_eq!(s.history_runs.lock().runs(), 1);
+        // A reorg during the load: the rows it deletes must not come back with the runs.
+        let mut b = s.batch();
+        let (hashx, txnum) = history_row(12_345);
+        b.delete_history(&hashx, txnum);
+        s.commit(b, s.tip(), Height(3), &[]).unwrap();
+        s.set_mode(Mode::Follow).unwrap();
+        assert!(!has_history(&s, 12_345));
+        assert!(has_history(&s, 12_344) && has_history(&s, 14_999));
+        let history =
+            s.db.iterator_cf(s.cf(CF_HISTORY), IteratorMode::Start)
+                .count();
+        assert_eq!(history, 14_999);
     }
 
     /// A shutdown inside the compaction after a bulk load (where one call merges a deferred
@@ -1927,15 +1955,18 @@ mod tests {
     fn a_shutdown_during_the_compaction_loses_nothing() {
         let dir = tempfile::tempdir().unwrap();
         let s = bulk_store(dir.path());
-        let key = |i: u64| {
-            let h = crate::types::sha256d(&i.to_le_bytes());
-            history_key(&HashX(h[..HashX::LEN].try_into().unwrap()), TxNum(i))
+        let outpoint = |i: u64| OutPoint {
+            txid: Txid(crate::types::sha256d(&i.to_le_bytes())),
+            vout: 0,
+        };
+        let spend = |i: u64| Spend {
+            funding: TxNum(i),
+            spending: TxNum(i + 1),
         };
         for round in 0u64..8 {
             let mut b = s.batch();
             for i in round * 20_000..(round + 1) * 20_000 {
-                let h = crate::types::sha256d(&i.to_le_bytes());
-                b.put_history(&HashX(h[..HashX::LEN].try_into().unwrap()), TxNum(i));
+                b.put_spender(&outpoint(i), spend(i));
             }
             s.commit(b, None, Height(0), &[]).unwrap();
             s.flush().unwrap();
@@ -1943,8 +1974,7 @@ mod tests {
         s.compact_later().unwrap();
         // Written beside the compaction, then the shutdown's own steps (`app::shutdown`).
         let mut b = s.batch();
-        let h = crate::types::sha256d(&u64::MAX.to_le_bytes());
-        b.put_history(&HashX(h[..HashX::LEN].try_into().unwrap()), TxNum(7));
+        b.put_spender(&outpoint(u64::MAX), spend(7));
         s.commit(b, None, Height(0), &[]).unwrap();
         s.stop_background_work();
         s.flush().unwrap();
@@ -1954,11 +1984,11 @@ mod tests {
             Store::open(dir.path(), &coin("Litecoin", "regtest"), 16, Mode::Follow).unwrap(),
         );
         assert_eq!(s.compaction_pending().unwrap(), !finished);
-        for i in [0, 77_777, 159_999] {
-            assert!(s.db.get_cf(s.cf(CF_HISTORY), key(i)).unwrap().is_some());
+        for i in [0, 77_777, 159_999, u64::MAX] {
+            let funding = if i == u64::MAX { TxNum(7) } else { TxNum(i) };
+            let key = utxo_key(&outpoint(i).txid, 0, funding);
+            assert!(s.db.get_cf(s.cf(CF_SPENDER), key).unwrap().is_some(), "{i}");
         }
-        let late = history_key(&HashX(h[..HashX::LEN].try_into().unwrap()), TxNum(7));
-        assert!(s.db.get_cf(s.cf(CF_HISTORY), late).unwrap().is_some());
         s.compact_later().unwrap();
         while s.compacting() {
             std::thread::sleep(Duration::from_millis(10));
