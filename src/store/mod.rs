@@ -57,6 +57,8 @@ const INGEST_DIR: &str = "ingest";
 /// Rows of history sorted and written as one table when runs are ingested: 64 MB of keys per
 /// thread at a time.
 const INGEST_CHUNK_ROWS: u64 = 4 << 20;
+/// How often the building of those tables logs how far it is.
+const INGEST_PROGRESS_EVERY: Duration = Duration::from_secs(10);
 const CF_HISTORY: &str = "history";
 const CF_UTXO: &str = "utxo";
 const CF_SCRIPTUTXO: &str = "scriptutxo";
@@ -755,6 +757,7 @@ impl Store {
         opts.set_compression_type(zstd);
         opts.set_bottommost_compression_type(zstd);
         let next = std::sync::atomic::AtomicUsize::new(0);
+        let done = AtomicU64::new(0);
         let build = || -> Result<Vec<(usize, std::path::PathBuf)>, StoreError> {
             let mut written = Vec::new();
             let mut rows = Vec::new();
@@ -776,10 +779,32 @@ impl Store {
                 }
                 writer.finish()?;
                 written.push((i, file));
+                done.fetch_add(rows.len() as u64, Ordering::Relaxed);
             }
         };
+        let total = runs.rows();
+        tracing::info!(
+            "history: sorting {total} rows of {} runs into tables on {threads} threads",
+            runs.runs()
+        );
         let results: Vec<_> = std::thread::scope(|scope| {
             let workers: Vec<_> = (0..threads).map(|_| scope.spawn(&build)).collect();
+            // Minutes at 10^9 transactions: the sync's log goes on meanwhile.
+            let started = Instant::now();
+            let mut logged = Instant::now();
+            while !workers.iter().all(|w| w.is_finished()) {
+                std::thread::sleep(Duration::from_millis(100));
+                let rows = done.load(Ordering::Relaxed);
+                if logged.elapsed() >= INGEST_PROGRESS_EVERY && rows > 0 {
+                    logged = Instant::now();
+                    let secs = started.elapsed().as_secs_f64();
+                    tracing::info!(
+                        "history: {rows} of {total} rows in tables ({:.1}%), about {:.0}s to go",
+                        100.0 * rows as f64 / total.max(1) as f64,
+                        secs * (total.saturating_sub(rows)) as f64 / rows as f64
+                    );
+                }
+            }
             workers
                 .into_iter()
                 .map(|w| w.join().expect("a history table thread panicked"))
