@@ -21,6 +21,9 @@ pub(crate) struct FetchedBatch {
     pub blocks: Vec<ParsedBlock>,
     /// Outputs the blocks spend, read ahead by the prefetch stage (empty until then).
     pub found: Found,
+    /// The prefetch stage looked up the spent outputs of transactions numbered below this; it
+    /// left those of later ones, not committed when it read, to the writer.
+    pub looked_up_below: u64,
 }
 
 /// Bytes of raw blocks to ask for in one `getblock` batch: big enough to amortize the round
@@ -92,6 +95,7 @@ pub(crate) async fn fetch_range(
                 Ok(FetchedBatch {
                     blocks,
                     found: Found::default(),
+                    looked_up_below: 0,
                 })
             }
         })

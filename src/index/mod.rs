@@ -431,17 +431,18 @@ impl Indexer {
             let result = tokio::task::spawn_blocking(move || {
                 if bulk {
                     let mut writer = writer.lock().unwrap();
-                    writer.stage_prefetched(&batch.blocks, batch.found)?;
+                    writer.stage_prefetched(&batch.blocks, batch.found, batch.looked_up_below)?;
                     if commit_now {
                         writer.commit()?;
                     }
                     return Ok(None);
                 }
                 let mut mempool = mempool.as_ref().map(|m| m.write());
-                let mut applied = writer
-                    .lock()
-                    .unwrap()
-                    .apply_prefetched(&batch.blocks, batch.found)?;
+                let mut applied = writer.lock().unwrap().apply_prefetched(
+                    &batch.blocks,
+                    batch.found,
+                    batch.looked_up_below,
+                )?;
                 let mut outpoints = Vec::new();
                 block_outpoints(&batch.blocks, &mut outpoints);
                 if let Some(m) = mempool.as_mut() {

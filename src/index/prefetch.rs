@@ -21,13 +21,16 @@ use crate::types::{OutPoint, Txid};
 
 pub(crate) struct Prefetcher {
     store: Arc<Store>,
-    /// Batches passed on but maybe not committed yet (the writer stages many between commits
+    /// Blocks passed on but maybe not committed yet (the writer stages many between commits
     /// during the initial sync): the tx count after each, and its transactions.
     in_flight: VecDeque<(u64, Vec<Txid>)>,
     /// The transactions of `in_flight`, for a quick check per input.
     uncommitted: HashSet<Txid>,
     /// Tx count after the last batch seen.
     tx_count: u64,
+    /// The prefetch looks up the spent outputs of transactions numbered below this (every batch
+    /// up to it is committed); those of later ones are left to the writer.
+    looked_up_below: u64,
     /// Threads reading at once (see [`Store::lookup_spent_utxos`]).
     readers: usize,
 }
@@ -40,6 +43,7 @@ impl Prefetcher {
             in_flight: VecDeque::new(),
             uncommitted: HashSet::new(),
             tx_count,
+            looked_up_below: tx_count,
             readers,
         }
     }
@@ -53,15 +57,20 @@ impl Prefetcher {
             if *end > committed {
                 break;
             }
-            let (_, txids) = self.in_flight.pop_front().expect("front exists");
+            let (end, txids) = self.in_flight.pop_front().expect("front exists");
+            self.looked_up_below = end;
             for txid in &txids {
                 self.uncommitted.remove(txid);
             }
         }
-        let txids: Vec<Txid> = blocks.iter().flat_map(|b| &b.txs).map(|t| t.txid).collect();
-        self.tx_count += txids.len() as u64;
-        self.uncommitted.extend(txids.iter().copied());
-        self.in_flight.push_back((self.tx_count, txids));
+        // A block at a time: the writer commits at block boundaries, and the spends it leaves
+        // to the writer after a commit are kept there until the batches read after it come.
+        for block in blocks {
+            let txids: Vec<Txid> = block.txs.iter().map(|t| t.txid).collect();
+            self.tx_count += txids.len() as u64;
+            self.uncommitted.extend(txids.iter().copied());
+            self.in_flight.push_back((self.tx_count, txids));
+        }
 
         let mut wanted: Vec<OutPoint> = blocks
             .iter()
@@ -103,10 +112,12 @@ pub(crate) async fn prefetch_stage(
         let joined = tokio::task::spawn_blocking(move || {
             let mut batch = batch;
             let found = p.prefetch(&batch.blocks);
+            let looked_up_below = p.looked_up_below;
             (
                 p,
                 found.map(|f| {
                     batch.found = f;
+                    batch.looked_up_below = looked_up_below;
                     batch
                 }),
             )
@@ -189,12 +200,14 @@ mod tests {
         let b3 = block(b2.hash, 3, vec![tx(30, vec![], 1), t3]);
         let found3 = pre.prefetch(std::slice::from_ref(&b3)).unwrap();
         assert_eq!(found3.keys().copied().collect::<Vec<_>>(), vec![op(&cb, 1)]);
+        // Only the spends of transactions 0 and 1 (genesis and block 1) were looked up.
+        assert_eq!(pre.looked_up_below, 2);
 
         // The writer applies both with what was read ahead and ends where a plain apply ends.
         let mut w = Writer::new(store.clone(), 10, 1 << 20);
-        w.apply_prefetched(std::slice::from_ref(&b2), found)
+        w.apply_prefetched(std::slice::from_ref(&b2), found, 2)
             .unwrap();
-        w.apply_prefetched(std::slice::from_ref(&b3), found3)
+        w.apply_prefetched(std::slice::from_ref(&b3), found3, 2)
             .unwrap();
         let dir2 = tempfile::tempdir().unwrap();
         let plain = open(dir2.path());
@@ -213,6 +226,8 @@ mod tests {
         let t2 = tx(2, vec![], 2);
         let b2 = block(chain[1].hash, 2, vec![t2.clone()]);
         assert!(pre.prefetch(std::slice::from_ref(&b2)).unwrap().is_empty());
+        // Genesis and block 1 hold transactions 0 and 1.
+        assert_eq!(pre.looked_up_below, 2);
         Writer::new(store.clone(), 10, 1 << 20)
             .apply(std::slice::from_ref(&b2))
             .unwrap();
@@ -220,9 +235,33 @@ mod tests {
         let t3 = tx(3, vec![op(&t2, 1)], 1);
         let b3 = block(b2.hash, 3, vec![tx(30, vec![], 1), t3]);
         let found = pre.prefetch(std::slice::from_ref(&b3)).unwrap();
+        assert_eq!(pre.looked_up_below, 3);
         assert_eq!(found.len(), 1);
         assert_eq!(found[&op(&t2, 1)].value, 1001);
         assert!(!pre.uncommitted.contains(&t2.txid));
+    }
+
+    #[test]
+    fn a_commit_inside_a_batch_counts_from_the_block_it_ended_with() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path());
+        let (chain, _) = committed_chain(&store);
+        let mut pre = Prefetcher::new(store.clone(), 1);
+        let b2 = block(chain[1].hash, 2, vec![tx(2, vec![], 2)]);
+        let b3 = block(b2.hash, 3, vec![tx(3, vec![], 2)]);
+        pre.prefetch(&[b2.clone(), b3.clone()]).unwrap();
+        // The writer's budget filled at block 2: it commits that block alone.
+        Writer::new(store.clone(), 10, 1 << 20)
+            .apply(std::slice::from_ref(&b2))
+            .unwrap();
+        let spends = vec![op(&b2.txs[0], 0), op(&b3.txs[0], 0)];
+        let b4 = block(b3.hash, 4, vec![tx(4, spends, 1)]);
+        let found = pre.prefetch(std::slice::from_ref(&b4)).unwrap();
+        assert_eq!(pre.looked_up_below, 3);
+        assert_eq!(
+            found.keys().copied().collect::<Vec<_>>(),
+            vec![op(&b2.txs[0], 0)]
+        );
     }
 
     #[test]
