@@ -88,7 +88,7 @@ impl Pending {
     }
 
     /// Approximate bytes of the write batch these rows make (keys, values and per-row framing);
-    /// a bulk load's history rows are not in it.
+    /// a bulk load's history and spender rows are not in it.
     fn write_size(&self, bulk: bool) -> usize {
         self.blob_bytes
             + self.headers.len() * 40
@@ -96,7 +96,7 @@ impl Pending {
             + if bulk { 0 } else { self.history.len() * 24 }
             + self.utxos.len() * 80
             + self.spent.len() * 40
-            + self.spenders.len() * 40
+            + if bulk { 0 } else { self.spenders.len() * 40 }
     }
 
     /// Puts every row into `batch`, each kind freed as soon as it is in: the staged rows and
@@ -152,9 +152,7 @@ impl Pending {
             let prefix: [u8; 4] = op.txid.0[..4].try_into().expect("4 bytes");
             (prefix, op.vout, s.funding)
         });
-        for (op, spend) in spenders {
-            batch.put_spender(&op, spend);
-        }
+        batch.put_spender_rows(spenders);
         puts
     }
 }

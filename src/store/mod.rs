@@ -6,7 +6,7 @@
 //! | `headers` | height | raw header |
 //! | `txcounts` | height | cumulative tx count after the block (u64 BE) |
 //! | `txids` | – | empty since schema 5: transaction ids are in a file (`txid_file`) |
-//! | `history` | hashX ‖ tx num | – (a script's history is one prefix scan, in chain order; a bulk load's rows wait in a file until it ends: `history_runs`) |
+//! | `history` | hashX ‖ tx num | – (a script's history is one prefix scan, in chain order; a bulk load's rows wait in a file until it ends: `runs`) |
 //! | `utxo` | txid\[..4\] ‖ vout ‖ tx num | hashX ‖ value (who owns an outpoint) |
 //! | `scriptutxo` | hashX ‖ tx num ‖ vout | value (a script's unspent outputs) |
 //! | `spender` | txid\[..4\] ‖ vout ‖ tx num | spending tx num (see the `spender` module) |
@@ -33,7 +33,7 @@ use rocksdb::{
     WriteBufferManager, WriteOptions, DB,
 };
 
-use self::history_runs::HistoryRuns;
+use self::runs::{HistoryRow, Row, Runs, SpenderRow};
 use self::txid_file::TxidFile;
 use crate::coin::{Chain, Coin};
 use crate::types::{BlockHash, HashX, Height, OutPoint, TxNum, Txid};
@@ -50,12 +50,14 @@ const CF_TXCOUNTS: &str = "txcounts";
 const CF_TXIDS: &str = "txids";
 /// The file of transaction ids by number, in the database's directory.
 const TXID_FILE: &str = "txids.bin";
-/// A bulk load's history rows until they are ingested (see `history_runs`).
+/// A bulk load's history rows until they are ingested (see `runs`).
 const HISTORY_RUNS_FILE: &str = "history-runs.bin";
-/// Where the tables of history built from those runs are written before they are ingested.
+/// A bulk load's spender rows until they are ingested (see `runs`).
+const SPENDER_RUNS_FILE: &str = "spender-runs.bin";
+/// Where the tables built from those runs are written before they are ingested.
 const INGEST_DIR: &str = "ingest";
-/// Rows of history sorted and written as one table when runs are ingested: 64 MB of keys per
-/// thread at a time.
+/// Rows sorted and written as one table when runs are ingested: 64 MB (history) or 72 MB
+/// (spender rows) per thread at a time.
 const INGEST_CHUNK_ROWS: u64 = 4 << 20;
 /// How often the building of those tables logs how far it is.
 const INGEST_PROGRESS_EVERY: Duration = Duration::from_secs(10);
@@ -86,6 +88,7 @@ const KEY_COIN: &[u8] = b"coin";
 const KEY_TIP: &[u8] = b"tip";
 /// Bytes of the history runs file the index has committed (absent: none).
 const KEY_HISTORY_RUNS: &[u8] = b"history-runs";
+const KEY_SPENDER_RUNS: &[u8] = b"spender-runs";
 /// Present from the moment a bulk load's compaction is decided until it has run to the end, so
 /// that a start after a shutdown (or a crash) in between compacts again.
 const KEY_COMPACTION_PENDING: &[u8] = b"compaction-pending";
@@ -220,9 +223,10 @@ pub struct Store {
     bulk_flush: Mutex<(Instant, Duration)>,
     /// The compaction after a bulk load, running beside serving (see [`Store::compact_later`]).
     compaction: Mutex<Option<std::thread::JoinHandle<()>>>,
-    /// The history rows of a bulk load, out of RocksDB until it ends (see `history_runs`).
-    history_runs: Mutex<HistoryRuns>,
-    /// Whether `history_runs` holds rows: history is read only once they are ingested.
+    /// The history and spender rows of a bulk load, out of RocksDB until it ends (see `runs`):
+    /// one lock for both, so that a commit's two runs count together.
+    runs: Mutex<LoadRuns>,
+    /// Whether `runs` holds rows: history and spenders are read only once they are ingested.
     runs_pending: AtomicBool,
     /// The database's directory, where the ingested history tables are written first.
     path: std::path::PathBuf,
@@ -381,11 +385,40 @@ fn max_open_tables(file_limit: Option<u64>) -> i32 {
 /// cores. Left in level 0, they are merged once, straight into the last level, by the
 /// compaction after the load ([`Store::compact_later`]; 17% less CPU for the sync of the 30M
 /// scale chain, bench/README.md). RocksDB does not stall writes on the level-0 file count of a
-/// family without automatic compactions. History, written once too, does not go through
-/// RocksDB during a load at all (see `history_runs`): a new block's notifications read it,
-/// so it must be compacted when the load ends, not some minutes later.
+/// family without automatic compactions. A load's own spender rows, and its history, do not go
+/// through RocksDB at all (see `runs`); what still reaches `spender` in bulk mode (a reorg's
+/// deletes, the build of the index for an older database) is left in level 0 likewise.
 fn compaction_deferred(name: &str, mode: Mode) -> bool {
     mode == Mode::Bulk && name == CF_SPENDER
+}
+
+/// A bulk load's rows kept out of RocksDB until it ends, a file per family (see `runs`).
+struct LoadRuns {
+    history: Runs<HistoryRow>,
+    spender: Runs<SpenderRow>,
+}
+
+impl LoadRuns {
+    fn is_empty(&self) -> bool {
+        self.history.is_empty() && self.spender.is_empty()
+    }
+}
+
+/// Opens a family's runs file, keeping what the index committed (its length under `key`).
+fn open_runs<R: Row>(db: &DB, dir: &Path, file: &str, key: &[u8]) -> Result<Runs<R>, StoreError> {
+    let committed = match db.get_cf(db.cf_handle(CF_META).expect("opened"), key)? {
+        None => 0,
+        Some(v) => u64::from_be_bytes(
+            v.as_slice()
+                .try_into()
+                .map_err(|_| StoreError::Corrupt(format!("bad length of {file}")))?,
+        ),
+    };
+    let path = dir.join(file);
+    Runs::open(&path, committed).map_err(|source| StoreError::RunsFile {
+        path: path.display().to_string(),
+        source,
+    })
 }
 
 /// Bytes RocksDB holds in memory, as it reports them.
@@ -469,21 +502,11 @@ impl Store {
             path: txid_path.display().to_string(),
             source,
         })?;
-        let committed = match db.get_cf(db.cf_handle(CF_META).expect("opened"), KEY_HISTORY_RUNS)? {
-            None => 0,
-            Some(v) => u64::from_be_bytes(
-                v.as_slice()
-                    .try_into()
-                    .map_err(|_| StoreError::Corrupt("bad history runs length".into()))?,
-            ),
+        let runs = LoadRuns {
+            history: open_runs(&db, path, HISTORY_RUNS_FILE, KEY_HISTORY_RUNS)?,
+            spender: open_runs(&db, path, SPENDER_RUNS_FILE, KEY_SPENDER_RUNS)?,
         };
-        let runs_path = path.join(HISTORY_RUNS_FILE);
-        let history_runs =
-            HistoryRuns::open(&runs_path, committed).map_err(|source| StoreError::RunsFile {
-                path: runs_path.display().to_string(),
-                source,
-            })?;
-        let runs_pending = !history_runs.is_empty();
+        let runs_pending = !runs.is_empty();
         // Tables of an ingest that a stop interrupted: the runs they came from are still here.
         let _ = std::fs::remove_dir_all(path.join(INGEST_DIR));
         let store = Store {
@@ -496,7 +519,7 @@ impl Store {
             bulk: AtomicBool::new(mode == Mode::Bulk),
             bulk_flush: Mutex::new((Instant::now(), Duration::from_secs(30))),
             compaction: Mutex::new(None),
-            history_runs: Mutex::new(history_runs),
+            runs: Mutex::new(runs),
             runs_pending: AtomicBool::new(runs_pending),
             path: path.to_path_buf(),
             generation: AtomicU64::new(0),
@@ -692,21 +715,21 @@ impl Store {
             .collect()
     }
 
-    fn runs_error(&self, source: std::io::Error) -> StoreError {
+    fn runs_error(&self, file: &str, source: std::io::Error) -> StoreError {
         StoreError::RunsFile {
-            path: self.path.join(HISTORY_RUNS_FILE).display().to_string(),
+            path: self.path.join(file).display().to_string(),
             source,
         }
     }
 
-    /// Moves a bulk load's history runs into RocksDB: each key range of every run is sorted and
-    /// written as a table in the last level's compression, on a thread per core, and the tables
-    /// are ingested together (atomically). History in a fresh database then sits in the last
-    /// level, compacted, the moment the load ends. The runs are forgotten once the index
-    /// records it; a stop in between leaves them to be ingested again, and rows ingested twice
-    /// are the same keys, merged by a later compaction.
-    pub(crate) fn ingest_history_runs(&self) -> Result<(), StoreError> {
-        let mut runs = self.history_runs.lock();
+    /// Moves a bulk load's history and spender runs into RocksDB: each key range of every run
+    /// is sorted and written as a table in the last level's compression, on a thread per core,
+    /// and each family's tables are ingested together (atomically). Both families of a fresh
+    /// database then sit in the last level, compacted, the moment the load ends. The runs are
+    /// forgotten once the index records it; a stop in between leaves them to be ingested
+    /// again, and rows ingested twice are the same keys, merged by a later compaction.
+    pub(crate) fn ingest_runs(&self) -> Result<(), StoreError> {
+        let mut runs = self.runs.lock();
         if runs.is_empty() {
             return Ok(());
         }
@@ -716,8 +739,42 @@ impl Store {
         let flushed = started.elapsed().as_secs_f64();
         let dir = self.path.join(INGEST_DIR);
         let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).map_err(|e| self.runs_error(e))?;
-        let (files, threads) = self.history_tables(&runs, &dir)?;
+        std::fs::create_dir_all(&dir).map_err(|e| self.runs_error(INGEST_DIR, e))?;
+        self.ingest_family(CF_HISTORY, &runs.history, &dir)?;
+        self.ingest_family(CF_SPENDER, &runs.spender, &dir)?;
+        // Forgotten only once that is durable: with the WAL (a bulk load's batches skip it)
+        // and flushed, as a machine crash may lose what only the WAL has.
+        self.db.delete_cf(self.cf(CF_META), KEY_HISTORY_RUNS)?;
+        self.db.delete_cf(self.cf(CF_META), KEY_SPENDER_RUNS)?;
+        self.flush()?;
+        runs.history
+            .clear()
+            .map_err(|e| self.runs_error(HISTORY_RUNS_FILE, e))?;
+        runs.spender
+            .clear()
+            .map_err(|e| self.runs_error(SPENDER_RUNS_FILE, e))?;
+        self.runs_pending.store(false, Ordering::Release);
+        let _ = std::fs::remove_dir_all(&dir);
+        tracing::info!(
+            "the load's history and spender rows ingested in {:.1}s in all (the index flushed \
+             first in {flushed:.1}s)",
+            started.elapsed().as_secs_f64()
+        );
+        Ok(())
+    }
+
+    /// Builds the tables of one family's runs in `dir` and ingests them.
+    fn ingest_family<R: Row>(
+        &self,
+        cf: &'static str,
+        runs: &Runs<R>,
+        dir: &Path,
+    ) -> Result<(), StoreError> {
+        if runs.is_empty() {
+            return Ok(());
+        }
+        let started = Instant::now();
+        let (files, threads) = self.run_tables(cf, runs, dir)?;
         let table_bytes: u64 = files
             .iter()
             .filter_map(|f| std::fs::metadata(f).ok())
@@ -728,34 +785,31 @@ impl Store {
             let mut ingest = rocksdb::IngestExternalFileOptions::default();
             ingest.set_move_files(true);
             self.db
-                .ingest_external_file_cf_opts(self.cf(CF_HISTORY), &ingest, files)?;
+                .ingest_external_file_cf_opts(self.cf(cf), &ingest, files)?;
         }
-        // Forgotten only once that is durable: with the WAL (a bulk load's batches skip it)
-        // and flushed, as a machine crash may lose what only the WAL has.
-        self.db.delete_cf(self.cf(CF_META), KEY_HISTORY_RUNS)?;
-        self.flush()?;
-        let (count, rows) = (runs.runs(), runs.rows());
-        runs.clear().map_err(|e| self.runs_error(e))?;
-        self.runs_pending.store(false, Ordering::Release);
-        let _ = std::fs::remove_dir_all(&dir);
         tracing::info!(
-            "history: {rows} rows of {count} runs sorted into {:.0} MB of tables in {:.1}s on \
-             {threads} threads and ingested in {:.1}s in all (the index flushed first in {:.1}s)",
+            "{cf}: {} rows of {} runs sorted into {:.0} MB of tables in {built:.1}s on {threads} \
+             threads and ingested in {:.1}s",
+            runs.rows(),
+            runs.runs(),
             table_bytes as f64 / 1e6,
-            built - flushed,
             started.elapsed().as_secs_f64(),
-            flushed
         );
         Ok(())
     }
 
-    /// Writes each key range of `runs` as a table in `dir`, on a thread per core (up to four);
-    /// returns the tables in key order and the threads used.
-    fn history_tables(
+    /// Writes each key range of `runs` as a table of family `cf` in `dir`, on a thread per
+    /// core (up to four); returns the tables in key order and the threads used.
+    fn run_tables<R: Row>(
         &self,
-        runs: &HistoryRuns,
+        cf: &'static str,
+        runs: &Runs<R>,
         dir: &Path,
     ) -> Result<(Vec<std::path::PathBuf>, usize), StoreError> {
+        let file_name = match cf {
+            CF_HISTORY => HISTORY_RUNS_FILE,
+            _ => SPENDER_RUNS_FILE,
+        };
         let chunks = runs.chunks(INGEST_CHUNK_ROWS);
         let threads = std::thread::available_parallelism()
             .map_or(2, |n| n.get())
@@ -763,30 +817,33 @@ impl Store {
             .min(chunks.len());
         // The family's own table options, so that its filters and prefix extractor apply to
         // the ingested tables; written as the last level is.
-        let mut opts = cf_options(CF_HISTORY, &Cache::new_lru_cache(1 << 20), Mode::Follow);
-        let (zstd, _) = last_level_compression(CF_HISTORY, Mode::Follow);
-        opts.set_compression_type(zstd);
-        opts.set_bottommost_compression_type(zstd);
+        let mut opts = cf_options(cf, &Cache::new_lru_cache(1 << 20), Mode::Follow);
+        let (last, _) = last_level_compression(cf, Mode::Follow);
+        opts.set_compression_type(last);
+        opts.set_bottommost_compression_type(last);
         let next = std::sync::atomic::AtomicUsize::new(0);
         let done = AtomicU64::new(0);
         let build = || -> Result<Vec<(usize, std::path::PathBuf)>, StoreError> {
             let mut written = Vec::new();
             let mut rows = Vec::new();
+            let mut bytes = Vec::with_capacity(R::BYTES);
             loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
                 let Some(buckets) = chunks.get(i) else {
                     return Ok(written);
                 };
                 runs.read_sorted(buckets.clone(), &mut rows)
-                    .map_err(|e| self.runs_error(e))?;
+                    .map_err(|e| self.runs_error(file_name, e))?;
                 if rows.is_empty() {
                     continue;
                 }
-                let file = dir.join(format!("history-{i:05}.sst"));
+                let file = dir.join(format!("{cf}-{i:05}.sst"));
                 let mut writer = rocksdb::SstFileWriter::create(&opts);
                 writer.open(&file)?;
                 for row in &rows {
-                    writer.put(row.to_be_bytes(), [])?;
+                    bytes.clear();
+                    row.put(&mut bytes);
+                    writer.put(&bytes[..R::KEY], &bytes[R::KEY..])?;
                 }
                 writer.finish()?;
                 written.push((i, file));
@@ -795,7 +852,7 @@ impl Store {
         };
         let total = runs.rows();
         tracing::info!(
-            "history: sorting {total} rows of {} runs into tables on {threads} threads",
+            "{cf}: sorting {total} rows of {} runs into tables on {threads} threads",
             runs.runs()
         );
         let results: Vec<_> = std::thread::scope(|scope| {
@@ -810,7 +867,7 @@ impl Store {
                     logged = Instant::now();
                     let secs = started.elapsed().as_secs_f64();
                     tracing::info!(
-                        "history: {rows} of {total} rows in tables ({:.1}%), about {:.0}s to go",
+                        "{cf}: {rows} of {total} rows in tables ({:.1}%), about {:.0}s to go",
                         100.0 * rows as f64 / total.max(1) as f64,
                         secs * (total.saturating_sub(rows)) as f64 / rows as f64
                     );
@@ -818,7 +875,7 @@ impl Store {
             }
             workers
                 .into_iter()
-                .map(|w| w.join().expect("a history table thread panicked"))
+                .map(|w| w.join().expect("a table building thread panicked"))
                 .collect()
         });
         let mut files = Vec::new();
@@ -829,11 +886,12 @@ impl Store {
         Ok((files.into_iter().map(|(_, f)| f).collect(), threads))
     }
 
-    /// History is read only once a bulk load's runs are in RocksDB; nothing reads it during a
-    /// load, so this ingests only for a reader that comes first (a test, the admin tool).
-    fn settle_history(&self) -> Result<(), StoreError> {
+    /// History and spenders are read only once a bulk load's runs are in RocksDB; nothing
+    /// reads them during a load, so this ingests only for a reader that comes first (a test,
+    /// the admin tool).
+    fn settle_runs(&self) -> Result<(), StoreError> {
         if self.runs_pending.load(Ordering::Acquire) {
-            self.ingest_history_runs()?;
+            self.ingest_runs()?;
         }
         Ok(())
     }
@@ -882,7 +940,7 @@ impl Store {
         hashx: &HashX,
         limit: usize,
     ) -> Result<Vec<TxNum>, StoreError> {
-        self.settle_history()?;
+        self.settle_runs()?;
         let tx_count = self.tx_count();
         let mut out = Vec::new();
         self.scan_prefix(CF_HISTORY, &hashx.0, |k, _| {
@@ -903,7 +961,7 @@ impl Store {
         hashx: &HashX,
         from: TxNum,
     ) -> Result<Vec<TxNum>, StoreError> {
-        self.settle_history()?;
+        self.settle_runs()?;
         let tx_count = self.tx_count();
         let mut out = Vec::new();
         let mut ro = rocksdb::ReadOptions::default();
@@ -1118,7 +1176,8 @@ impl Store {
             wb: WriteBatch::default(),
             txids: Vec::new(),
             history_run: Vec::new(),
-            deletes_history: false,
+            spender_run: Vec::new(),
+            deletes_run_rows: false,
         }
     }
 
@@ -1129,7 +1188,8 @@ impl Store {
             wb: WriteBatch::with_capacity_bytes(bytes),
             txids: Vec::with_capacity(bytes / 512),
             history_run: Vec::new(),
-            deletes_history: false,
+            spender_run: Vec::new(),
+            deletes_run_rows: false,
         }
     }
 
@@ -1147,28 +1207,43 @@ impl Store {
             Some(t) => batch.wb.put_cf(meta, KEY_TIP, t.encode()),
             None => batch.wb.delete_cf(meta, KEY_TIP),
         }
-        if batch.deletes_history {
+        if batch.deletes_run_rows {
             // A row still in a run would come back when the runs are ingested, after this.
-            self.ingest_history_runs()?;
+            self.ingest_runs()?;
         }
         self.write_txids(&batch.txids)?;
-        // Held until the run counts, so that an ingest in between cannot miss it.
-        let mut runs = self.history_runs.lock();
-        let mut run = None;
+        // Held until the runs count, so that an ingest in between cannot miss them.
+        let mut runs = self.runs.lock();
+        let mut history = None;
         if !batch.history_run.is_empty() {
-            let (written, end) = runs
+            let (run, end) = runs
+                .history
                 .write(&batch.history_run)
-                .map_err(|e| self.runs_error(e))?;
+                .map_err(|e| self.runs_error(HISTORY_RUNS_FILE, e))?;
             batch.wb.put_cf(meta, KEY_HISTORY_RUNS, end.to_be_bytes());
-            run = Some(written);
+            history = Some(run);
             batch.history_run = Vec::new();
+        }
+        let mut spender = None;
+        if !batch.spender_run.is_empty() {
+            let (run, end) = runs
+                .spender
+                .write(&batch.spender_run)
+                .map_err(|e| self.runs_error(SPENDER_RUNS_FILE, e))?;
+            batch.wb.put_cf(meta, KEY_SPENDER_RUNS, end.to_be_bytes());
+            spender = Some(run);
+            batch.spender_run = Vec::new();
         }
         let bulk = self.bulk.load(Ordering::Relaxed);
         let mut wo = WriteOptions::default();
         wo.disable_wal(bulk);
         self.db.write_opt(batch.wb, &wo)?;
-        if let Some(run) = run {
-            runs.push(run);
+        if let Some(run) = history {
+            runs.history.push(run);
+            self.runs_pending.store(true, Ordering::Release);
+        }
+        if let Some(run) = spender {
+            runs.spender.push(run);
             self.runs_pending.store(true, Ordering::Release);
         }
         drop(runs);
@@ -1251,7 +1326,7 @@ impl Store {
     /// restart has little WAL to replay.
     pub fn set_mode(&self, mode: Mode) -> Result<(), StoreError> {
         if mode == Mode::Follow {
-            self.ingest_history_runs()?;
+            self.ingest_runs()?;
         }
         self.flush()?;
         let l0 = match mode {
@@ -1307,10 +1382,10 @@ impl Store {
         recompress
             .set_bottommost_level_compaction(rocksdb::BottommostLevelCompaction::ForceOptimized);
         for name in ALL_CFS {
-            // The load's history was ingested into the last level in its final compression:
-            // rewriting it would gain nothing.
+            // The load's history and spender rows were ingested into the last level in their
+            // final compression: rewriting them would gain nothing.
             let zstd = last_level_compression(name, Mode::Follow).0 == DBCompressionType::Zstd
-                && *name != CF_HISTORY;
+                && !matches!(*name, CF_HISTORY | CF_SPENDER);
             let opts = if zstd { &recompress } else { &opts };
             // Keys that start with a hash spread evenly over their first two bytes. A deferred
             // family's level-0 files each span every key: any slice would merge them all, and
@@ -1343,7 +1418,7 @@ impl Store {
     /// a thread of its own; level 0 keeps the bulk load's triggers until that is done, or new
     /// blocks would wait for it. At the size of a mainnet chain the compaction takes minutes.
     pub fn compact_later(self: &Arc<Self>) -> Result<(), StoreError> {
-        self.ingest_history_runs()?;
+        self.ingest_runs()?;
         self.db
             .put_cf(self.cf(CF_META), KEY_COMPACTION_PENDING, [])?;
         self.flush()?;
@@ -1477,7 +1552,7 @@ impl Store {
     /// chain).
     #[doc(hidden)]
     pub fn dump(&self) -> Result<Vec<DumpRow>, StoreError> {
-        self.settle_history()?;
+        self.settle_runs()?;
         let mut out = Vec::new();
         for name in ALL_CFS.iter().filter(|n| **n != CF_UNDO) {
             for item in self.db.iterator_cf(self.cf(name), IteratorMode::Start) {
@@ -1512,7 +1587,8 @@ impl Store {
                     .unwrap_or(0);
                 let file = match *n {
                     CF_TXIDS => self.txid_file.bytes(),
-                    CF_HISTORY => self.history_runs.lock().bytes(),
+                    CF_HISTORY => self.runs.lock().history.bytes(),
+                    CF_SPENDER => self.runs.lock().spender.bytes(),
                     _ => 0,
                 };
                 (*n, bytes + file)
@@ -1541,10 +1617,12 @@ pub(crate) struct Batch<'a> {
     wb: WriteBatch,
     /// For the transaction ids file, written before `wb`.
     txids: Vec<(TxNum, Txid)>,
-    /// A bulk load's history rows, in key order: a run of `history_runs`, written before `wb`.
-    history_run: Vec<(HashX, TxNum)>,
-    /// Whether `wb` deletes history rows.
-    deletes_history: bool,
+    /// A bulk load's history rows, in key order: a run of `runs`, written before `wb`.
+    history_run: Vec<HistoryRow>,
+    /// A bulk load's spender rows, in key order: a run of `runs`, written before `wb`.
+    spender_run: Vec<SpenderRow>,
+    /// Whether `wb` deletes history or spender rows.
+    deletes_run_rows: bool,
 }
 
 impl Batch<'_> {
@@ -1576,12 +1654,14 @@ impl Batch<'_> {
             .put_cf(self.store.cf(CF_HISTORY), history_key(hashx, txnum), []);
     }
 
-    /// History rows in key order: in a bulk load a run of `history_runs` (taken as it is, not
-    /// copied), otherwise rows of the batch.
+    /// History rows in key order: in a bulk load a run of `runs`, otherwise rows of the batch.
     pub(crate) fn put_history_rows(&mut self, rows: Vec<(HashX, TxNum)>) {
         if self.store.mode() == Mode::Bulk {
             debug_assert!(self.history_run.is_empty(), "one run per batch");
-            self.history_run = rows;
+            self.history_run = rows
+                .iter()
+                .map(|(hashx, txnum)| HistoryRow::new(hashx, *txnum))
+                .collect();
         } else {
             for (hashx, txnum) in rows {
                 self.put_history(&hashx, txnum);
@@ -1590,7 +1670,7 @@ impl Batch<'_> {
     }
 
     pub(crate) fn delete_history(&mut self, hashx: &HashX, txnum: TxNum) {
-        self.deletes_history = true;
+        self.deletes_run_rows = true;
         self.wb
             .delete_cf(self.store.cf(CF_HISTORY), history_key(hashx, txnum));
     }
@@ -1657,8 +1737,8 @@ impl Batch<'_> {
     }
 }
 
-mod history_runs;
 pub mod keva;
+mod runs;
 mod spender;
 mod txid_file;
 pub use migrate::SpenderBuild;
@@ -1845,18 +1925,41 @@ mod tests {
         assert_eq!(nums(s.history_upto(&h, 9).unwrap()), [3, 5, 8, 13]);
     }
 
-    /// History tables by name and level.
-    fn history_files(s: &Store) -> Vec<(String, i32)> {
+    /// Tables of a family by name and level.
+    fn table_files(s: &Store, cf: &str) -> Vec<(String, i32)> {
         let mut files: Vec<_> = (s.db.live_files().unwrap().into_iter())
-            .filter(|f| f.column_family_name == CF_HISTORY)
+            .filter(|f| f.column_family_name == cf)
             .map(|f| (f.name, f.level))
             .collect();
         files.sort();
         files
     }
 
-    /// Commits `rounds` batches of 5,000 history rows each, from row `first`, as the writer
-    /// does: in key order, one run per batch in a bulk load; the tip counts the rows' numbers.
+    fn history_files(s: &Store) -> Vec<(String, i32)> {
+        table_files(s, CF_HISTORY)
+    }
+
+    /// Row `n`'s spend: output 0 of tx `n`, spent by tx `n` + 1 (or `n` itself for the last).
+    fn spender_row(n: u64) -> (OutPoint, Spend) {
+        let op = OutPoint {
+            txid: Txid(crate::types::sha256d(&n.to_be_bytes())),
+            vout: 0,
+        };
+        let spend = Spend {
+            funding: TxNum(n),
+            spending: TxNum(n + u64::from(n % 5_000 != 4_999)),
+        };
+        (op, spend)
+    }
+
+    fn has_spender(s: &Store, n: u64) -> bool {
+        let (op, spend) = spender_row(n);
+        s.spender(&op).unwrap() == Some(spend)
+    }
+
+    /// Commits `rounds` batches of 5,000 history and spender rows each, from row `first`, as the
+    /// writer does: in key order, one run per family and batch in a bulk load; the tip counts
+    /// the rows' numbers.
     fn history_rounds(s: &Store, first: u64, rounds: u64) {
         for round in 0..rounds {
             let mut b = s.batch();
@@ -1864,6 +1967,9 @@ mod tests {
             let mut rows: Vec<(HashX, TxNum)> = (from..from + 5_000).map(history_row).collect();
             rows.sort_unstable();
             b.put_history_rows(rows);
+            let mut spends: Vec<_> = (from..from + 5_000).map(spender_row).collect();
+            spends.sort_unstable_by_key(|(op, s)| (utxo_order(op), s.funding));
+            b.put_spender_rows(spends);
             // A block per batch, so that the tip's count is the index's.
             let height = Height((from / 5_000) as u32);
             let tip = Tip {
@@ -1895,6 +2001,12 @@ mod tests {
             .len()
     }
 
+    fn spender_runs_file(dir: &Path) -> u64 {
+        std::fs::metadata(dir.join(SPENDER_RUNS_FILE))
+            .unwrap()
+            .len()
+    }
+
     #[test]
     fn a_bulk_loads_history_is_ingested_into_the_last_level_when_it_ends() {
         let dir = tempfile::tempdir().unwrap();
@@ -1903,8 +2015,11 @@ mod tests {
         s.flush().unwrap();
         // Nothing of it in RocksDB during the load: runs in their file.
         assert!(history_files(&s).is_empty());
+        assert!(table_files(&s, CF_SPENDER).is_empty());
         assert!(runs_file(dir.path()) > 30_000 * 16);
-        assert_eq!(s.history_runs.lock().runs(), 6);
+        assert!(spender_runs_file(dir.path()) > 30_000 * 18);
+        assert_eq!(s.runs.lock().history.runs(), 6);
+        assert_eq!(s.runs.lock().spender.runs(), 6);
         s.compact_later().unwrap();
         // Ingested when the load ends, before anything is served: all in the last level, in
         // its final compression, and left alone by the compaction after the load.
@@ -1914,14 +2029,23 @@ mod tests {
             ingested.iter().all(|(_, level)| *level == 6),
             "{ingested:?}"
         );
+        let spenders = table_files(&s, CF_SPENDER);
+        assert!(!spenders.is_empty());
+        assert!(
+            spenders.iter().all(|(_, level)| *level == 6),
+            "{spenders:?}"
+        );
         assert_eq!(runs_file(dir.path()), 0);
+        assert_eq!(spender_runs_file(dir.path()), 0);
         assert!(!dir.path().join(INGEST_DIR).exists());
         while s.compacting() {
             std::thread::sleep(Duration::from_millis(10));
         }
         assert_eq!(history_files(&s), ingested);
+        assert_eq!(table_files(&s, CF_SPENDER), spenders);
         for n in [0, 1, 14_999, 29_999] {
             assert!(has_history(&s, n), "{n}");
+            assert!(has_spender(&s, n), "{n}");
         }
         assert_eq!(s.history(&history_row(30_000).0).unwrap(), []);
         // After the load, new rows are rows of the batch.
@@ -1932,7 +2056,9 @@ mod tests {
         drop(s);
         let s = Store::open(dir.path(), &coin("Litecoin", "regtest"), 16, Mode::Follow).unwrap();
         assert_eq!(s.db.get_cf(s.cf(CF_META), KEY_HISTORY_RUNS).unwrap(), None);
+        assert_eq!(s.db.get_cf(s.cf(CF_META), KEY_SPENDER_RUNS).unwrap(), None);
         assert!(has_history(&s, 7) && has_history(&s, 34_999));
+        assert!(has_spender(&s, 7) && has_spender(&s, 34_999));
     }
 
     #[test]
@@ -1944,18 +2070,26 @@ mod tests {
         let committed = runs_file(dir.path());
         // A run written for a commit that never happened (the batch failed, or a kill came
         // between the run's write and the batch's).
-        s.history_runs.lock().write(&[history_row(15_000)]).unwrap();
+        let (hashx, txnum) = history_row(15_000);
+        s.runs
+            .lock()
+            .history
+            .write(&[HistoryRow::new(&hashx, txnum)])
+            .unwrap();
         assert!(runs_file(dir.path()) > committed);
         drop(s);
         let s = bulk_store(dir.path());
         assert_eq!(runs_file(dir.path()), committed);
         // The load goes on where it stopped.
         history_rounds(&s, 15_000, 1);
-        assert_eq!(s.history_runs.lock().runs(), 4);
+        assert_eq!(s.runs.lock().history.runs(), 4);
+        assert_eq!(s.runs.lock().spender.runs(), 4);
         s.set_mode(Mode::Follow).unwrap();
         assert_eq!(runs_file(dir.path()), 0);
+        assert_eq!(spender_runs_file(dir.path()), 0);
         for n in [0, 14_999, 15_000, 19_999] {
             assert!(has_history(&s, n), "{n}");
+            assert!(has_spender(&s, n), "{n}");
         }
         assert_eq!(s.history(&history_row(15_000).0).unwrap(), [TxNum(15_000)]);
     }
@@ -1969,19 +2103,26 @@ mod tests {
         assert!(has_history(&s, 9_999));
         assert_eq!(runs_file(dir.path()), 0);
         history_rounds(&s, 10_000, 1);
-        assert_eq!(s.history_runs.lock().runs(), 1);
+        assert!(has_spender(&s, 10_001));
+        assert_eq!(spender_runs_file(dir.path()), 0);
+        history_rounds(&s, 15_000, 1);
+        assert_eq!(s.runs.lock().history.runs(), 1);
+        assert_eq!(s.runs.lock().spender.runs(), 1);
         // A reorg during the load: the rows it deletes must not come back with the runs.
         let mut b = s.batch();
-        let (hashx, txnum) = history_row(12_345);
+        let (hashx, txnum) = history_row(17_345);
         b.delete_history(&hashx, txnum);
-        s.commit(b, s.tip(), Height(3), &[]).unwrap();
+        let (op, spend) = spender_row(17_346);
+        b.delete_spender(&op, spend.funding);
+        s.commit(b, s.tip(), Height(4), &[]).unwrap();
         s.set_mode(Mode::Follow).unwrap();
-        assert!(!has_history(&s, 12_345));
-        assert!(has_history(&s, 12_344) && has_history(&s, 14_999));
-        let history =
-            s.db.iterator_cf(s.cf(CF_HISTORY), IteratorMode::Start)
-                .count();
-        assert_eq!(history, 14_999);
+        assert!(!has_history(&s, 17_345));
+        assert!(has_history(&s, 17_344) && has_history(&s, 19_999));
+        assert!(!has_spender(&s, 17_346));
+        assert!(has_spender(&s, 17_345) && has_spender(&s, 19_999));
+        let count = |cf| s.db.iterator_cf(s.cf(cf), IteratorMode::Start).count();
+        assert_eq!(count(CF_HISTORY), 19_999);
+        assert_eq!(count(CF_SPENDER), 19_999);
     }
 
     /// A shutdown inside the compaction after a bulk load (where one call merges a deferred

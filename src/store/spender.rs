@@ -4,10 +4,14 @@
 //! transaction — so spending an output moves its key from one family to the other, and a
 //! lookup is the same prefix seek with the same check of the candidates' full txids. The value
 //! is the spending transaction's number: its txid and height follow from it. Rows are written
-//! with the block (`index::writer`), removed when a reorg undoes it, and built once for a
-//! database from before them (`migrations/`).
+//! with the block (`index::writer`; a bulk load's wait in a file of runs until it ends, see
+//! `runs`), removed when a reorg undoes it, and built once for a database from before them
+//! (`migrations/`).
 
-use super::{outpoint_prefix, utxo_key, Batch, Store, StoreError, CF_SPENDER, OUTPOINT_PREFIX_LEN};
+use super::runs::SpenderRow;
+use super::{
+    outpoint_prefix, utxo_key, Batch, Mode, Store, StoreError, CF_SPENDER, OUTPOINT_PREFIX_LEN,
+};
 use crate::types::{OutPoint, TxNum};
 
 /// A confirmed spend: the funding and the spending transaction.
@@ -20,6 +24,7 @@ pub struct Spend {
 impl Store {
     /// Who spent `outpoint` in the chain, if a committed block did.
     pub fn spender(&self, outpoint: &OutPoint) -> Result<Option<Spend>, StoreError> {
+        self.settle_runs()?;
         let prefix = outpoint_prefix(&outpoint.txid, outpoint.vout);
         let mut candidates = Vec::new();
         self.scan_prefix(CF_SPENDER, &prefix, |k, v| {
@@ -62,8 +67,29 @@ impl Batch<'_> {
         );
     }
 
+    /// Spender rows in key order: in a bulk load a run of `runs`, otherwise rows of the batch.
+    pub(crate) fn put_spender_rows(&mut self, rows: Vec<(OutPoint, Spend)>) {
+        if self.store.mode() == Mode::Bulk {
+            debug_assert!(self.spender_run.is_empty(), "one run per batch");
+            self.spender_run = rows
+                .iter()
+                .map(|(op, spend)| {
+                    let mut key = [0u8; OUTPOINT_PREFIX_LEN + TxNum::LEN];
+                    key[..OUTPOINT_PREFIX_LEN].copy_from_slice(&outpoint_prefix(&op.txid, op.vout));
+                    key[OUTPOINT_PREFIX_LEN..].copy_from_slice(&spend.funding.to_bytes());
+                    SpenderRow::new(&key, spend.spending)
+                })
+                .collect();
+        } else {
+            for (op, spend) in rows {
+                self.put_spender(&op, spend);
+            }
+        }
+    }
+
     /// Removes the spend of `outpoint` (funded by `funding`), if there is one.
     pub(crate) fn delete_spender(&mut self, outpoint: &OutPoint, funding: TxNum) {
+        self.deletes_run_rows = true;
         self.wb.delete_cf(
             self.store.cf(CF_SPENDER),
             utxo_key(&outpoint.txid, outpoint.vout, funding),

@@ -1,18 +1,20 @@
-//! A bulk load's history rows, kept out of RocksDB until the load ends.
+//! A bulk load's history and spender rows, kept out of RocksDB until the load ends.
 //!
 //! Written through the memtables, a load's history rows reach level 0 as files that each span
 //! every key, and merging them into the last level is one job that reads and rewrites all of
 //! them: 6 GB at 10^8 transactions, nine minutes of one of the two cores at the end of the load,
 //! while the UTXO families waited for the only compaction slot (bench/README.md, fourteenth
-//! round). Here each commit of the load appends its rows, already sorted, as one run to a
-//! file; when the load ends the runs are read back one key range at a time, each range sorted
-//! and written as a table file, and the files are ingested together into the last level. Every
-//! row is then written once as a raw 16 bytes and once in its final table, never compacted.
+//! round). Spender rows are the same: one per input, written once, never read by the load.
+//! Here each commit of the load appends a family's rows, already sorted, as one run to the
+//! family's file; when the load ends the runs are read back one key range at a time, each range
+//! sorted and written as a table file, and the files are ingested together into the last level.
+//! Every row is then written once raw and once in its final table, never compacted.
 //!
 //! A run is `rows: u64 LE`, the row index where each of [`BUCKETS`] key ranges starts
-//! (`BUCKETS + 1` × `u32 LE`, the last one `rows`), then the rows: `hashX ‖ tx num`, 16 bytes
-//! each, in key order. The file is valid up to the length the index's last commit recorded;
-//! anything after it was written for a commit that never happened and is cut at open.
+//! (`BUCKETS + 1` × `u32 LE`, the last one `rows`), then the rows in key order, [`Row::BYTES`]
+//! each: the family's key, then its value. The file is valid up to the length the index's last
+//! commit recorded; anything after it was written for a commit that never happened and is cut
+//! at open.
 
 use std::fs::{File, OpenOptions};
 use std::io;
@@ -22,25 +24,85 @@ use std::path::Path;
 
 use crate::types::{HashX, TxNum};
 
-/// Bytes of a row: the history key.
-pub(crate) const ROW: usize = HashX::LEN + TxNum::LEN;
-/// Key ranges a run is indexed by (the first 12 bits of the script hash), so that one range of
-/// every run is read back without the rest: at 10^9 transactions a range holds ~600k rows.
+/// Key ranges a run is indexed by (the first 12 bits of a key, a hash in both families), so
+/// that one range of every run is read back without the rest: at 10^9 transactions a range
+/// holds ~600k history rows.
 pub(crate) const BUCKETS: usize = 4096;
 const HEADER: usize = 8 + (BUCKETS + 1) * 4;
 /// Rows written by one `pwrite`: the run is encoded a piece at a time, not copied whole.
 const WRITE_ROWS: usize = 1 << 16;
 
-/// A history row as a number whose order is the key's byte order.
-pub(crate) fn encode(hashx: &HashX, txnum: TxNum) -> u128 {
-    let mut key = [0u8; ROW];
-    key[..HashX::LEN].copy_from_slice(&hashx.0);
-    key[HashX::LEN..].copy_from_slice(&txnum.to_bytes());
-    u128::from_be_bytes(key)
+/// A row of a runs file: a family's key and value in a fixed number of bytes, ordered as the
+/// key's bytes are.
+pub(crate) trait Row: Copy + Ord + Send + Sync {
+    /// Bytes of the row.
+    const BYTES: usize;
+    /// Bytes of its key (the value follows).
+    const KEY: usize;
+    /// Writes the row's [`Self::BYTES`] bytes.
+    fn put(&self, out: &mut Vec<u8>);
+    fn get(bytes: &[u8]) -> Self;
+    /// Its key range: the key's first 12 bits.
+    fn bucket(&self) -> usize;
 }
 
-fn bucket(hashx: &HashX) -> usize {
-    (usize::from(hashx.0[0]) << 4) | usize::from(hashx.0[1] >> 4)
+fn bucket_of(key: &[u8]) -> usize {
+    (usize::from(key[0]) << 4) | usize::from(key[1] >> 4)
+}
+
+/// A history row (`hashX ‖ tx num`, no value) as a number whose order is the key's byte order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) struct HistoryRow(pub(crate) u128);
+
+impl HistoryRow {
+    pub(crate) fn new(hashx: &HashX, txnum: TxNum) -> HistoryRow {
+        let mut key = [0u8; 16];
+        key[..HashX::LEN].copy_from_slice(&hashx.0);
+        key[HashX::LEN..].copy_from_slice(&txnum.to_bytes());
+        HistoryRow(u128::from_be_bytes(key))
+    }
+}
+
+impl Row for HistoryRow {
+    const BYTES: usize = HashX::LEN + TxNum::LEN;
+    const KEY: usize = Self::BYTES;
+    fn put(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.0.to_be_bytes());
+    }
+    fn get(bytes: &[u8]) -> Self {
+        HistoryRow(u128::from_be_bytes(bytes.try_into().expect("16 bytes")))
+    }
+    fn bucket(&self) -> usize {
+        (self.0 >> 116) as usize
+    }
+}
+
+/// A spender row: the `spender` family's key (txid\[..4\] ‖ vout ‖ funding tx num) and value
+/// (the spending tx num).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) struct SpenderRow(pub(crate) [u8; 18]);
+
+impl SpenderRow {
+    pub(crate) fn new(key: &[u8; Self::KEY], spending: TxNum) -> SpenderRow {
+        let mut row = [0u8; 18];
+        row[..Self::KEY].copy_from_slice(key);
+        row[Self::KEY..].copy_from_slice(&spending.to_bytes());
+        SpenderRow(row)
+    }
+}
+
+impl Row for SpenderRow {
+    const BYTES: usize = 18;
+    const KEY: usize = 18 - TxNum::LEN;
+    fn put(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.0);
+    }
+    fn get(bytes: &[u8]) -> Self {
+        SpenderRow(bytes.try_into().expect("18 bytes"))
+    }
+    fn bucket(&self) -> usize {
+        bucket_of(&self.0)
+    }
 }
 
 /// One commit's rows in the file.
@@ -57,21 +119,23 @@ impl Run {
         u64::from(self.starts[BUCKETS])
     }
 
-    fn end(&self) -> u64 {
-        self.rows_at + self.rows() * ROW as u64
+    fn end(&self, row: usize) -> u64 {
+        self.rows_at + self.rows() * row as u64
     }
 }
 
-pub(crate) struct HistoryRuns {
+/// The runs file of one family, its rows of type `R`.
+pub(crate) struct Runs<R> {
     file: File,
     /// Bytes the index has committed (the end of the last run).
     len: u64,
     runs: Vec<Run>,
+    rows: std::marker::PhantomData<R>,
 }
 
-impl HistoryRuns {
+impl<R: Row> Runs<R> {
     /// Opens the file, keeping the runs within the `committed` bytes the index recorded.
-    pub(crate) fn open(path: &Path, committed: u64) -> io::Result<HistoryRuns> {
+    pub(crate) fn open(path: &Path, committed: u64) -> io::Result<Runs<R>> {
         let file = OpenOptions::new()
             .read(true)
             .write(true)
@@ -93,16 +157,17 @@ impl HistoryRuns {
         let mut at = 0;
         while at < committed {
             let run = read_header(&file, at)?;
-            if run.end() > committed {
+            if run.end(R::BYTES) > committed {
                 return Err(invalid(format!("a run at {at} ends past {committed}")));
             }
-            at = run.end();
+            at = run.end(R::BYTES);
             runs.push(run);
         }
-        Ok(HistoryRuns {
+        Ok(Runs {
             file,
             len: committed,
             runs,
+            rows: std::marker::PhantomData,
         })
     }
 
@@ -125,13 +190,13 @@ impl HistoryRuns {
     /// Writes `rows` (in key order) as a run after the committed ones and syncs it; returns it
     /// with the file's length once it is committed. It counts only from [`Self::push`], after
     /// the index's batch recording that length is written.
-    pub(crate) fn write(&self, rows: &[(HashX, TxNum)]) -> io::Result<(Run, u64)> {
+    pub(crate) fn write(&self, rows: &[R]) -> io::Result<(Run, u64)> {
         debug_assert!(rows.windows(2).all(|w| w[0] < w[1]), "rows in key order");
         let count = u32::try_from(rows.len()).map_err(|_| invalid("a run of 2^32 rows".into()))?;
         let mut starts = vec![0u32; BUCKETS + 1].into_boxed_slice();
         // starts[b + 1] counts the rows of range b first, then the counts are summed up.
-        for (hashx, _) in rows {
-            starts[bucket(hashx) + 1] += 1;
+        for row in rows {
+            starts[row.bucket() + 1] += 1;
         }
         for b in 1..=BUCKETS {
             starts[b] += starts[b - 1];
@@ -147,24 +212,24 @@ impl HistoryRuns {
             rows_at: self.len + HEADER as u64,
             starts,
         };
-        let mut piece = Vec::with_capacity(WRITE_ROWS.min(rows.len()) * ROW);
+        let mut piece = Vec::with_capacity(WRITE_ROWS.min(rows.len()) * R::BYTES);
         let mut at = run.rows_at;
         for chunk in rows.chunks(WRITE_ROWS) {
             piece.clear();
-            for (hashx, txnum) in chunk {
-                piece.extend_from_slice(&encode(hashx, *txnum).to_be_bytes());
+            for row in chunk {
+                row.put(&mut piece);
             }
             self.file.write_all_at(&piece, at)?;
             at += piece.len() as u64;
         }
         self.file.sync_data()?;
-        let end = run.end();
+        let end = run.end(R::BYTES);
         Ok((run, end))
     }
 
     /// Counts a run from [`Self::write`] once its length is committed.
     pub(crate) fn push(&mut self, run: Run) {
-        self.len = run.end();
+        self.len = run.end(R::BYTES);
         self.runs.push(run);
     }
 
@@ -194,27 +259,19 @@ impl HistoryRuns {
     }
 
     /// Every row of the key ranges `buckets`, from every run, in key order.
-    pub(crate) fn read_sorted(&self, buckets: Range<usize>, out: &mut Vec<u128>) -> io::Result<()> {
+    pub(crate) fn read_sorted(&self, buckets: Range<usize>, out: &mut Vec<R>) -> io::Result<()> {
         out.clear();
+        let mut bytes = Vec::new();
         for run in &self.runs {
             let (first, last) = (run.starts[buckets.start], run.starts[buckets.end]);
             let n = (last - first) as usize;
             if n == 0 {
                 continue;
             }
-            let have = out.len();
-            out.reserve(n);
-            // SAFETY: the spare capacity holds n u128s (reserved above), any bit pattern is a
-            // valid u128, and only what read_exact_at filled is counted by set_len.
-            let bytes = unsafe {
-                std::slice::from_raw_parts_mut(out.as_mut_ptr().add(have).cast::<u8>(), n * ROW)
-            };
+            bytes.resize(n * R::BYTES, 0);
             self.file
-                .read_exact_at(bytes, run.rows_at + u64::from(first) * ROW as u64)?;
-            unsafe { out.set_len(have + n) };
-        }
-        for row in out.iter_mut() {
-            *row = u128::from_be(*row);
+                .read_exact_at(&mut bytes, run.rows_at + u64::from(first) * R::BYTES as u64)?;
+            out.extend(bytes.chunks_exact(R::BYTES).map(R::get));
         }
         // Each run is sorted already: the sort merges them.
         out.sort_unstable();
@@ -260,18 +317,22 @@ fn invalid(what: String) -> io::Error {
 mod tests {
     use super::*;
 
-    fn row(n: u64) -> (HashX, TxNum) {
+    fn hashx(n: u64) -> HashX {
         let h = crate::types::sha256d(&n.to_le_bytes());
-        (HashX(h[..HashX::LEN].try_into().unwrap()), TxNum(n))
+        HashX(h[..HashX::LEN].try_into().unwrap())
     }
 
-    fn sorted(range: Range<u64>) -> Vec<(HashX, TxNum)> {
+    fn row(n: u64) -> HistoryRow {
+        HistoryRow::new(&hashx(n), TxNum(n))
+    }
+
+    fn sorted(range: Range<u64>) -> Vec<HistoryRow> {
         let mut rows: Vec<_> = range.map(row).collect();
         rows.sort_unstable();
         rows
     }
 
-    fn all(runs: &HistoryRuns, max_rows: u64) -> Vec<u128> {
+    fn all<R: Row>(runs: &Runs<R>, max_rows: u64) -> Vec<R> {
         let chunks = runs.chunks(max_rows);
         // The ranges cover every key once, in order.
         assert_eq!(chunks.first().map(|c| c.start), Some(0));
@@ -291,48 +352,76 @@ mod tests {
     fn runs_read_back_in_key_order_a_range_at_a_time() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("runs");
-        let mut runs = HistoryRuns::open(&path, 0).unwrap();
+        let mut runs = Runs::open(&path, 0).unwrap();
         for r in [0..5_000, 5_000..5_001, 5_001..20_000] {
             let (run, end) = runs.write(&sorted(r)).unwrap();
             runs.push(run);
             assert_eq!(runs.bytes(), end);
         }
         assert_eq!((runs.runs(), runs.rows()), (3, 20_000));
-        let mut expected: Vec<u128> = (0..20_000)
-            .map(|n| {
-                let (h, t) = row(n);
-                encode(&h, t)
-            })
-            .collect();
-        expected.sort_unstable();
+        let expected = sorted(0..20_000);
         assert_eq!(all(&runs, 1_000), expected);
         assert_eq!(all(&runs, u64::MAX), expected);
         // The byte order of keys is the numbers' order.
-        let (h, t) = row(7);
-        assert_eq!(&encode(&h, t).to_be_bytes()[..HashX::LEN], &h.0);
+        let mut bytes = Vec::new();
+        row(7).put(&mut bytes);
+        assert_eq!(&bytes[..HashX::LEN], &hashx(7).0);
+        assert_eq!(row(7).bucket(), bucket_of(&hashx(7).0));
+    }
+
+    #[test]
+    fn spender_rows_keep_their_values_and_key_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("runs");
+        let mut runs = Runs::open(&path, 0).unwrap();
+        let spender = |n: u64| {
+            let mut key = [0u8; SpenderRow::KEY];
+            key[..11].copy_from_slice(&hashx(n).0);
+            SpenderRow::new(&key, TxNum(n * 3))
+        };
+        let mut expected = Vec::new();
+        for r in [0..3_000, 3_000..7_000] {
+            let mut rows: Vec<SpenderRow> = r.map(spender).collect();
+            rows.sort_unstable();
+            let (run, _) = runs.write(&rows).unwrap();
+            runs.push(run);
+            expected.extend(rows);
+        }
+        expected.sort_unstable();
+        let back = all(&runs, 500);
+        assert_eq!(back, expected);
+        assert_eq!(
+            TxNum::from_bytes(&back[0].0[SpenderRow::KEY..]).0 % 3,
+            0,
+            "the value follows the key"
+        );
+        let runs = Runs::<SpenderRow>::open(&path, runs.bytes()).unwrap();
+        assert_eq!(runs.rows(), 7_000);
     }
 
     #[test]
     fn what_was_not_committed_is_cut_at_open() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("runs");
-        let mut runs = HistoryRuns::open(&path, 0).unwrap();
+        let mut runs = Runs::<HistoryRow>::open(&path, 0).unwrap();
         let (run, committed) = runs.write(&sorted(0..3_000)).unwrap();
         runs.push(run);
         // Written, but the batch recording it never was.
         runs.write(&sorted(3_000..4_000)).unwrap();
         drop(runs);
         assert!(std::fs::metadata(&path).unwrap().len() > committed);
-        let runs = HistoryRuns::open(&path, committed).unwrap();
+        let runs = Runs::<HistoryRow>::open(&path, committed).unwrap();
         assert_eq!((runs.runs(), runs.rows()), (1, 3_000));
         assert_eq!(std::fs::metadata(&path).unwrap().len(), committed);
         assert_eq!(all(&runs, u64::MAX).len(), 3_000);
         // A file shorter than what the index committed is damage, not a state to guess from.
         drop(runs);
-        let err = HistoryRuns::open(&path, committed + 1).err().unwrap();
+        let err = Runs::<HistoryRow>::open(&path, committed + 1)
+            .err()
+            .unwrap();
         assert_eq!(err.kind(), io::ErrorKind::UnexpectedEof);
         // Nothing committed: nothing kept.
-        let mut runs = HistoryRuns::open(&path, 0).unwrap();
+        let mut runs = Runs::<HistoryRow>::open(&path, 0).unwrap();
         assert!(runs.is_empty());
         assert_eq!(std::fs::metadata(&path).unwrap().len(), 0);
         let (run, _) = runs.write(&sorted(0..10)).unwrap();
@@ -345,13 +434,13 @@ mod tests {
     fn a_damaged_header_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("runs");
-        let mut runs = HistoryRuns::open(&path, 0).unwrap();
+        let mut runs = Runs::<HistoryRow>::open(&path, 0).unwrap();
         let (run, end) = runs.write(&sorted(0..100)).unwrap();
         runs.push(run);
         drop(runs);
         let file = OpenOptions::new().write(true).open(&path).unwrap();
         file.write_all_at(&7u32.to_le_bytes(), 8 + 4 * 9).unwrap();
-        let err = HistoryRuns::open(&path, end).err().unwrap();
+        let err = Runs::<HistoryRow>::open(&path, end).err().unwrap();
         assert_eq!(err.kind(), io::ErrorKind::InvalidData);
     }
 }
